@@ -1,0 +1,147 @@
+//! Helper families shared by lowering rules: broadcasting, dtype promotion,
+//! keepdim reductions, dimension wrapping.
+
+use crate::ir::*;
+use crate::{DType, GraphError, Result};
+
+/// Wraps a possibly negative dimension index into `0..rank` (rank 0 accepts -1 and 0).
+pub fn wrap_dim(dim: i64, rank: usize) -> Result<usize> {
+    let r = rank.max(1) as i64;
+    let d = if dim < 0 { dim + r } else { dim };
+    if d < 0 || d >= r {
+        return Err(GraphError::Invalid(format!(
+            "Dimension out of range (expected to be in range of [{}, {}], but got {dim})",
+            -r,
+            r - 1
+        )));
+    }
+    Ok(d as usize)
+}
+
+/// NumPy/PyTorch broadcast of two shapes.
+pub fn broadcast_shapes(a: &[i64], b: &[i64]) -> Result<Vec<i64>> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return Err(GraphError::Invalid(format!(
+                    "The size of tensor a ({da}) must match the size of tensor b ({db}) at non-singleton dimension {i}"
+                )))
+            }
+        };
+    }
+    Ok(out)
+}
+
+impl Graph {
+    /// Broadcasts `x` to `shape`, aligning trailing dimensions.
+    pub fn broadcast_to(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId> {
+        let r = self.rank(x);
+        if r > shape.len() {
+            return Err(GraphError::Invalid(format!("cannot broadcast {} to {shape:?}", self.ty(x))));
+        }
+        let dims: Vec<i64> = (0..r).map(|i| (shape.len() - r + i) as i64).collect();
+        self.broadcast_in_dim(x, shape, &dims)
+    }
+
+    /// Converts to `dtype` and broadcasts to `shape`.
+    pub fn coerce(&mut self, x: ValueId, dtype: DType, shape: &[i64]) -> Result<ValueId> {
+        let c = self.convert(x, dtype);
+        self.broadcast_to(c, shape)
+    }
+
+    /// A binary op with broadcasting; both operands are converted to `dtype` first.
+    pub fn binary_bcast(&mut self, kind: BinaryKind, a: ValueId, b: ValueId, dtype: DType) -> Result<ValueId> {
+        let shape = broadcast_shapes(self.shape(a), self.shape(b))?;
+        let a = self.coerce(a, dtype, &shape)?;
+        let b = self.coerce(b, dtype, &shape)?;
+        self.binary(kind, a, b)
+    }
+
+    /// A comparison with broadcasting, computed in `dtype`.
+    pub fn compare_bcast(&mut self, dir: CmpDir, a: ValueId, b: ValueId, dtype: DType) -> Result<ValueId> {
+        let shape = broadcast_shapes(self.shape(a), self.shape(b))?;
+        let a = self.coerce(a, dtype, &shape)?;
+        let b = self.coerce(b, dtype, &shape)?;
+        self.compare(dir, a, b)
+    }
+
+    /// `select` with broadcasting of all three operands.
+    pub fn select_bcast(&mut self, pred: ValueId, a: ValueId, b: ValueId, dtype: DType) -> Result<ValueId> {
+        let s = broadcast_shapes(self.shape(a), self.shape(b))?;
+        let s = broadcast_shapes(&s, self.shape(pred))?;
+        let p = self.coerce(pred, DType::Bool, &s)?;
+        let a = self.coerce(a, dtype, &s)?;
+        let b = self.coerce(b, dtype, &s)?;
+        self.select(p, a, b)
+    }
+
+    /// A constant of `x`'s shape and the given dtype.
+    pub fn full_like(&mut self, x: ValueId, value: f64, dtype: DType) -> ValueId {
+        let shape = self.shape(x).to_vec();
+        let s = self.scalar(value, dtype);
+        self.broadcast_to(s, &shape).expect("scalar broadcasts to any shape")
+    }
+
+    /// Reduction over `dims` (all if empty and `all_if_empty`), keeping reduced dims as 1 if `keepdim`.
+    pub fn reduce_keep(&mut self, kind: ReduceKind, x: ValueId, dims: &[usize], keepdim: bool) -> Result<ValueId> {
+        let shape = self.shape(x).to_vec();
+        let d: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        let r = self.reduce(kind, x, &d)?;
+        if !keepdim {
+            return Ok(r);
+        }
+        let kept: Vec<i64> = shape.iter().enumerate().map(|(i, &s)| if dims.contains(&i) { 1 } else { s }).collect();
+        self.reshape(r, &kept)
+    }
+
+    /// Normalises a dim list (negative allowed, empty = all dims) to sorted unique dims.
+    pub fn reduce_dims(&self, x: ValueId, dims: &[i64]) -> Result<Vec<usize>> {
+        let r = self.rank(x);
+        if dims.is_empty() {
+            return Ok((0..r).collect());
+        }
+        let mut out = Vec::with_capacity(dims.len());
+        for &d in dims {
+            let w = wrap_dim(d, r)?;
+            if r == 0 {
+                continue;
+            }
+            if out.contains(&w) {
+                return Err(GraphError::Invalid(format!("dim {w} appears multiple times in the list of dims")));
+            }
+            out.push(w);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Number of elements over `dims`, as a scalar constant of `dtype`.
+    pub fn count_over(&mut self, x: ValueId, dims: &[usize], dtype: DType) -> ValueId {
+        let n: i64 = dims.iter().map(|&d| self.shape(x)[d]).product();
+        self.scalar(n as f64, dtype)
+    }
+
+    /// Multiplies by a host constant, broadcasting it.
+    pub fn mul_const(&mut self, x: ValueId, c: f64) -> Result<ValueId> {
+        let k = self.full_like(x, c, self.dtype(x));
+        self.binary(BinaryKind::Mul, x, k)
+    }
+
+    /// `dot` of matrices `[.., m, k] x [.., k, n]` with equal batch dims.
+    pub fn matmul_batched(&mut self, a: ValueId, b: ValueId) -> Result<ValueId> {
+        let r = self.rank(a) as i64;
+        if r < 2 || self.rank(b) as i64 != r {
+            return Err(GraphError::Invalid(format!("matmul: {} and {} need equal rank >= 2", self.ty(a), self.ty(b))));
+        }
+        let batch: Vec<i64> = (0..r - 2).collect();
+        let dims = DotDims { lhs_batch: batch.clone(), rhs_batch: batch, lhs_contract: vec![r - 1], rhs_contract: vec![r - 2] };
+        self.dot(a, b, dims)
+    }
+}

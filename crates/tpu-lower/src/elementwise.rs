@@ -1,0 +1,654 @@
+//! Elementwise family: unary math, binary arithmetic with broadcasting and
+//! type promotion, comparisons, logical ops, where, clamp, fills and casts.
+
+use crate::args::{Arg, ScalarArg};
+use crate::promote::{float_dtype, result_type};
+use crate::registry::{Args, LowerCtx, Registry};
+use crate::{bail, Result};
+use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
+
+type Out = Result<Vec<ValueId>>;
+
+/// Registers the functional, `out=` and in-place overloads of an op.
+macro_rules! overloads {
+    ($name:literal) => {
+        &[$name, concat!($name, ".out"), concat!($name, "_")]
+    };
+}
+
+/// Applies a unary kind in `dtype` (converting the input first).
+fn unary_in(c: &mut LowerCtx, kind: U, x: ValueId, dtype: DType) -> Result<ValueId> {
+    let x = c.g.convert(x, dtype);
+    Ok(c.g.unary(kind, x)?)
+}
+
+/// Rules for float math (`exp`, `sin`, ...): integer inputs compute in the default float dtype.
+macro_rules! float_unary {
+    ($($f:ident => $kind:expr),* $(,)?) => {
+        $(fn $f(c: &mut LowerCtx, a: &Args) -> Out {
+            let x = a.t(0)?;
+            let d = float_dtype(c.g.dtype(x));
+            Ok(vec![unary_in(c, $kind, x, d)?])
+        })*
+    };
+}
+
+float_unary! {
+    exp => U::Exp, expm1 => U::Expm1, log => U::Log, log1p => U::Log1p, sqrt => U::Sqrt,
+    rsqrt => U::Rsqrt, sin => U::Sin, cos => U::Cos, tan => U::Tan, tanh => U::Tanh,
+    sigmoid => U::Logistic, erf => U::Erf, erfinv => U::Erfinv, asin => U::Asin, acos => U::Acos,
+    atan => U::Atan, sinh => U::Sinh, cosh => U::Cosh, asinh => U::Asinh, acosh => U::Acosh,
+    atanh => U::Atanh, lgamma => U::Lgamma, digamma => U::Digamma,
+}
+
+/// `log2`, `log10`, `exp2`: a float op scaled by a constant.
+fn scaled_log(c: &mut LowerCtx, a: &Args, base: f64) -> Out {
+    let x = a.t(0)?;
+    let d = float_dtype(c.g.dtype(x));
+    let l = unary_in(c, U::Log, x, d)?;
+    Ok(vec![c.g.mul_const(l, 1.0 / base.ln())?])
+}
+
+fn log2(c: &mut LowerCtx, a: &Args) -> Out {
+    scaled_log(c, a, 2.0)
+}
+
+fn log10(c: &mut LowerCtx, a: &Args) -> Out {
+    scaled_log(c, a, 10.0)
+}
+
+fn exp2(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = float_dtype(c.g.dtype(x));
+    let x = c.g.convert(x, d);
+    let s = c.g.mul_const(x, std::f64::consts::LN_2)?;
+    Ok(vec![c.g.unary(U::Exp, s)?])
+}
+
+fn reciprocal(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = float_dtype(c.g.dtype(x));
+    let x = c.g.convert(x, d);
+    let one = c.g.full_like(x, 1.0, d);
+    Ok(vec![c.g.binary(B::Div, one, x)?])
+}
+
+/// Ops that keep the dtype; rounding ops are the identity on integers.
+fn same_dtype(c: &mut LowerCtx, a: &Args, kind: U) -> Out {
+    let x = a.t(0)?;
+    let d = c.g.dtype(x);
+    let rounding = matches!(kind, U::Floor | U::Ceil | U::RoundEven);
+    if rounding && !d.is_float() {
+        return Ok(vec![x]);
+    }
+    if d == DType::Bool && matches!(kind, U::Neg) {
+        bail!("Negation, the `-` operator, on a bool tensor is not supported.");
+    }
+    Ok(vec![c.g.unary(kind, x)?])
+}
+
+fn neg(c: &mut LowerCtx, a: &Args) -> Out {
+    same_dtype(c, a, U::Neg)
+}
+fn abs(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    if c.g.dtype(x) == DType::Bool {
+        return Ok(vec![x]);
+    }
+    same_dtype(c, a, U::Abs)
+}
+fn floor(c: &mut LowerCtx, a: &Args) -> Out {
+    same_dtype(c, a, U::Floor)
+}
+fn ceil(c: &mut LowerCtx, a: &Args) -> Out {
+    same_dtype(c, a, U::Ceil)
+}
+fn round(c: &mut LowerCtx, a: &Args) -> Out {
+    if a.int_or(1, 0)? != 0 {
+        let x = a.t(0)?;
+        let scale = 10f64.powi(a.int(1)? as i32);
+        let y = c.g.mul_const(x, scale)?;
+        let r = c.g.unary(U::RoundEven, y)?;
+        return Ok(vec![c.g.mul_const(r, 1.0 / scale)?]);
+    }
+    same_dtype(c, a, U::RoundEven)
+}
+fn sign(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    if c.g.dtype(x) == DType::Bool {
+        return Ok(vec![x]);
+    }
+    same_dtype(c, a, U::Sign)
+}
+
+/// `trunc`: round toward zero.
+fn trunc(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    if !c.g.dtype(x).is_float() {
+        return Ok(vec![x]);
+    }
+    let s = c.g.unary(U::Sign, x)?;
+    let m = c.g.unary(U::Abs, x)?;
+    let f = c.g.unary(U::Floor, m)?;
+    Ok(vec![c.g.binary(B::Mul, s, f)?])
+}
+
+fn frac(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let t = trunc(c, a)?[0];
+    Ok(vec![c.g.binary(B::Sub, x, t)?])
+}
+
+fn bitwise_not(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    if c.g.dtype(x).is_float() {
+        bail!("bitwise_not is only supported for integer and boolean tensors, got {}", c.g.dtype(x));
+    }
+    Ok(vec![c.g.unary(U::Not, x)?])
+}
+
+fn logical_not(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let zero = c.g.full_like(x, 0.0, c.g.dtype(x));
+    Ok(vec![c.g.compare(CmpDir::Eq, x, zero)?])
+}
+
+fn isnan(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    Ok(vec![c.g.compare(CmpDir::Ne, x, x)?])
+}
+
+fn isfinite(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    if !c.g.dtype(x).is_float() {
+        return Ok(vec![c.g.full_like(x, 1.0, DType::Bool)]);
+    }
+    Ok(vec![c.g.unary(U::IsFinite, x)?])
+}
+
+/// Second operand of a binary op: a tensor, or a scalar fed from the host.
+fn operand(c: &mut LowerCtx, a: &Args, i: usize, dtype: DType) -> Result<ValueId> {
+    match a.arg(i) {
+        Arg::Tensor(t) => Ok(c.g.convert(t.v, dtype)),
+        _ => {
+            let s = a.scalar(i)?;
+            Ok(c.scalar(s, dtype))
+        }
+    }
+}
+
+/// Both operands of a binary op, in `dtype`, broadcast to a common shape.
+fn operands(c: &mut LowerCtx, a: &Args, dtype: DType) -> Result<(ValueId, ValueId)> {
+    let x = operand(c, a, 0, dtype)?;
+    let y = operand(c, a, 1, dtype)?;
+    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
+    Ok((c.g.broadcast_to(x, &shape)?, c.g.broadcast_to(y, &shape)?))
+}
+
+fn promoted(c: &LowerCtx, a: &Args) -> DType {
+    result_type(c.g, &[a.arg(0), a.arg(1)])
+}
+
+/// `self op alpha * other` for add/sub; alpha of 1 adds no multiply.
+fn add_sub(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let d = promoted(c, a);
+    let (x, mut y) = operands(c, a, d)?;
+    if let Some(alpha) = a.opt_scalar(2)? {
+        if alpha.as_f64() != 1.0 {
+            let k = c.scalar_full(alpha, d, &c.g.shape(y).to_vec())?;
+            y = c.g.binary(B::Mul, y, k)?;
+        }
+    }
+    if d == DType::Bool {
+        let kind = if kind == B::Add { B::Or } else { bail!("Subtraction, the `-` operator, with two bool tensors is not supported.") };
+        return Ok(vec![c.g.binary(kind, x, y)?]);
+    }
+    Ok(vec![c.g.binary(kind, x, y)?])
+}
+
+fn add(c: &mut LowerCtx, a: &Args) -> Out {
+    add_sub(c, a, B::Add)
+}
+fn sub(c: &mut LowerCtx, a: &Args) -> Out {
+    add_sub(c, a, B::Sub)
+}
+fn rsub(c: &mut LowerCtx, a: &Args) -> Out {
+    let swapped = [a.arg(1).clone(), a.arg(0).clone(), a.arg(2).clone()];
+    add_sub(c, &Args(&swapped), B::Sub)
+}
+
+/// A binary op computed in the promoted dtype.
+fn promoted_binary(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let d = promoted(c, a);
+    let (x, y) = operands(c, a, d)?;
+    let kind = match (kind, d) {
+        (B::Mul, DType::Bool) => B::And,
+        (B::Max, DType::Bool) => B::Or,
+        (B::Min, DType::Bool) => B::And,
+        (k, _) => k,
+    };
+    Ok(vec![c.g.binary(kind, x, y)?])
+}
+
+fn mul(c: &mut LowerCtx, a: &Args) -> Out {
+    promoted_binary(c, a, B::Mul)
+}
+fn maximum(c: &mut LowerCtx, a: &Args) -> Out {
+    promoted_binary(c, a, B::Max)
+}
+fn minimum(c: &mut LowerCtx, a: &Args) -> Out {
+    promoted_binary(c, a, B::Min)
+}
+fn fmod(c: &mut LowerCtx, a: &Args) -> Out {
+    promoted_binary(c, a, B::Rem)
+}
+fn bitwise(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let d = promoted(c, a);
+    if d.is_float() {
+        bail!("bitwise ops are only supported for integer and boolean tensors, got {d}");
+    }
+    promoted_binary(c, a, kind)
+}
+fn bitwise_and(c: &mut LowerCtx, a: &Args) -> Out {
+    bitwise(c, a, B::And)
+}
+fn bitwise_or(c: &mut LowerCtx, a: &Args) -> Out {
+    bitwise(c, a, B::Or)
+}
+fn bitwise_xor(c: &mut LowerCtx, a: &Args) -> Out {
+    bitwise(c, a, B::Xor)
+}
+
+/// `fmax`/`fmin`: like maximum/minimum but a NaN loses to a number.
+fn fmax_fmin(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let d = promoted(c, a);
+    let (x, y) = operands(c, a, d)?;
+    let m = c.g.binary(kind, x, y)?;
+    if !d.is_float() {
+        return Ok(vec![m]);
+    }
+    let xnan = c.g.compare(CmpDir::Ne, x, x)?;
+    let ynan = c.g.compare(CmpDir::Ne, y, y)?;
+    let m = c.g.select(xnan, y, m)?;
+    Ok(vec![c.g.select(ynan, x, m)?])
+}
+fn fmax(c: &mut LowerCtx, a: &Args) -> Out {
+    fmax_fmin(c, a, B::Max)
+}
+fn fmin(c: &mut LowerCtx, a: &Args) -> Out {
+    fmax_fmin(c, a, B::Min)
+}
+
+fn atan2(c: &mut LowerCtx, a: &Args) -> Out {
+    let d = float_dtype(promoted(c, a));
+    let (x, y) = operands(c, a, d)?;
+    Ok(vec![c.g.binary(B::Atan2, x, y)?])
+}
+
+/// Python-style modulo: the result takes the divisor's sign.
+fn remainder(c: &mut LowerCtx, a: &Args) -> Out {
+    let d = promoted(c, a);
+    let (x, y) = operands(c, a, d)?;
+    let r = c.g.binary(B::Rem, x, y)?;
+    let zero = c.g.full_like(r, 0.0, d);
+    let r_neg = c.g.compare(CmpDir::Lt, r, zero)?;
+    let y_neg = c.g.compare(CmpDir::Lt, y, zero)?;
+    let signs_differ = c.g.binary(B::Xor, r_neg, y_neg)?;
+    let nonzero = c.g.compare(CmpDir::Ne, r, zero)?;
+    let fix = c.g.binary(B::And, signs_differ, nonzero)?;
+    let shifted = c.g.binary(B::Add, r, y)?;
+    Ok(vec![c.g.select(fix, shifted, r)?])
+}
+
+/// Floor division, exact for integers (truncating division corrected toward -inf).
+fn floor_div(c: &mut LowerCtx, x: ValueId, y: ValueId, d: DType) -> Result<ValueId> {
+    if d.is_float() {
+        let q = c.g.binary(B::Div, x, y)?;
+        return Ok(c.g.unary(U::Floor, q)?);
+    }
+    let q = c.g.binary(B::Div, x, y)?;
+    let r = c.g.binary(B::Rem, x, y)?;
+    let zero = c.g.full_like(r, 0.0, d);
+    let one = c.g.full_like(r, 1.0, d);
+    let r_nz = c.g.compare(CmpDir::Ne, r, zero)?;
+    let r_neg = c.g.compare(CmpDir::Lt, r, zero)?;
+    let y_neg = c.g.compare(CmpDir::Lt, y, zero)?;
+    let differ = c.g.binary(B::Xor, r_neg, y_neg)?;
+    let fix = c.g.binary(B::And, r_nz, differ)?;
+    let qm = c.g.binary(B::Sub, q, one)?;
+    Ok(c.g.select(fix, qm, q)?)
+}
+
+fn div(c: &mut LowerCtx, a: &Args) -> Out {
+    let mode = a.str(2)?.map(str::to_owned);
+    let d = promoted(c, a);
+    match mode.as_deref() {
+        None => {
+            let d = float_dtype(d);
+            let (x, y) = operands(c, a, d)?;
+            Ok(vec![c.g.binary(B::Div, x, y)?])
+        }
+        Some("trunc") => {
+            let (x, y) = operands(c, a, d)?;
+            let q = c.g.binary(B::Div, x, y)?;
+            if !d.is_float() {
+                return Ok(vec![q]);
+            }
+            let s = c.g.unary(U::Sign, q)?;
+            let m = c.g.unary(U::Abs, q)?;
+            let f = c.g.unary(U::Floor, m)?;
+            Ok(vec![c.g.binary(B::Mul, s, f)?])
+        }
+        Some("floor") => {
+            let (x, y) = operands(c, a, d)?;
+            Ok(vec![floor_div(c, x, y, d)?])
+        }
+        Some(m) => bail!("div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{m}'"),
+    }
+}
+
+fn floor_divide(c: &mut LowerCtx, a: &Args) -> Out {
+    let d = promoted(c, a);
+    let (x, y) = operands(c, a, d)?;
+    Ok(vec![floor_div(c, x, y, d)?])
+}
+
+fn pow(c: &mut LowerCtx, a: &Args) -> Out {
+    let d = promoted(c, a);
+    if let Arg::Scalar(s) = a.arg(1) {
+        let e = s.as_f64();
+        let x = operand(c, a, 0, d)?;
+        if e == 2.0 {
+            return Ok(vec![c.g.binary(B::Mul, x, x)?]);
+        }
+        if e == 1.0 {
+            return Ok(vec![x]);
+        }
+        if e == 0.5 && d.is_float() {
+            return Ok(vec![c.g.unary(U::Sqrt, x)?]);
+        }
+    }
+    let (x, y) = operands(c, a, d)?;
+    Ok(vec![c.g.binary(B::Pow, x, y)?])
+}
+
+/// Comparisons compute in the promoted dtype and give bool.
+fn compare(c: &mut LowerCtx, a: &Args, dir: CmpDir) -> Out {
+    let d = promoted(c, a);
+    let (x, y) = operands(c, a, d)?;
+    Ok(vec![c.g.compare(dir, x, y)?])
+}
+fn eq(c: &mut LowerCtx, a: &Args) -> Out {
+    compare(c, a, CmpDir::Eq)
+}
+fn ne(c: &mut LowerCtx, a: &Args) -> Out {
+    compare(c, a, CmpDir::Ne)
+}
+fn lt(c: &mut LowerCtx, a: &Args) -> Out {
+    compare(c, a, CmpDir::Lt)
+}
+fn le(c: &mut LowerCtx, a: &Args) -> Out {
+    compare(c, a, CmpDir::Le)
+}
+fn gt(c: &mut LowerCtx, a: &Args) -> Out {
+    compare(c, a, CmpDir::Gt)
+}
+fn ge(c: &mut LowerCtx, a: &Args) -> Out {
+    compare(c, a, CmpDir::Ge)
+}
+
+/// Logical ops: operands are truth values (`!= 0`), result bool.
+fn logical(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let mut bools = Vec::with_capacity(2);
+    for i in 0..2 {
+        let v = a.t(i)?;
+        let zero = c.g.full_like(v, 0.0, c.g.dtype(v));
+        bools.push(c.g.compare(CmpDir::Ne, v, zero)?);
+    }
+    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(bools[0]), c.g.shape(bools[1]))?;
+    let x = c.g.broadcast_to(bools[0], &shape)?;
+    let y = c.g.broadcast_to(bools[1], &shape)?;
+    Ok(vec![c.g.binary(kind, x, y)?])
+}
+fn logical_and(c: &mut LowerCtx, a: &Args) -> Out {
+    logical(c, a, B::And)
+}
+fn logical_or(c: &mut LowerCtx, a: &Args) -> Out {
+    logical(c, a, B::Or)
+}
+fn logical_xor(c: &mut LowerCtx, a: &Args) -> Out {
+    logical(c, a, B::Xor)
+}
+
+/// `where(condition, self, other)`.
+fn where_(c: &mut LowerCtx, a: &Args) -> Out {
+    let d = result_type(c.g, &[a.arg(1), a.arg(2)]);
+    let cond = a.t(0)?;
+    let x = operand(c, a, 1, d)?;
+    let y = operand(c, a, 2, d)?;
+    Ok(vec![c.g.select_bcast(cond, x, y, d)?])
+}
+
+/// Clamps `x` (in `d`) to optional bounds, each a host scalar or a tensor.
+fn clamp_with(c: &mut LowerCtx, a: &Args, lo: Option<usize>, hi: Option<usize>) -> Out {
+    let mut parts: Vec<&Arg> = vec![a.arg(0)];
+    parts.extend(lo.map(|i| a.arg(i)).filter(|x| !x.is_none()));
+    parts.extend(hi.map(|i| a.arg(i)).filter(|x| !x.is_none()));
+    let d = result_type(c.g, &parts);
+    let mut x = c.g.convert(a.t(0)?, d);
+    let shape_of = |c: &LowerCtx, v: ValueId| c.g.shape(v).to_vec();
+    let bound = |c: &mut LowerCtx, i: Option<usize>, x: ValueId, kind: B| -> Result<ValueId> {
+        match i {
+            Some(i) if a.has(i) => {
+                let b = operand(c, a, i, d)?;
+                let shape = tpu_graph::helpers::broadcast_shapes(&shape_of(c, x), c.g.shape(b))?;
+                let x = c.g.broadcast_to(x, &shape)?;
+                let b = c.g.broadcast_to(b, &shape)?;
+                let r = c.g.binary(kind, x, b)?;
+                // NaN in x propagates, as in PyTorch.
+                if d.is_float() {
+                    let nan = c.g.compare(CmpDir::Ne, x, x)?;
+                    return Ok(c.g.select(nan, x, r)?);
+                }
+                Ok(r)
+            }
+            _ => Ok(x),
+        }
+    };
+    x = bound(c, lo, x, B::Max)?;
+    x = bound(c, hi, x, B::Min)?;
+    Ok(vec![x])
+}
+fn clamp(c: &mut LowerCtx, a: &Args) -> Out {
+    clamp_with(c, a, Some(1), Some(2))
+}
+fn clamp_min(c: &mut LowerCtx, a: &Args) -> Out {
+    clamp_with(c, a, Some(1), None)
+}
+fn clamp_max(c: &mut LowerCtx, a: &Args) -> Out {
+    clamp_with(c, a, None, Some(1))
+}
+
+/// `self + value * t1 * t2` (addcmul) or `self + value * t1 / t2` (addcdiv).
+fn addc(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let mut d = result_type(c.g, &[a.arg(0), a.arg(1), a.arg(2)]);
+    if kind == B::Div {
+        d = float_dtype(d);
+    }
+    let (s, t1, t2) = (a.t(0)?, a.t(1)?, a.t(2)?);
+    let prod = c.g.binary_bcast(kind, t1, t2, d)?;
+    let value = a.opt_scalar(3)?.unwrap_or(ScalarArg::Int(1));
+    let scaled = if value.as_f64() == 1.0 {
+        prod
+    } else {
+        let k = c.scalar_full(value, d, &c.g.shape(prod).to_vec())?;
+        c.g.binary(B::Mul, prod, k)?
+    };
+    Ok(vec![c.g.binary_bcast(B::Add, s, scaled, d)?])
+}
+fn addcmul(c: &mut LowerCtx, a: &Args) -> Out {
+    addc(c, a, B::Mul)
+}
+fn addcdiv(c: &mut LowerCtx, a: &Args) -> Out {
+    addc(c, a, B::Div)
+}
+
+/// `self + weight * (end - self)`.
+fn lerp(c: &mut LowerCtx, a: &Args) -> Out {
+    let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
+    let (x, e) = operands(c, a, d)?;
+    let w = operand(c, a, 2, d)?;
+    let diff = c.g.binary(B::Sub, e, x)?;
+    let step = c.g.binary_bcast(B::Mul, w, diff, d)?;
+    Ok(vec![c.g.binary_bcast(B::Add, x, step, d)?])
+}
+
+/// `fill_(self, value)`: the value broadcast to the written tensor.
+fn fill(c: &mut LowerCtx, a: &Args) -> Out {
+    let t = c.g.ty(a.t(0)?).clone();
+    match a.arg(1) {
+        Arg::Tensor(v) => Ok(vec![c.g.coerce(v.v, t.dtype, &t.shape)?]),
+        _ => {
+            let s = a.scalar(1)?;
+            Ok(vec![c.scalar_full(s, t.dtype, &t.shape)?])
+        }
+    }
+}
+
+fn zero(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    Ok(vec![c.g.full_like(x, 0.0, c.g.dtype(x))])
+}
+
+/// `copy_(self, src)` between tpu tensors: convert and broadcast to `self`.
+fn copy(c: &mut LowerCtx, a: &Args) -> Out {
+    let t = c.g.ty(a.t(0)?).clone();
+    Ok(vec![c.g.coerce(a.t(1)?, t.dtype, &t.shape)?])
+}
+
+/// `_to_copy(self, *, dtype, ...)`: a converted copy.
+fn to_copy(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = a.opt_dtype(1)?.unwrap_or(c.g.dtype(x));
+    let y = c.g.convert(x, d);
+    // A copy must be a new value even without conversion; the caller stores it in a new storage.
+    Ok(vec![y])
+}
+
+/// `arange.start_out(start, end, step, *, out)`: computed in float64/int64, cast to `out`.
+fn arange(c: &mut LowerCtx, a: &Args) -> Out {
+    let out = c.out_type(0)?.clone();
+    let n = out.shape.first().copied().unwrap_or(0);
+    let (start, step) = (a.scalar(0)?, a.scalar(2)?);
+    let wide = if out.dtype.is_float() || matches!(start, ScalarArg::Float(_)) || matches!(step, ScalarArg::Float(_)) {
+        DType::F64
+    } else {
+        DType::I64
+    };
+    let i = c.g.iota(wide, &[n], 0)?;
+    let st = c.scalar_full(step, wide, &[n])?;
+    let s0 = c.scalar_full(start, wide, &[n])?;
+    let scaled = c.g.binary(B::Mul, i, st)?;
+    let v = c.g.binary(B::Add, scaled, s0)?;
+    Ok(vec![c.g.convert(v, out.dtype)])
+}
+
+pub fn register(r: &mut Registry) {
+    r.add(overloads!("exp"), exp);
+    r.add(overloads!("exp2"), exp2);
+    r.add(overloads!("expm1"), expm1);
+    r.add(overloads!("log"), log);
+    r.add(overloads!("log2"), log2);
+    r.add(overloads!("log10"), log10);
+    r.add(overloads!("log1p"), log1p);
+    r.add(overloads!("sqrt"), sqrt);
+    r.add(overloads!("rsqrt"), rsqrt);
+    r.add(overloads!("sin"), sin);
+    r.add(overloads!("cos"), cos);
+    r.add(overloads!("tan"), tan);
+    r.add(overloads!("tanh"), tanh);
+    r.add(overloads!("sigmoid"), sigmoid);
+    r.add(overloads!("erf"), erf);
+    r.add(overloads!("erfinv"), erfinv);
+    r.add(overloads!("asin"), asin);
+    r.add(overloads!("acos"), acos);
+    r.add(overloads!("atan"), atan);
+    r.add(overloads!("sinh"), sinh);
+    r.add(overloads!("cosh"), cosh);
+    r.add(overloads!("asinh"), asinh);
+    r.add(overloads!("acosh"), acosh);
+    r.add(overloads!("atanh"), atanh);
+    r.add(overloads!("lgamma"), lgamma);
+    r.add(overloads!("digamma"), digamma);
+    r.add(overloads!("reciprocal"), reciprocal);
+    r.add(overloads!("neg"), neg);
+    r.add(overloads!("abs"), abs);
+    r.add(overloads!("floor"), floor);
+    r.add(overloads!("ceil"), ceil);
+    r.add(&["round", "round.out", "round_", "round.decimals", "round.decimals_out", "round_.decimals"], round);
+    r.add(overloads!("sign"), sign);
+    r.add(overloads!("sgn"), sign);
+    r.add(overloads!("trunc"), trunc);
+    r.add(overloads!("frac"), frac);
+    r.add(overloads!("bitwise_not"), bitwise_not);
+    r.add(overloads!("logical_not"), logical_not);
+    r.add(&["isnan"], isnan);
+    r.add(&["isfinite"], isfinite);
+    r.add(&["add.Tensor", "add.out", "add_.Tensor", "add.Scalar", "add_.Scalar"], add);
+    r.add(&["sub.Tensor", "sub.out", "sub_.Tensor", "sub.Scalar", "sub_.Scalar"], sub);
+    r.add(&["rsub.Tensor", "rsub.Scalar", "rsub.Tensor_out", "rsub.Scalar_out"], rsub);
+    r.add(&["mul.Tensor", "mul.out", "mul_.Tensor", "mul.Scalar", "mul_.Scalar"], mul);
+    r.add(
+        &[
+            "div.Tensor", "div.out", "div_.Tensor", "div.Scalar", "div_.Scalar", "div.Tensor_mode", "div.out_mode",
+            "div_.Tensor_mode", "div.Scalar_mode", "div_.Scalar_mode",
+        ],
+        div,
+    );
+    r.add(&["floor_divide", "floor_divide.out", "floor_divide_.Tensor", "floor_divide.Scalar"], floor_divide);
+    r.add(
+        &["remainder.Tensor", "remainder.Tensor_out", "remainder_.Tensor", "remainder.Scalar", "remainder_.Scalar", "remainder.Scalar_out"],
+        remainder,
+    );
+    r.add(&["fmod.Tensor", "fmod.Tensor_out", "fmod_.Tensor", "fmod.Scalar", "fmod_.Scalar", "fmod.Scalar_out"], fmod);
+    r.add(
+        &[
+            "pow.Tensor_Tensor", "pow.Tensor_Tensor_out", "pow_.Tensor", "pow.Tensor_Scalar", "pow.Tensor_Scalar_out",
+            "pow_.Scalar", "pow.Scalar", "pow.Scalar_out",
+        ],
+        pow,
+    );
+    r.add(&["maximum", "maximum.out", "max.other", "max.out"], maximum);
+    r.add(&["minimum", "minimum.out", "min.other", "min.out"], minimum);
+    r.add(&["fmax", "fmax.out"], fmax);
+    r.add(&["fmin", "fmin.out"], fmin);
+    r.add(&["atan2", "atan2.out", "atan2_"], atan2);
+    r.add(&["bitwise_and.Tensor", "bitwise_and.Tensor_out", "bitwise_and_.Tensor", "bitwise_and.Scalar", "bitwise_and.Scalar_out"], bitwise_and);
+    r.add(&["bitwise_or.Tensor", "bitwise_or.Tensor_out", "bitwise_or_.Tensor", "bitwise_or.Scalar", "bitwise_or.Scalar_out"], bitwise_or);
+    r.add(&["bitwise_xor.Tensor", "bitwise_xor.Tensor_out", "bitwise_xor_.Tensor", "bitwise_xor.Scalar", "bitwise_xor.Scalar_out"], bitwise_xor);
+    r.add(overloads!("logical_and"), logical_and);
+    r.add(overloads!("logical_or"), logical_or);
+    r.add(overloads!("logical_xor"), logical_xor);
+    for (names, rule) in [
+        (["eq.Tensor", "eq.Tensor_out", "eq_.Tensor", "eq.Scalar", "eq.Scalar_out", "eq_.Scalar"], eq as crate::Rule),
+        (["ne.Tensor", "ne.Tensor_out", "ne_.Tensor", "ne.Scalar", "ne.Scalar_out", "ne_.Scalar"], ne),
+        (["lt.Tensor", "lt.Tensor_out", "lt_.Tensor", "lt.Scalar", "lt.Scalar_out", "lt_.Scalar"], lt),
+        (["le.Tensor", "le.Tensor_out", "le_.Tensor", "le.Scalar", "le.Scalar_out", "le_.Scalar"], le),
+        (["gt.Tensor", "gt.Tensor_out", "gt_.Tensor", "gt.Scalar", "gt.Scalar_out", "gt_.Scalar"], gt),
+        (["ge.Tensor", "ge.Tensor_out", "ge_.Tensor", "ge.Scalar", "ge.Scalar_out", "ge_.Scalar"], ge),
+    ] {
+        r.add(&names, rule);
+    }
+    r.add(&["where.self", "where.self_out", "where.ScalarOther", "where.ScalarSelf", "where.Scalar"], where_);
+    r.add(&["clamp", "clamp.out", "clamp_", "clamp.Tensor", "clamp.Tensor_out", "clamp_.Tensor"], clamp);
+    r.add(&["clamp_min", "clamp_min.out", "clamp_min_", "clamp_min.Tensor", "clamp_min.Tensor_out", "clamp_min_.Tensor"], clamp_min);
+    r.add(&["clamp_max", "clamp_max.out", "clamp_max_", "clamp_max.Tensor", "clamp_max.Tensor_out", "clamp_max_.Tensor"], clamp_max);
+    r.add(overloads!("addcmul"), addcmul);
+    r.add(overloads!("addcdiv"), addcdiv);
+    r.add(&["lerp.Scalar", "lerp.Scalar_out", "lerp_.Scalar", "lerp.Tensor", "lerp.Tensor_out", "lerp_.Tensor"], lerp);
+    r.add(&["fill_.Scalar", "fill_.Tensor", "fill.Scalar", "fill.Tensor"], fill);
+    r.add(&["zero_", "zero", "zeros_like"], zero);
+    r.add(&["copy_", "copy"], copy);
+    r.add(&["_to_copy", "clone"], to_copy);
+    r.add(&["arange.start_out"], arange);
+}

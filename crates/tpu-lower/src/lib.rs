@@ -1,0 +1,41 @@
+//! The lowering registry: one short rule per ATen overload, mapping the op's
+//! arguments (already read as graph values) to graph nodes.
+//!
+//! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
+//! `nn`, `indexing`, `shape`, `random`); each family shares helpers from
+//! `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
+//! crate for its overload name, e.g. `"add.out"`.
+
+pub mod args;
+pub mod elementwise;
+pub mod promote;
+pub mod registry;
+
+pub use args::{Arg, ScalarArg, TensorArg};
+pub use registry::{LowerCtx, Registry, Rule};
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum LowerError {
+    /// No rule for this overload.
+    #[error("no lowering for {0}")]
+    Unsupported(String),
+    /// Arguments the rule cannot take (bad shape, dtype or value).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<tpu_graph::GraphError> for LowerError {
+    fn from(e: tpu_graph::GraphError) -> Self {
+        match e {
+            tpu_graph::GraphError::Invalid(m) => LowerError::Invalid(m),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, LowerError>;
+
+/// Fails with `LowerError::Invalid` and a formatted message.
+#[macro_export]
+macro_rules! bail {
+    ($($t:tt)*) => { return Err($crate::LowerError::Invalid(format!($($t)*))) };
+}
