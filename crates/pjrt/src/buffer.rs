@@ -1,0 +1,243 @@
+//! `PJRT_Buffer` wrapper.
+
+use crate::api::pjrt_call;
+use crate::client::{Client, Device};
+use crate::error::{Error, Result};
+use crate::event::{await_and_destroy, Event};
+use crate::types::{slice_from_raw, ElementType};
+use pjrt_sys as sys;
+
+/// An owned device buffer (destroyed on drop). Keeps its client alive.
+pub struct Buffer {
+    client: Client,
+    raw: *mut sys::PJRT_Buffer,
+}
+
+// SAFETY: PJRT buffers are thread-safe handles (the C API may be called on
+// them from any thread, concurrently); we destroy the handle once in Drop.
+unsafe impl Send for Buffer {}
+// SAFETY: see `Send`; all `&self` methods call thread-safe C functions.
+unsafe impl Sync for Buffer {}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Buffer");
+        if let Ok(t) = self.element_type() {
+            d.field("type", &t);
+        }
+        if let Ok(dims) = self.try_dims() {
+            d.field("dims", &dims);
+        }
+        d.finish()
+    }
+}
+
+impl Buffer {
+    /// Takes ownership of a raw buffer.
+    ///
+    /// # Safety
+    /// `raw` must be null or a live buffer of `client` not owned elsewhere.
+    pub(crate) unsafe fn from_raw(client: Client, raw: *mut sys::PJRT_Buffer) -> Result<Buffer> {
+        if raw.is_null() {
+            return Err(Error::invalid("PJRT returned a null buffer"));
+        }
+        Ok(Buffer { client, raw })
+    }
+
+    /// Raw handle (still owned by `self`).
+    pub fn as_raw(&self) -> *mut sys::PJRT_Buffer {
+        self.raw
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Dimensions (empty if they cannot be queried, e.g. deleted buffer).
+    pub fn dims(&self) -> Vec<i64> {
+        self.try_dims().unwrap_or_default()
+    }
+
+    /// Dimensions, with the query error.
+    pub fn try_dims(&self) -> Result<Vec<i64>> {
+        let mut args = sys::PJRT_Buffer_Dimensions_Args {
+            struct_size: sys::PJRT_Buffer_Dimensions_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live; dims owned by the buffer and
+        // copied immediately.
+        unsafe {
+            pjrt_call!(self.client.api(), PJRT_Buffer_Dimensions, &mut args)?;
+            Ok(slice_from_raw(args.dims, args.num_dims).to_vec())
+        }
+    }
+
+    /// Element type.
+    pub fn element_type(&self) -> Result<ElementType> {
+        let mut args = sys::PJRT_Buffer_ElementType_Args {
+            struct_size: sys::PJRT_Buffer_ElementType_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live.
+        unsafe { pjrt_call!(self.client.api(), PJRT_Buffer_ElementType, &mut args) }?;
+        ElementType::try_from_raw(args.type_)
+    }
+
+    /// Size of the on-device representation.
+    pub fn on_device_size_in_bytes(&self) -> Result<usize> {
+        let mut args = sys::PJRT_Buffer_OnDeviceSizeInBytes_Args {
+            struct_size: sys::PJRT_Buffer_OnDeviceSizeInBytes_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live.
+        unsafe {
+            pjrt_call!(
+                self.client.api(),
+                PJRT_Buffer_OnDeviceSizeInBytes,
+                &mut args
+            )
+        }?;
+        Ok(args.on_device_size_in_bytes)
+    }
+
+    /// The device holding the buffer.
+    pub fn device(&self) -> Result<Device> {
+        let mut args = sys::PJRT_Buffer_Device_Args {
+            struct_size: sys::PJRT_Buffer_Device_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live.
+        unsafe { pjrt_call!(self.client.api(), PJRT_Buffer_Device, &mut args) }?;
+        self.client.device_from_raw(args.device)
+    }
+
+    /// Size in bytes `to_host` needs (dense row-major host layout).
+    pub fn host_size_in_bytes(&self) -> Result<usize> {
+        let mut args = sys::PJRT_Buffer_ToHostBuffer_Args {
+            struct_size: sys::PJRT_Buffer_ToHostBuffer_Args_STRUCT_SIZE as usize,
+            src: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; null `dst` only queries the size.
+        unsafe { pjrt_call!(self.client.api(), PJRT_Buffer_ToHostBuffer, &mut args) }?;
+        Ok(args.dst_size)
+    }
+
+    /// Copies the buffer to `dst` (dense row-major) and waits for completion.
+    /// `dst.len()` must equal [`Buffer::host_size_in_bytes`].
+    pub fn to_host(&self, dst: &mut [u8]) -> Result<()> {
+        if self.is_deleted() {
+            return Err(Error::invalid("to_host on a deleted (or donated) buffer"));
+        }
+        let need = self.host_size_in_bytes()?;
+        if dst.len() != need {
+            return Err(Error::invalid(format!(
+                "to_host: destination has {} bytes, buffer needs {need}",
+                dst.len()
+            )));
+        }
+        if need == 0 {
+            return Ok(());
+        }
+        let mut args = sys::PJRT_Buffer_ToHostBuffer_Args {
+            struct_size: sys::PJRT_Buffer_ToHostBuffer_Args_STRUCT_SIZE as usize,
+            src: self.raw,
+            dst: dst.as_mut_ptr() as *mut std::os::raw::c_void,
+            dst_size: dst.len(),
+            ..Default::default()
+        };
+        // SAFETY: args initialised; `dst` is exclusively borrowed and valid for
+        // `need` bytes until the event completes, which we await before
+        // returning (the event is destroyed afterwards).
+        unsafe {
+            pjrt_call!(self.client.api(), PJRT_Buffer_ToHostBuffer, &mut args)?;
+            await_and_destroy(*self.client.api(), args.event)
+        }
+    }
+
+    /// Convenience: copies to a new `Vec<u8>`.
+    pub fn to_host_vec(&self) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; self.host_size_in_bytes()?];
+        self.to_host(&mut v)?;
+        Ok(v)
+    }
+
+    /// Event that becomes ready when the buffer's data is computed.
+    pub fn ready_event(&self) -> Result<Event> {
+        let mut args = sys::PJRT_Buffer_ReadyEvent_Args {
+            struct_size: sys::PJRT_Buffer_ReadyEvent_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live; we own the returned event.
+        unsafe {
+            pjrt_call!(self.client.api(), PJRT_Buffer_ReadyEvent, &mut args)?;
+            if args.event.is_null() {
+                return Err(Error::invalid("PJRT_Buffer_ReadyEvent returned null"));
+            }
+            Ok(Event::from_raw(*self.client.api(), args.event))
+        }
+    }
+
+    /// True once deleted (explicitly or by donation to an execution).
+    pub fn is_deleted(&self) -> bool {
+        let mut args = sys::PJRT_Buffer_IsDeleted_Args {
+            struct_size: sys::PJRT_Buffer_IsDeleted_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live.
+        match unsafe { pjrt_call!(self.client.api(), PJRT_Buffer_IsDeleted, &mut args) } {
+            Ok(()) => args.is_deleted,
+            Err(_) => false,
+        }
+    }
+
+    /// Frees the device memory now; the handle stays valid (queries report
+    /// deleted, uses fail with an error).
+    pub fn delete(&self) {
+        let mut args = sys::PJRT_Buffer_Delete_Args {
+            struct_size: sys::PJRT_Buffer_Delete_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live (Delete keeps the handle).
+        let _ = unsafe { pjrt_call!(self.client.api(), PJRT_Buffer_Delete, &mut args) };
+    }
+
+    /// Copies the buffer to another device of the same client.
+    pub fn copy_to_device(&self, device: &Device) -> Result<Buffer> {
+        self.client.check_device(device)?;
+        if self.is_deleted() {
+            return Err(Error::invalid("copy_to_device on a deleted buffer"));
+        }
+        let mut args = sys::PJRT_Buffer_CopyToDevice_Args {
+            struct_size: sys::PJRT_Buffer_CopyToDevice_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            dst_device: device.as_raw(),
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer and device live.
+        unsafe {
+            pjrt_call!(self.client.api(), PJRT_Buffer_CopyToDevice, &mut args)?;
+            Buffer::from_raw(self.client.clone(), args.dst_buffer)
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let mut args = sys::PJRT_Buffer_Destroy_Args {
+            struct_size: sys::PJRT_Buffer_Destroy_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: we own the handle; destroyed exactly once, before the client
+        // (we hold a `Client` clone).
+        let _ = unsafe { pjrt_call!(self.client.api(), PJRT_Buffer_Destroy, &mut args) };
+    }
+}

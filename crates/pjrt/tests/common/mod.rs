@@ -1,0 +1,74 @@
+//! Shared test helpers: locate the CPU plugin, one shared client.
+#![allow(dead_code)]
+
+use pjrt::{Api, Client, NamedValue};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub fn plugin_path() -> PathBuf {
+    if let Ok(p) = std::env::var("TORCH_TPU_PJRT_PLUGIN") {
+        return PathBuf::from(p);
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import xla_plugins.xla_cpu_pjrt, os; print(os.path.dirname(xla_plugins.xla_cpu_pjrt.__file__))",
+        ])
+        .output()
+        .expect("run python3 to locate the xla-cpu-pjrt plugin");
+    assert!(
+        out.status.success(),
+        "cannot locate plugin (set TORCH_TPU_PJRT_PLUGIN): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(dir.trim()).join("xla_cpu_pjrt.so")
+}
+
+pub fn api() -> Api {
+    Api::load(&plugin_path()).expect("load plugin")
+}
+
+/// One client shared by the tests of a binary (4 CPU devices).
+pub fn client() -> Client {
+    static C: OnceLock<Client> = OnceLock::new();
+    C.get_or_init(|| Client::new(&api(), &[("cpu_device_count", NamedValue::Int64(4))]).unwrap())
+        .clone()
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+}
+
+pub fn bytes_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+pub const ADD_2X3: &str = r#"
+module @add {
+  func.func public @main(%a: tensor<2x3xf32>, %b: tensor<2x3xf32>) -> tensor<2x3xf32> {
+    %0 = stablehlo.add %a, %b : tensor<2x3xf32>
+    return %0 : tensor<2x3xf32>
+  }
+}
+"#;
+
+pub const MATMUL: &str = r#"
+module @matmul {
+  func.func public @main(%a: tensor<2x3xf32>, %b: tensor<3x2xf32>) -> tensor<2x2xf32> {
+    %0 = stablehlo.dot_general %a, %b, contracting_dims = [1] x [0] : (tensor<2x3xf32>, tensor<3x2xf32>) -> tensor<2x2xf32>
+    return %0 : tensor<2x2xf32>
+  }
+}
+"#;
+
+pub const DONATE: &str = r#"
+module @donate {
+  func.func public @main(%a: tensor<4xf32> {tf.aliasing_output = 0 : i32}) -> tensor<4xf32> {
+    %0 = stablehlo.add %a, %a : tensor<4xf32>
+    return %0 : tensor<4xf32>
+  }
+}
+"#;
