@@ -127,6 +127,8 @@ uint64_t tpu_shim_initial_seed(int32_t device_index);
 // Copies the generator state into `out` (if `cap` is large enough); returns its length.
 int64_t tpu_shim_get_rng_state(int32_t device_index, uint8_t* out, int64_t cap);
 int32_t tpu_shim_set_rng_state(int32_t device_index, const uint8_t* state, int64_t len);
+// Draws a seed from the default generator of a device (for ops with no Generator argument).
+uint64_t tpu_shim_draw_seed(int32_t device_index);
 int32_t tpu_shim_current_device(void);
 int32_t tpu_shim_set_device(int32_t device_index);
 

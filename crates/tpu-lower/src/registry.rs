@@ -17,6 +17,9 @@ pub enum HostValue {
     Scalar(ScalarArg),
     /// A random seed: the parameter is a `tensor<2xui64>` RNG state `[seed, 0]`.
     Seed(u64),
+    /// Like `Seed`, with the seed drawn from the device's default generator
+    /// each time the graph runs (for ops without a `Generator?` argument).
+    DefaultSeed,
 }
 
 pub struct LowerCtx<'a> {
@@ -52,6 +55,21 @@ impl<'a> LowerCtx<'a> {
         let p = self.g.parameter(ValueType::new(DType::U64, &[2]));
         self.host.push((p, HostValue::Seed(seed)));
         p
+    }
+
+    /// RNG state parameter seeded from the default generator at every run.
+    pub fn default_rng_state(&mut self) -> ValueId {
+        let p = self.g.parameter(ValueType::new(DType::U64, &[2]));
+        self.host.push((p, HostValue::DefaultSeed));
+        p
+    }
+
+    /// RNG state for an optional generator argument `i`: its seed, or the default generator's.
+    pub fn rng_state_arg(&mut self, a: &Args, i: usize) -> Result<ValueId> {
+        match a.arg(i) {
+            Arg::Seed(s) => Ok(self.rng_state(*s)),
+            _ => Ok(self.default_rng_state()),
+        }
     }
 
     /// Type of the `i`-th written tensor.
