@@ -1,1 +1,24 @@
+//! torch-tpu runtime.
+//!
+//! - `abi`: the C ABI the C++ shim calls (one `tpu_dispatch` per op).
+//! - `dispatch`: the path of one op (arguments → lowering rule → writes).
+//! - `trace`: a recorded graph and where it is cut and run (`Trace::cut`).
+//! - `fused`: the open trace of fused mode and its cut points.
+//! - `storage`: storages behind PyTorch's data pointers; freed in `storage::free`.
+//! - `transfer`: host↔device copies and `.item()`.
+//! - `cache`: executables keyed by the graph's structural hash.
+//! - `platform`, `mode`, `metrics`, `host`, `python`.
 
+pub mod abi;
+pub mod cache;
+pub mod dispatch;
+pub mod error;
+pub mod fused;
+pub mod host;
+pub mod metrics;
+pub mod mode;
+pub mod platform;
+pub mod python;
+pub mod storage;
+pub mod trace;
+pub mod transfer;

@@ -1,0 +1,388 @@
+//! The C ABI the shim calls (see csrc/tpu_abi.h). Every entry point catches
+//! panics, so no unwinding crosses into C++; errors become status codes with
+//! a thread-local message.
+
+use crate::dispatch::{self, ArgIn, CallArg, Ret, TensorIn};
+use crate::error::{Error, Result};
+use crate::storage::{self, Storage};
+use crate::{metrics, platform, transfer};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use tpu_graph::{DType, View};
+use tpu_lower::{Arg, ScalarArg};
+
+pub const ABI_VERSION: i32 = 1;
+
+#[repr(C)]
+pub struct TpuTensor {
+    storage: *mut c_void,
+    host_data: *mut c_void,
+    sizes: *const i64,
+    strides: *const i64,
+    storage_offset: i64,
+    storage_nbytes: i64,
+    ndim: i32,
+    dtype: i32,
+    device: u8,
+    wrapped_number: u8,
+    device_index: i16,
+}
+
+#[repr(C)]
+pub struct TpuArg {
+    kind: i32,
+    is_write: u8,
+    is_out: u8,
+    reserved: u16,
+    i: i64,
+    d: f64,
+    list: *const c_void,
+    tensor: TpuTensor,
+}
+
+#[repr(C)]
+pub struct TpuRet {
+    kind: i32,
+    index: i32,
+    dtype: i32,
+    ndim: i32,
+    sizes: *const i64,
+    storage: *mut c_void,
+    addr: *mut c_void,
+    nbytes: i64,
+    i: i64,
+    d: f64,
+}
+
+/// Host memory of a CPU tensor argument: from its first element to the last
+/// element its view reaches.
+pub struct HostSpan {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl HostSpan {
+    pub fn as_slice(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the shim passes the data pointer of a live CPU tensor whose
+        // storage holds every element its view reaches (`len` is that span);
+        // the tensor outlives the dispatch call that uses this span.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    pub fn as_mut_slice(&self) -> &mut [u8] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: as for `as_slice`; the shim passes a mutable data pointer for
+        // written tensors, and only the destination of a copy is written, once.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static RESULTS: RefCell<(Vec<TpuRet>, Vec<Vec<i64>>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn set_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// Runs `f`, turning errors and panics into a status code and message.
+fn guarded(f: impl FnOnce() -> Result<i32>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            set_error(&e.to_string());
+            e.status()
+        }
+        Err(p) => {
+            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+            set_error(&format!("internal error in the tpu runtime: {}", msg.unwrap_or_default()));
+            1
+        }
+    }
+}
+
+/// # Safety
+/// `p` must point at `n` valid elements (or `n` must be 0).
+unsafe fn slice<'a, T>(p: *const T, n: i64) -> &'a [T] {
+    if n <= 0 || p.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p, n as usize)
+    }
+}
+
+fn dtype(code: i32) -> Result<DType> {
+    DType::from_torch(code).ok_or_else(|| Error::Invalid(format!("dtype code {code} (e.g. complex) is not supported on tpu")))
+}
+
+/// # Safety
+/// `t` must describe a live tensor as documented in tpu_abi.h.
+unsafe fn tensor_in<'a>(t: &'a TpuTensor) -> Result<TensorIn<'a>> {
+    let sizes = slice(t.sizes, t.ndim as i64);
+    let strides = slice(t.strides, t.ndim as i64);
+    let dtype = dtype(t.dtype)?;
+    if t.device == 0 {
+        if t.storage.is_null() {
+            crate::invalid!("tpu tensor without storage");
+        }
+        let p = t.storage as *const Storage;
+        // SAFETY: `storage` is the DataPtr context made by `tpu_storage_new`
+        // (an `Arc::into_raw`), alive while the tensor is; we take a new reference.
+        Arc::increment_strong_count(p);
+        let storage = Arc::from_raw(p);
+        let view = View { offset: t.storage_offset, sizes: sizes.to_vec(), strides: strides.to_vec() };
+        Ok(TensorIn::Tpu { storage, view, dtype, device: t.device_index.max(0) as usize })
+    } else {
+        let numel: i64 = sizes.iter().product();
+        let extent = if numel == 0 { 0 } else { 1 + sizes.iter().zip(strides).map(|(&n, &s)| (n - 1) * s).sum::<i64>() };
+        let span = HostSpan { ptr: t.host_data as *mut u8, len: extent as usize * dtype.size() };
+        if span.ptr.is_null() && span.len > 0 {
+            crate::invalid!("CPU tensor without data");
+        }
+        Ok(TensorIn::Host { span, sizes, strides, dtype, wrapped: t.wrapped_number != 0 })
+    }
+}
+
+/// # Safety
+/// `a` must be a valid argument as documented in tpu_abi.h.
+unsafe fn arg_in<'a>(a: &'a TpuArg) -> Result<CallArg<'a>> {
+    let arg = match a.kind {
+        0 => ArgIn::Value(Arg::None),
+        1 => ArgIn::Tensor(tensor_in(&a.tensor)?),
+        2 => {
+            let ts = slice(a.list as *const TpuTensor, a.i);
+            let mut v = Vec::with_capacity(ts.len());
+            for t in ts {
+                v.push(if t.ndim < 0 { None } else { Some(tensor_in(t)?) });
+            }
+            ArgIn::Tensors(v)
+        }
+        3 => ArgIn::Value(Arg::Int(a.i)),
+        4 => ArgIn::Value(Arg::Float(a.d)),
+        5 => ArgIn::Value(Arg::Bool(a.i != 0)),
+        6 => ArgIn::Value(Arg::Ints(slice(a.list as *const i64, a.i).to_vec())),
+        7 => ArgIn::Value(Arg::Floats(slice(a.list as *const f64, a.i).to_vec())),
+        8 => ArgIn::Value(Arg::Bools(slice(a.list as *const u8, a.i).iter().map(|&b| b != 0).collect())),
+        9 => ArgIn::Value(Arg::Scalar(ScalarArg::Int(a.i))),
+        10 => ArgIn::Value(Arg::Scalar(ScalarArg::Float(a.d))),
+        11 => ArgIn::Value(Arg::Scalar(ScalarArg::Bool(a.i != 0))),
+        12 => ArgIn::Value(Arg::Str(CStr::from_ptr(a.list as *const c_char).to_string_lossy().into_owned())),
+        13 => ArgIn::Value(Arg::DType(dtype(a.i as i32)?)),
+        14 => ArgIn::Value(Arg::Seed(a.i as u64)),
+        _ => ArgIn::Value(Arg::Other),
+    };
+    Ok(CallArg { arg, is_write: a.is_write != 0, is_out: a.is_out != 0 })
+}
+
+fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
+    RESULTS.with(|r| {
+        let (out, sizes) = &mut *r.borrow_mut();
+        out.clear();
+        sizes.clear();
+        for ret in rets {
+            let mut t = TpuRet {
+                kind: 0,
+                index: 0,
+                dtype: 0,
+                ndim: 0,
+                sizes: std::ptr::null(),
+                storage: std::ptr::null_mut(),
+                addr: std::ptr::null_mut(),
+                nbytes: 0,
+                i: 0,
+                d: 0.0,
+            };
+            match ret {
+                Ret::Arg(i) => (t.kind, t.index) = (1, i as i32),
+                Ret::New { storage, sizes: s, dtype } => {
+                    t.kind = 2;
+                    t.dtype = dtype.to_torch();
+                    t.ndim = s.len() as i32;
+                    t.nbytes = storage.nbytes as i64;
+                    t.addr = storage.addr as *mut c_void;
+                    // Ownership passes to the new DataPtr; `tpu_storage_free` takes it back.
+                    t.storage = Arc::into_raw(storage) as *mut c_void;
+                    sizes.push(s);
+                    t.sizes = sizes.last().expect("pushed").as_ptr();
+                }
+                Ret::Int(i) => (t.kind, t.i) = (3, i),
+                Ret::Double(d) => (t.kind, t.d) = (4, d),
+                Ret::Bool(b) => (t.kind, t.i) = (5, b as i64),
+            }
+            out.push(t);
+        }
+        (out.as_ptr(), out.len() as i32)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn tpu_abi_version() -> i32 {
+    ABI_VERSION
+}
+
+/// # Safety
+/// Arguments as documented in tpu_abi.h.
+#[no_mangle]
+pub unsafe extern "C" fn tpu_dispatch(
+    name: *const c_char,
+    overload: *const c_char,
+    args: *const TpuArg,
+    nargs: i32,
+    rets: *mut *const TpuRet,
+    nrets: *mut i32,
+) -> i32 {
+    guarded(|| {
+        let name = CStr::from_ptr(name).to_str().unwrap_or("?");
+        let overload = if overload.is_null() { "" } else { CStr::from_ptr(overload).to_str().unwrap_or("") };
+        let base = name.strip_prefix("aten::").unwrap_or(name);
+        let op = if overload.is_empty() { base.to_string() } else { format!("{base}.{overload}") };
+        let raw = slice(args, nargs as i64);
+        let mut call = Vec::with_capacity(raw.len());
+        for a in raw {
+            call.push(arg_in(a).map_err(|e| Error::Invalid(format!("aten::{op}: {e}")))?);
+        }
+        match dispatch::dispatch(&op, &call) {
+            Ok(r) => {
+                let (p, n) = publish(r);
+                *rets = p;
+                *nrets = n;
+                Ok(0)
+            }
+            Err(Error::NotImplemented(_)) if crate::mode::cpu_fallback_allowed(&op) => Ok(10),
+            Err(e @ Error::NotImplemented(_)) => Err(e),
+            Err(e) => {
+                let msg = format!("{}: {e}", dispatch::describe_call(&op, &call));
+                Err(match e {
+                    Error::OutOfMemory(_) => Error::OutOfMemory(msg),
+                    Error::Pjrt(p) if p.is_resource_exhausted() => Error::OutOfMemory(msg),
+                    _ => Error::Invalid(msg),
+                })
+            }
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn tpu_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// # Safety
+/// `addr` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn tpu_storage_new(nbytes: i64, device_index: i32, addr: *mut *mut c_void) -> *mut c_void {
+    let mut out = std::ptr::null_mut();
+    let code = guarded(|| {
+        let p = platform::get()?;
+        p.device(device_index.max(0) as usize)?;
+        let s = storage::new_storage(nbytes.max(0) as usize, device_index.max(0) as usize);
+        *addr = s.addr as *mut c_void;
+        out = Arc::into_raw(s) as *mut c_void;
+        Ok(0)
+    });
+    if code != 0 {
+        return std::ptr::null_mut();
+    }
+    out
+}
+
+/// # Safety
+/// `s` must come from `tpu_storage_new` or a `TPU_RET_NEW` result, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn tpu_storage_free(s: *mut c_void) {
+    if s.is_null() {
+        return;
+    }
+    let _ = catch_unwind(|| storage::free(Arc::from_raw(s as *const Storage)));
+}
+
+/// Borrows a storage pointer for the duration of a call.
+///
+/// # Safety
+/// `p` must be a live storage context.
+unsafe fn borrow(p: *mut c_void) -> Arc<Storage> {
+    Arc::increment_strong_count(p as *const Storage);
+    Arc::from_raw(p as *const Storage)
+}
+
+/// # Safety
+/// Both must be live storage contexts.
+#[no_mangle]
+pub unsafe extern "C" fn tpu_storage_copy(dst: *mut c_void, src: *mut c_void, nbytes: i64) -> i32 {
+    guarded(|| {
+        if dst.is_null() || src.is_null() {
+            crate::invalid!("storage copy with a null storage");
+        }
+        transfer::copy_storage_prefix(&borrow(dst), &borrow(src), nbytes.max(0) as usize)?;
+        Ok(0)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn tpu_storage_from_addr(addr: *const c_void) -> *mut c_void {
+    match storage::from_addr(addr as u64) {
+        Some(s) => Arc::as_ptr(&s) as *mut c_void,
+        None => std::ptr::null_mut(),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn tpu_device_count() -> i32 {
+    catch_unwind(|| platform::get().map(|p| p.devices.len() as i32).unwrap_or(0)).unwrap_or(0)
+}
+
+/// # Safety
+/// NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn tpu_count_cpu_fallback(name: *const c_char, overload: *const c_char) {
+    let name = CStr::from_ptr(name).to_string_lossy();
+    let overload = if overload.is_null() { "".into() } else { CStr::from_ptr(overload).to_string_lossy() };
+    let base = name.strip_prefix("aten::").unwrap_or(&name);
+    let op = if overload.is_empty() { base.to_string() } else { format!("{base}.{overload}") };
+    metrics::count_cpu_fallback(&op);
+}
+
+extern "C" {
+    fn tpu_shim_manual_seed(device_index: i32, seed: u64) -> i32;
+    fn tpu_shim_initial_seed(device_index: i32) -> u64;
+    fn tpu_shim_get_rng_state(device_index: i32, out: *mut u8, cap: i64) -> i64;
+    fn tpu_shim_set_rng_state(device_index: i32, state: *const u8, len: i64) -> i32;
+    fn tpu_shim_draw_seed(device_index: i32) -> u64;
+    fn tpu_shim_current_device() -> i32;
+    fn tpu_shim_set_device(device_index: i32) -> i32;
+}
+
+// SAFETY (all below): plain-data calls into the shim, which is linked into
+// this library and catches its own C++ exceptions.
+pub fn draw_seed(device: usize) -> u64 {
+    unsafe { tpu_shim_draw_seed(device as i32) }
+}
+pub fn manual_seed(device: usize, seed: u64) -> bool {
+    unsafe { tpu_shim_manual_seed(device as i32, seed) == 0 }
+}
+pub fn initial_seed(device: usize) -> u64 {
+    unsafe { tpu_shim_initial_seed(device as i32) }
+}
+pub fn get_rng_state(device: usize) -> Vec<u8> {
+    let n = unsafe { tpu_shim_get_rng_state(device as i32, std::ptr::null_mut(), 0) };
+    let mut v = vec![0u8; n.max(0) as usize];
+    unsafe { tpu_shim_get_rng_state(device as i32, v.as_mut_ptr(), v.len() as i64) };
+    v
+}
+pub fn set_rng_state(device: usize, state: &[u8]) -> bool {
+    unsafe { tpu_shim_set_rng_state(device as i32, state.as_ptr(), state.len() as i64) == 0 }
+}
+pub fn current_device() -> i32 {
+    unsafe { tpu_shim_current_device() }
+}
+pub fn set_device(index: i32) -> bool {
+    unsafe { tpu_shim_set_device(index) == 0 }
+}

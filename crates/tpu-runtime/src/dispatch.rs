@@ -1,0 +1,252 @@
+//! The path of one op: arguments are read into the current trace, the op's
+//! lowering rule adds its nodes, results are written to `out=`/in-place
+//! tensors or to new storages, and the mode decides when the trace runs.
+
+use crate::abi::HostSpan;
+use crate::error::{Error, Result};
+use crate::mode::{self, Mode};
+use crate::storage::{self, Storage};
+use crate::trace::{Input, TensorRef, Trace};
+use crate::{fused, host, metrics, transfer};
+use std::sync::Arc;
+use tpu_graph::{DType, ValueType, View};
+use tpu_lower::registry::{Args, HostValue, LowerCtx, Registry, Rule};
+use tpu_lower::{Arg, TensorArg};
+
+pub enum TensorIn<'a> {
+    Tpu { storage: Arc<Storage>, view: View, dtype: DType, device: usize },
+    Host { span: HostSpan, sizes: &'a [i64], strides: &'a [i64], dtype: DType, wrapped: bool },
+}
+
+impl TensorIn<'_> {
+    pub fn sizes(&self) -> &[i64] {
+        match self {
+            TensorIn::Tpu { view, .. } => &view.sizes,
+            TensorIn::Host { sizes, .. } => sizes,
+        }
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorIn::Tpu { dtype, .. } | TensorIn::Host { dtype, .. } => *dtype,
+        }
+    }
+    pub fn tensor_ref(&self) -> Option<TensorRef<'_>> {
+        match self {
+            TensorIn::Tpu { storage, view, dtype, .. } => Some(TensorRef { storage, view: view.clone(), dtype: *dtype }),
+            TensorIn::Host { .. } => None,
+        }
+    }
+    /// `float32[2, 3]` (and `cpu` for host tensors), for error messages.
+    pub fn describe(&self) -> String {
+        let dims: Vec<String> = self.sizes().iter().map(|d| d.to_string()).collect();
+        let place = if matches!(self, TensorIn::Host { .. }) { " (cpu)" } else { "" };
+        format!("{}[{}]{place}", self.dtype(), dims.join(", "))
+    }
+}
+
+pub enum ArgIn<'a> {
+    Value(Arg),
+    Tensor(TensorIn<'a>),
+    Tensors(Vec<Option<TensorIn<'a>>>),
+}
+
+pub struct CallArg<'a> {
+    pub arg: ArgIn<'a>,
+    pub is_write: bool,
+    pub is_out: bool,
+}
+
+pub enum Ret {
+    /// The argument at this index (an `out=` tensor or in-place `self`).
+    Arg(usize),
+    New { storage: Arc<Storage>, sizes: Vec<i64>, dtype: DType },
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+}
+
+/// `aten::mm.out: <message> (arguments: float32[2, 3], float32[2, 3])`
+pub fn describe_call(op: &str, args: &[CallArg]) -> String {
+    let parts: Vec<String> = args
+        .iter()
+        .filter_map(|a| match &a.arg {
+            ArgIn::Tensor(t) => Some(t.describe()),
+            ArgIn::Tensors(ts) => {
+                Some(format!("[{}]", ts.iter().map(|t| t.as_ref().map_or("None".into(), |t| t.describe())).collect::<Vec<_>>().join(", ")))
+            }
+            ArgIn::Value(Arg::None) => None,
+            ArgIn::Value(v) => Some(format!("{v:?}")),
+        })
+        .collect();
+    format!("aten::{op} (arguments: {})", parts.join(", "))
+}
+
+/// Runs one op; `op` is the overload name without namespace (`"add.out"`).
+pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
+    metrics::add(&metrics::COUNTERS.ops_dispatched, 1);
+    if let Some(rets) = transfer::special(op, args)? {
+        return Ok(rets);
+    }
+    let Some(rule) = Registry::global().get(op) else {
+        return Err(Error::NotImplemented(format!(
+            "The operator 'aten::{op}' is not implemented for the tpu device (no lowering). \
+             Set TORCH_TPU_CPU_FALLBACK=1 to run it on the CPU (counted in torch_tpu.metrics())."
+        )));
+    };
+    let device = device_of(args)?;
+    match mode::current() {
+        Mode::Fused => fused::with_trace(device, |t| record(t, op, rule, args)),
+        m => {
+            let mut t = Trace::new(device);
+            t.nan_check = m == Mode::Debug && mode::NAN_CHECK.load(std::sync::atomic::Ordering::Relaxed);
+            let rets = record(&mut t, op, rule, args)?;
+            let written: Vec<Arc<Storage>> = written_storages(args, &rets);
+            t.cut("op")?;
+            if m == Mode::Debug {
+                Trace::wait_written(&written)?;
+            }
+            Ok(rets)
+        }
+    }
+}
+
+fn written_storages(args: &[CallArg], rets: &[Ret]) -> Vec<Arc<Storage>> {
+    let mut v: Vec<Arc<Storage>> = args
+        .iter()
+        .filter(|a| a.is_write)
+        .filter_map(|a| match &a.arg {
+            ArgIn::Tensor(TensorIn::Tpu { storage, .. }) => Some(storage.clone()),
+            _ => None,
+        })
+        .collect();
+    v.extend(rets.iter().filter_map(|r| match r {
+        Ret::New { storage, .. } => Some(storage.clone()),
+        _ => None,
+    }));
+    v
+}
+
+/// The device of the op: that of its tpu tensors, which must agree.
+pub fn device_of(args: &[CallArg]) -> Result<usize> {
+    let mut found: Option<usize> = None;
+    let mut check = |t: &TensorIn| -> Result<()> {
+        if let TensorIn::Tpu { device, .. } = t {
+            match found {
+                Some(d) if d != *device => {
+                    crate::invalid!("Expected all tensors to be on the same device, but found at least two devices, tpu:{d} and tpu:{device}!")
+                }
+                _ => found = Some(*device),
+            }
+        }
+        Ok(())
+    };
+    for a in args {
+        match &a.arg {
+            ArgIn::Tensor(t) => check(t)?,
+            ArgIn::Tensors(ts) => {
+                for t in ts.iter().flatten() {
+                    check(t)?;
+                }
+            }
+            ArgIn::Value(_) => {}
+        }
+    }
+    Ok(found.unwrap_or(0))
+}
+
+/// A tensor argument as a graph value of the trace.
+pub fn read_arg(t: &mut Trace, x: &TensorIn) -> Result<TensorArg> {
+    match x {
+        TensorIn::Tpu { storage, view, dtype, .. } => {
+            let v = t.read(&TensorRef { storage, view: view.clone(), dtype: *dtype })?;
+            Ok(TensorArg { v, wrapped_number: false })
+        }
+        TensorIn::Host { span, sizes, strides, dtype, wrapped } => {
+            let item = dtype.size();
+            if sizes.is_empty() {
+                let s = host::scalar_from_bytes(&span.as_slice()[..item], *dtype);
+                let v = t.param(ValueType::new(*dtype, &[]), Input::Host(HostValue::Scalar(s)));
+                return Ok(TensorArg { v, wrapped_number: *wrapped });
+            }
+            let bytes = host::gather(span.as_slice(), sizes, strides, item);
+            let buf = host::upload(&bytes, *dtype, sizes, t.device)?;
+            let v = t.param(ValueType::new(*dtype, sizes), Input::Buffer(Arc::new(buf)));
+            Ok(TensorArg { v, wrapped_number: false })
+        }
+    }
+}
+
+/// Records one op into `t` and says what it returns.
+pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Vec<Ret>> {
+    let mut lower_args = Vec::with_capacity(args.len());
+    let mut writes: Vec<usize> = Vec::new();
+    let mut out_types = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if a.is_write {
+            match &a.arg {
+                ArgIn::Tensor(x @ TensorIn::Tpu { .. }) => {
+                    writes.push(i);
+                    out_types.push(ValueType::new(x.dtype(), x.sizes()));
+                }
+                ArgIn::Tensor(TensorIn::Host { .. }) => crate::invalid!("cannot write to a CPU tensor from a tpu op"),
+                _ => {}
+            }
+        }
+        if a.is_out {
+            continue;
+        }
+        lower_args.push(match &a.arg {
+            ArgIn::Value(v) => v.clone(),
+            ArgIn::Tensor(x) => Arg::Tensor(read_arg(t, x)?),
+            ArgIn::Tensors(xs) => {
+                let mut vs = Vec::with_capacity(xs.len());
+                for x in xs {
+                    vs.push(match x {
+                        Some(x) => Some(read_arg(t, x)?),
+                        None => None,
+                    });
+                }
+                Arg::Tensors(vs)
+            }
+        });
+    }
+    let mut ctx = LowerCtx::new(&mut t.g, &out_types);
+    let results = rule(&mut ctx, &Args(&lower_args))?;
+    let host_inputs = std::mem::take(&mut ctx.host);
+    t.add_host_inputs(host_inputs);
+    if results.len() < writes.len() {
+        crate::invalid!("internal: the lowering gave {} results for {} written tensors", results.len(), writes.len());
+    }
+    for (k, &i) in writes.iter().enumerate() {
+        let want = &out_types[k].shape;
+        let got = t.g.shape(results[k]).to_vec();
+        if &got != want {
+            // In-place ops may broadcast the other operand only; a result of another shape is an error.
+            let msg = if args[i].is_out { "output" } else { "in-place target" };
+            crate::invalid!("result of shape {got:?} does not match the {msg} of shape {want:?}");
+        }
+    }
+    for (k, &i) in writes.iter().enumerate() {
+        if let ArgIn::Tensor(x) = &args[i].arg {
+            t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
+        }
+    }
+    t.ops += 1;
+    let any_out = args.iter().any(|a| a.is_out);
+    let inplace = op.split('.').next().is_some_and(|b| b.ends_with('_'));
+    if any_out {
+        return Ok(args.iter().enumerate().filter(|(_, a)| a.is_out).map(|(i, _)| Ret::Arg(i)).collect());
+    }
+    if inplace && !writes.is_empty() {
+        return Ok(writes.iter().map(|&i| Ret::Arg(i)).collect());
+    }
+    let mut rets = Vec::new();
+    for &v in &results[writes.len()..] {
+        let ty = t.g.ty(v).clone();
+        let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device);
+        let flat = t.g.reshape(v, &[ty.numel()])?;
+        t.write_storage(&s, flat);
+        rets.push(Ret::New { storage: s, sizes: ty.shape, dtype: ty.dtype });
+    }
+    Ok(rets)
+}

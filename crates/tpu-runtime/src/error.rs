@@ -1,0 +1,57 @@
+//! The runtime's error type; each kind maps to one Python exception class.
+
+use tpu_lower::LowerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad shapes, dtypes, devices or values: `RuntimeError`.
+    #[error("{0}")]
+    Invalid(String),
+    /// No lowering for the op: `NotImplementedError`.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The device is out of memory: `torch.OutOfMemoryError`.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// The plugin failed (compile, transfer, execute).
+    #[error("{0}")]
+    Pjrt(#[from] pjrt::Error),
+    /// No usable PJRT plugin.
+    #[error("{0}")]
+    Platform(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<LowerError> for Error {
+    fn from(e: LowerError) -> Self {
+        match e {
+            LowerError::Unsupported(m) => Error::NotImplemented(m),
+            LowerError::Invalid(m) => Error::Invalid(m),
+        }
+    }
+}
+
+impl From<tpu_graph::GraphError> for Error {
+    fn from(e: tpu_graph::GraphError) -> Self {
+        Error::Invalid(e.to_string())
+    }
+}
+
+impl Error {
+    /// The `TpuStatus` code of the C ABI.
+    pub fn status(&self) -> i32 {
+        match self {
+            Error::NotImplemented(_) => 2,
+            Error::OutOfMemory(_) => 3,
+            Error::Pjrt(e) if e.is_resource_exhausted() => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// Fails with `Error::Invalid` and a formatted message.
+#[macro_export]
+macro_rules! invalid {
+    ($($t:tt)*) => { return Err($crate::error::Error::Invalid(format!($($t)*))) };
+}

@@ -1,0 +1,102 @@
+//! Counters behind `torch_tpu.metrics()`: ops, executions, compiles, caches,
+//! cut reasons, recompiles, CPU fallbacks and bytes moved.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Counters {
+    pub ops_dispatched: AtomicU64,
+    pub ops_recorded: AtomicU64,
+    pub executions: AtomicU64,
+    pub compiles: AtomicU64,
+    pub compile_ns: AtomicU64,
+    pub cache_hits_memory: AtomicU64,
+    pub cache_misses_memory: AtomicU64,
+    pub cache_hits_disk: AtomicU64,
+    pub cache_misses_disk: AtomicU64,
+    pub cache_corrupt_disk: AtomicU64,
+    pub bytes_to_device: AtomicU64,
+    pub bytes_to_host: AtomicU64,
+    pub transfers_to_host: AtomicU64,
+}
+
+pub static COUNTERS: Counters = Counters {
+    ops_dispatched: AtomicU64::new(0),
+    ops_recorded: AtomicU64::new(0),
+    executions: AtomicU64::new(0),
+    compiles: AtomicU64::new(0),
+    compile_ns: AtomicU64::new(0),
+    cache_hits_memory: AtomicU64::new(0),
+    cache_misses_memory: AtomicU64::new(0),
+    cache_hits_disk: AtomicU64::new(0),
+    cache_misses_disk: AtomicU64::new(0),
+    cache_corrupt_disk: AtomicU64::new(0),
+    bytes_to_device: AtomicU64::new(0),
+    bytes_to_host: AtomicU64::new(0),
+    transfers_to_host: AtomicU64::new(0),
+};
+
+/// Named counts: CPU fallbacks by op, cut reasons, recompiles by graph site.
+#[derive(Default)]
+pub struct Tables {
+    pub cpu_fallbacks: BTreeMap<String, u64>,
+    pub cut_reasons: BTreeMap<String, u64>,
+    pub recompiles: BTreeMap<String, u64>,
+}
+
+pub static TABLES: Mutex<Tables> =
+    Mutex::new(Tables { cpu_fallbacks: BTreeMap::new(), cut_reasons: BTreeMap::new(), recompiles: BTreeMap::new() });
+
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
+pub fn get(c: &AtomicU64) -> u64 {
+    c.load(Relaxed)
+}
+
+pub fn count_execution(ops: usize) {
+    add(&COUNTERS.executions, 1);
+    add(&COUNTERS.ops_recorded, ops as u64);
+}
+
+fn bump(table: impl FnOnce(&mut Tables) -> &mut BTreeMap<String, u64>, key: &str) {
+    let mut t = TABLES.lock().unwrap();
+    *table(&mut t).entry(key.to_string()).or_insert(0) += 1;
+}
+
+pub fn count_cpu_fallback(op: &str) {
+    bump(|t| &mut t.cpu_fallbacks, op);
+}
+
+pub fn count_cut(reason: &str) {
+    bump(|t| &mut t.cut_reasons, reason);
+}
+
+pub fn count_recompile(site: &str) {
+    bump(|t| &mut t.recompiles, site);
+}
+
+pub fn reset() {
+    let c = &COUNTERS;
+    for a in [
+        &c.ops_dispatched,
+        &c.ops_recorded,
+        &c.executions,
+        &c.compiles,
+        &c.compile_ns,
+        &c.cache_hits_memory,
+        &c.cache_misses_memory,
+        &c.cache_hits_disk,
+        &c.cache_misses_disk,
+        &c.cache_corrupt_disk,
+        &c.bytes_to_device,
+        &c.bytes_to_host,
+        &c.transfers_to_host,
+    ] {
+        a.store(0, Relaxed);
+    }
+    *TABLES.lock().unwrap() = Tables::default();
+}

@@ -1,0 +1,99 @@
+//! Eager modes and switches read from the environment at start-up.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Synchronous: each op runs and is waited for; errors raise at the op.
+    Debug = 0,
+    /// One cached executable per op, dispatched without waiting.
+    Strict = 1,
+    /// Ops are recorded and run as one program at the next cut point.
+    Fused = 2,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.to_ascii_lowercase().as_str() {
+            "debug" => Some(Mode::Debug),
+            "strict" => Some(Mode::Strict),
+            "fused" => Some(Mode::Fused),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Debug => "debug",
+            Mode::Strict => "strict",
+            Mode::Fused => "fused",
+        }
+    }
+}
+
+static MODE: AtomicU8 = AtomicU8::new(u8::MAX);
+pub static NAN_CHECK: AtomicBool = AtomicBool::new(false);
+pub static CPU_FALLBACK: AtomicBool = AtomicBool::new(false);
+/// Ops allowed to fall back to the CPU even when CPU fallback is off.
+pub static CPU_FALLBACK_OPS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+fn env_flag(name: &str) -> bool {
+    matches!(std::env::var(name).as_deref(), Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes"))
+}
+
+/// The mode chosen by the environment: `TPU_LAUNCH_BLOCKING=1` → debug,
+/// else `TORCH_TPU_EAGER_MODE`, else `TORCH_TPU_DEFER_AND_FUSE=1` → fused, else fused.
+pub fn from_env() -> Mode {
+    if env_flag("TPU_LAUNCH_BLOCKING") {
+        return Mode::Debug;
+    }
+    if let Some(m) = std::env::var("TORCH_TPU_EAGER_MODE").ok().and_then(|s| Mode::parse(&s)) {
+        return m;
+    }
+    if env_flag("TORCH_TPU_DEFER_AND_FUSE") {
+        return Mode::Fused;
+    }
+    Mode::Fused
+}
+
+fn init_env() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        NAN_CHECK.store(env_flag("TORCH_TPU_NAN_CHECK"), Relaxed);
+        CPU_FALLBACK.store(env_flag("TORCH_TPU_CPU_FALLBACK"), Relaxed);
+        if let Ok(list) = std::env::var("TORCH_TPU_CPU_FALLBACK_OPS") {
+            let ops = list.split(',').map(|s| s.trim().trim_start_matches("aten::").to_string()).collect();
+            *CPU_FALLBACK_OPS.lock().unwrap() = Some(ops);
+        }
+        let _ = MODE.compare_exchange(u8::MAX, from_env() as u8, Relaxed, Relaxed);
+    });
+}
+
+pub fn current() -> Mode {
+    let m = MODE.load(Relaxed);
+    if m == u8::MAX {
+        init_env();
+        return current();
+    }
+    match m {
+        0 => Mode::Debug,
+        1 => Mode::Strict,
+        _ => Mode::Fused,
+    }
+}
+
+pub fn set(m: Mode) {
+    init_env();
+    MODE.store(m as u8, Relaxed);
+}
+
+/// Whether op `name` (overload name, no namespace) may run on the CPU.
+pub fn cpu_fallback_allowed(name: &str) -> bool {
+    init_env();
+    if CPU_FALLBACK.load(Relaxed) {
+        return true;
+    }
+    let base = name.split('.').next().unwrap_or(name);
+    CPU_FALLBACK_OPS.lock().unwrap().as_ref().is_some_and(|s| s.contains(name) || s.contains(base))
+}

@@ -1,0 +1,215 @@
+//! The `torch_tpu._core` Python module: control calls only (modes, sync,
+//! metrics, memory, seeds). Ops never pass through Python.
+
+use crate::error::Error;
+use crate::mode::{self, Mode};
+use crate::{abi, cache, fused, metrics, platform, storage};
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use std::sync::atomic::Ordering::Relaxed;
+
+fn py_err(e: Error) -> PyErr {
+    match e {
+        Error::NotImplemented(m) => PyNotImplementedError::new_err(m),
+        other => PyRuntimeError::new_err(other.to_string()),
+    }
+}
+
+#[pyfunction]
+fn platform_name() -> PyResult<String> {
+    Ok(platform::get().map_err(py_err)?.name.clone())
+}
+
+#[pyfunction]
+fn plugin_path() -> PyResult<String> {
+    Ok(platform::get().map_err(py_err)?.plugin.display().to_string())
+}
+
+#[pyfunction]
+fn device_count() -> usize {
+    platform::get().map(|p| p.devices.len()).unwrap_or(0)
+}
+
+#[pyfunction]
+fn device_name(index: usize) -> PyResult<String> {
+    let p = platform::get().map_err(py_err)?;
+    let d = p.device(index).map_err(py_err)?;
+    Ok(format!("{} ({})", d.kind(), p.client.platform_name()))
+}
+
+#[pyfunction]
+fn set_eager_mode(py: Python<'_>, mode: &str) -> PyResult<()> {
+    let m = Mode::parse(mode).ok_or_else(|| PyValueError::new_err(format!("unknown eager mode {mode:?}: expected 'debug', 'strict' or 'fused'")))?;
+    if m != mode::current() {
+        py.allow_threads(|| fused::cut("mode switch")).map_err(py_err)?;
+    }
+    mode::set(m);
+    Ok(())
+}
+
+#[pyfunction]
+fn get_eager_mode() -> &'static str {
+    mode::current().name()
+}
+
+#[pyfunction]
+#[pyo3(signature = (wait = true))]
+fn sync(py: Python<'_>, wait: bool) -> PyResult<()> {
+    py.allow_threads(|| {
+        fused::cut("sync")?;
+        if wait {
+            crate::trace::wait_all()?;
+        }
+        Ok::<(), Error>(())
+    })
+    .map_err(py_err)
+}
+
+#[pyfunction]
+fn metrics_dict(py: Python<'_>) -> PyResult<Py<PyDict>> {
+    let d = PyDict::new(py);
+    let c = &metrics::COUNTERS;
+    let g = metrics::get;
+    d.set_item("ops_dispatched", g(&c.ops_dispatched))?;
+    d.set_item("ops_recorded", g(&c.ops_recorded))?;
+    d.set_item("executions", g(&c.executions))?;
+    d.set_item("compiles", g(&c.compiles))?;
+    d.set_item("compile_time_s", g(&c.compile_ns) as f64 * 1e-9)?;
+    d.set_item("cache_hits_memory", g(&c.cache_hits_memory))?;
+    d.set_item("cache_misses_memory", g(&c.cache_misses_memory))?;
+    d.set_item("cache_hits_disk", g(&c.cache_hits_disk))?;
+    d.set_item("cache_misses_disk", g(&c.cache_misses_disk))?;
+    d.set_item("cache_corrupt_disk", g(&c.cache_corrupt_disk))?;
+    d.set_item("bytes_to_device", g(&c.bytes_to_device))?;
+    d.set_item("bytes_to_host", g(&c.bytes_to_host))?;
+    d.set_item("transfers_to_host", g(&c.transfers_to_host))?;
+    let t = metrics::TABLES.lock().unwrap();
+    d.set_item("cpu_fallbacks", t.cpu_fallbacks.clone())?;
+    d.set_item("cut_reasons", t.cut_reasons.clone())?;
+    d.set_item("recompiles", t.recompiles.clone())?;
+    Ok(d.unbind())
+}
+
+#[pyfunction]
+fn reset_metrics() {
+    metrics::reset();
+}
+
+#[pyfunction]
+fn memory_allocated(device: usize) -> i64 {
+    storage::memory_stats(device).allocated
+}
+
+#[pyfunction]
+fn max_memory_allocated(device: usize) -> i64 {
+    storage::memory_stats(device).peak
+}
+
+#[pyfunction]
+fn reset_peak_memory_stats(device: usize) {
+    storage::reset_peak(device);
+}
+
+#[pyfunction]
+fn memory_stats(py: Python<'_>, device: usize) -> PyResult<Py<PyDict>> {
+    let s = storage::memory_stats(device);
+    let d = PyDict::new(py);
+    d.set_item("allocated_bytes.all.current", s.allocated)?;
+    d.set_item("allocated_bytes.all.peak", s.peak)?;
+    d.set_item("active_bytes.all.current", s.allocated)?;
+    d.set_item("reserved_bytes.all.current", s.allocated)?;
+    d.set_item("num_allocs.all.current", s.count)?;
+    Ok(d.unbind())
+}
+
+#[pyfunction]
+fn empty_cache() {
+    cache::clear();
+}
+
+#[pyfunction]
+fn manual_seed(device: usize, seed: u64) -> PyResult<()> {
+    if !abi::manual_seed(device, seed) {
+        return Err(PyRuntimeError::new_err(format!("manual_seed: no tpu device {device}")));
+    }
+    Ok(())
+}
+
+#[pyfunction]
+fn initial_seed(device: usize) -> u64 {
+    abi::initial_seed(device)
+}
+
+#[pyfunction]
+fn get_rng_state(py: Python<'_>, device: usize) -> Py<PyBytes> {
+    PyBytes::new(py, &abi::get_rng_state(device)).unbind()
+}
+
+#[pyfunction]
+fn set_rng_state(device: usize, state: &[u8]) -> PyResult<()> {
+    if !abi::set_rng_state(device, state) {
+        return Err(PyRuntimeError::new_err("set_rng_state: invalid state"));
+    }
+    Ok(())
+}
+
+#[pyfunction]
+fn current_device() -> i32 {
+    abi::current_device()
+}
+
+#[pyfunction]
+fn set_device(index: i32) -> PyResult<()> {
+    if !abi::set_device(index) {
+        return Err(PyRuntimeError::new_err(format!("set_device: invalid tpu device {index}")));
+    }
+    Ok(())
+}
+
+#[pyfunction]
+fn set_nan_check(enabled: bool) {
+    mode::NAN_CHECK.store(enabled, Relaxed);
+}
+
+#[pyfunction]
+fn set_cpu_fallback(enabled: bool) {
+    mode::current();
+    mode::CPU_FALLBACK.store(enabled, Relaxed);
+}
+
+#[pyfunction]
+fn lowered_ops() -> Vec<&'static str> {
+    tpu_lower::Registry::global().names()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ABI_VERSION", abi::ABI_VERSION)?;
+    m.add_function(wrap_pyfunction!(platform_name, m)?)?;
+    m.add("platform", m.getattr("platform_name")?)?;
+    m.add_function(wrap_pyfunction!(plugin_path, m)?)?;
+    m.add_function(wrap_pyfunction!(device_count, m)?)?;
+    m.add_function(wrap_pyfunction!(device_name, m)?)?;
+    m.add_function(wrap_pyfunction!(set_eager_mode, m)?)?;
+    m.add_function(wrap_pyfunction!(get_eager_mode, m)?)?;
+    m.add_function(wrap_pyfunction!(sync, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics_dict, m)?)?;
+    m.add("metrics", m.getattr("metrics_dict")?)?;
+    m.add_function(wrap_pyfunction!(reset_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_allocated, m)?)?;
+    m.add_function(wrap_pyfunction!(max_memory_allocated, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_peak_memory_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(empty_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(manual_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(initial_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(get_rng_state, m)?)?;
+    m.add_function(wrap_pyfunction!(set_rng_state, m)?)?;
+    m.add_function(wrap_pyfunction!(current_device, m)?)?;
+    m.add_function(wrap_pyfunction!(set_device, m)?)?;
+    m.add_function(wrap_pyfunction!(set_nan_check, m)?)?;
+    m.add_function(wrap_pyfunction!(set_cpu_fallback, m)?)?;
+    m.add_function(wrap_pyfunction!(lowered_ops, m)?)?;
+    Ok(())
+}

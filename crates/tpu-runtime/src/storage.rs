@@ -1,0 +1,120 @@
+//! Storages: the runtime records behind PyTorch's opaque data pointers.
+//!
+//! A storage has a size in bytes and a value: nothing yet, a device buffer
+//! (a flat rank-1 array of the storage's dtype), or a value pending in the
+//! fused trace. Writes rebind the value; a storage is freed in
+//! [`free`] when PyTorch drops its last reference (`tpu_storage_free`).
+
+use crate::trace::PendingRef;
+use pjrt::Buffer;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tpu_graph::DType;
+
+#[derive(Clone)]
+pub enum Value {
+    /// Never written: reads as zeros.
+    Empty,
+    /// A flat buffer of `nbytes / dtype.size()` elements.
+    Device(Arc<Buffer>, DType),
+    /// The storage's value is being computed by the pending fused trace.
+    Pending(PendingRef),
+}
+
+pub struct Storage {
+    pub id: u64,
+    /// The opaque address PyTorch sees as the data pointer.
+    pub addr: u64,
+    pub nbytes: usize,
+    pub device: usize,
+    pub value: Mutex<Value>,
+}
+
+impl Storage {
+    pub fn value(&self) -> Value {
+        self.value.lock().unwrap().clone()
+    }
+    pub fn set(&self, v: Value) {
+        *self.value.lock().unwrap() = v;
+    }
+}
+
+/// Address ranges are handed out once and never reused, spaced so that no two
+/// storages overlap (PyTorch compares data pointers for overlap checks).
+static NEXT_ADDR: AtomicU64 = AtomicU64::new(1 << 40);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Registry {
+    by_addr: BTreeMap<u64, std::sync::Weak<Storage>>,
+    allocated: Vec<i64>,
+    peak: Vec<i64>,
+    count: Vec<i64>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { by_addr: BTreeMap::new(), allocated: Vec::new(), peak: Vec::new(), count: Vec::new() });
+
+fn grow(v: &mut Vec<i64>, device: usize) {
+    if v.len() <= device {
+        v.resize(device + 1, 0);
+    }
+}
+
+pub fn new_storage(nbytes: usize, device: usize) -> Arc<Storage> {
+    let span = (nbytes as u64).div_ceil(64) * 64 + 64;
+    let addr = NEXT_ADDR.fetch_add(span, Ordering::Relaxed);
+    let s = Arc::new(Storage {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        addr,
+        nbytes,
+        device,
+        value: Mutex::new(Value::Empty),
+    });
+    let mut guard = REGISTRY.lock().unwrap();
+    let r = &mut *guard;
+    r.by_addr.insert(addr, Arc::downgrade(&s));
+    for v in [&mut r.allocated, &mut r.peak, &mut r.count] {
+        grow(v, device);
+    }
+    r.allocated[device] += nbytes as i64;
+    r.count[device] += 1;
+    if r.allocated[device] > r.peak[device] {
+        r.peak[device] = r.allocated[device];
+    }
+    s
+}
+
+/// Drops PyTorch's reference; the device buffer goes when the last holder
+/// (a pending trace may still hold the storage's inputs) lets go.
+pub fn free(s: Arc<Storage>) {
+    let mut r = REGISTRY.lock().unwrap();
+    r.by_addr.remove(&s.addr);
+    r.allocated[s.device] -= s.nbytes as i64;
+    r.count[s.device] -= 1;
+}
+
+/// The storage whose address range contains `addr`.
+pub fn from_addr(addr: u64) -> Option<Arc<Storage>> {
+    let r = REGISTRY.lock().unwrap();
+    let (_, w) = r.by_addr.range(..=addr).next_back()?;
+    let s = w.upgrade()?;
+    (addr < s.addr + s.nbytes.max(1) as u64).then_some(s)
+}
+
+pub struct MemoryStats {
+    pub allocated: i64,
+    pub peak: i64,
+    pub count: i64,
+}
+
+pub fn memory_stats(device: usize) -> MemoryStats {
+    let r = REGISTRY.lock().unwrap();
+    let get = |v: &Vec<i64>| v.get(device).copied().unwrap_or(0);
+    MemoryStats { allocated: get(&r.allocated), peak: get(&r.peak), count: get(&r.count) }
+}
+
+pub fn reset_peak(device: usize) {
+    let mut r = REGISTRY.lock().unwrap();
+    grow(&mut r.peak, device);
+    r.peak[device] = r.allocated.get(device).copied().unwrap_or(0);
+}

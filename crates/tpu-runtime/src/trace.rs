@@ -1,0 +1,300 @@
+//! A trace: the graph of ops recorded since the last cut, with the buffers
+//! and host values that feed its parameters and the storages it writes.
+//!
+//! Strict and debug modes record one op per trace and cut at once; fused mode
+//! keeps one trace open across ops (see `fused.rs`). Cutting a trace
+//! ([`Trace::cut`]) is where a graph becomes an executable and runs.
+
+use crate::error::{Error, Result};
+use crate::storage::{Storage, Value};
+use crate::{cache, host, metrics, platform};
+use pjrt::Buffer;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use tpu_graph::{DType, Graph, ReduceKind, UnaryKind, ValueId, ValueType, View};
+use tpu_lower::registry::HostValue;
+
+/// A storage value computed by an open trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingRef {
+    pub trace: u64,
+    pub v: ValueId,
+}
+
+/// What feeds one graph parameter.
+pub enum Input {
+    Buffer(Arc<Buffer>),
+    Host(HostValue),
+}
+
+/// A tensor as the runtime sees it: a view of a storage.
+pub struct TensorRef<'a> {
+    pub storage: &'a Arc<Storage>,
+    pub view: View,
+    pub dtype: DType,
+}
+
+static NEXT_TRACE: AtomicU64 = AtomicU64::new(1);
+
+/// Completion events of executions not yet known to be finished.
+static IN_FLIGHT: std::sync::Mutex<Vec<pjrt::Event>> = std::sync::Mutex::new(Vec::new());
+
+fn remember(done: pjrt::Event) {
+    let mut v = IN_FLIGHT.lock().unwrap();
+    if v.len() >= 64 {
+        v.retain(|e| !e.is_ready().unwrap_or(true));
+    }
+    v.push(done);
+}
+
+/// Waits for every execution dispatched so far (`torch.tpu.synchronize()`).
+pub fn wait_all() -> Result<()> {
+    let events = std::mem::take(&mut *IN_FLIGHT.lock().unwrap());
+    for e in events {
+        e.await_ready()?;
+    }
+    Ok(())
+}
+
+pub struct Trace {
+    pub id: u64,
+    pub g: Graph,
+    pub device: usize,
+    inputs: Vec<Option<Input>>,
+    /// Storages read from their device buffer, by storage id.
+    read_params: HashMap<u64, ValueId>,
+    /// Storages this trace writes, in first-write order, with their latest value.
+    written: Vec<(Weak<Storage>, ValueId, DType)>,
+    written_index: HashMap<u64, usize>,
+    /// Values wanted back without a storage (reads to host).
+    pub extra_outputs: Vec<ValueId>,
+    /// Values of written storages before this trace, restored if it fails.
+    prior: Vec<(Weak<Storage>, Value)>,
+    /// Number of ops recorded.
+    pub ops: usize,
+    /// Check written float values for NaN/Inf (debug mode).
+    pub nan_check: bool,
+}
+
+impl Trace {
+    pub fn new(device: usize) -> Trace {
+        Trace {
+            id: NEXT_TRACE.fetch_add(1, Ordering::Relaxed),
+            g: Graph::new(),
+            device,
+            inputs: Vec::new(),
+            read_params: HashMap::new(),
+            written: Vec::new(),
+            written_index: HashMap::new(),
+            extra_outputs: Vec::new(),
+            prior: Vec::new(),
+            ops: 0,
+            nan_check: false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty() && self.extra_outputs.is_empty()
+    }
+
+    /// A parameter fed by `input`.
+    pub fn param(&mut self, ty: ValueType, input: Input) -> ValueId {
+        let v = self.g.parameter(ty);
+        self.inputs.push(Some(input));
+        v
+    }
+
+    /// Records host inputs the lowering created (its parameters were appended in order).
+    pub fn add_host_inputs(&mut self, host: Vec<(ValueId, HostValue)>) {
+        for (_, hv) in host {
+            self.inputs.push(Some(Input::Host(hv)));
+        }
+        debug_assert_eq!(self.inputs.len(), self.g.params.len());
+    }
+
+    /// The storage's whole flat value, in the storage's element dtype
+    /// (`want` is used when the storage was never written).
+    pub fn read_storage(&mut self, s: &Arc<Storage>, want: DType) -> Result<ValueId> {
+        if let Some(&i) = self.written_index.get(&s.id) {
+            return Ok(self.written[i].1);
+        }
+        if let Some(&v) = self.read_params.get(&s.id) {
+            return Ok(v);
+        }
+        match s.value() {
+            Value::Empty => {
+                let len = (s.nbytes / want.size()) as i64;
+                Ok(self.g.constant(tpu_graph::ConstVal::Int(0), want, &[len]))
+            }
+            Value::Device(buf, dtype) => {
+                let len = (s.nbytes / dtype.size()) as i64;
+                let v = self.param(ValueType::new(dtype, &[len]), Input::Buffer(buf));
+                self.read_params.insert(s.id, v);
+                Ok(v)
+            }
+            Value::Pending(p) => Err(Error::Invalid(format!(
+                "internal: storage {} is pending in trace {} while recording trace {}",
+                s.id, p.trace, self.id
+            ))),
+        }
+    }
+
+    /// Makes `v` (flat, rank 1) the storage's new value.
+    pub fn write_storage(&mut self, s: &Arc<Storage>, v: ValueId) {
+        let dtype = self.g.dtype(v);
+        match self.written_index.get(&s.id) {
+            Some(&i) => self.written[i] = (Arc::downgrade(s), v, dtype),
+            None => {
+                self.written_index.insert(s.id, self.written.len());
+                self.written.push((Arc::downgrade(s), v, dtype));
+                self.prior.push((Arc::downgrade(s), s.value()));
+            }
+        }
+        s.set(Value::Pending(PendingRef { trace: self.id, v }));
+    }
+
+    /// Flat value reinterpreted as `dtype` (same element width).
+    fn flat_as(&mut self, s: &Arc<Storage>, dtype: DType) -> Result<ValueId> {
+        let flat = self.read_storage(s, dtype)?;
+        let have = self.g.dtype(flat);
+        if have == dtype {
+            return Ok(flat);
+        }
+        if have.size() != dtype.size() {
+            crate::invalid!("viewing a {have} storage as {dtype} (a different element size) is not supported on tpu");
+        }
+        Ok(self.g.bitcast(flat, dtype)?)
+    }
+
+    /// Reads a tensor through its view.
+    pub fn read(&mut self, t: &TensorRef) -> Result<ValueId> {
+        let flat = self.flat_as(t.storage, t.dtype)?;
+        Ok(self.g.strided_read(flat, &t.view)?)
+    }
+
+    /// Writes `v` through the tensor's view (converting to its dtype).
+    pub fn write(&mut self, t: &TensorRef, v: ValueId) -> Result<()> {
+        let v = self.g.convert(v, t.dtype);
+        let len = (t.storage.nbytes / t.dtype.size()) as i64;
+        let new_flat = if t.view.covers(len) {
+            self.g.reshape(v, &[len])?
+        } else {
+            let old = self.flat_as(t.storage, t.dtype)?;
+            self.g.strided_write(old, &t.view, v)?
+        };
+        // Keep the storage's element dtype stable across reinterpreting writes.
+        let new_flat = match self.storage_dtype(t.storage) {
+            Some(d) if d != t.dtype => self.g.bitcast(new_flat, d)?,
+            _ => new_flat,
+        };
+        self.write_storage(t.storage, new_flat);
+        Ok(())
+    }
+
+    fn storage_dtype(&self, s: &Arc<Storage>) -> Option<DType> {
+        if let Some(&i) = self.written_index.get(&s.id) {
+            return Some(self.written[i].2);
+        }
+        match s.value() {
+            Value::Device(_, d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Compiles (or finds) and runs the trace; written storages that are
+    /// still alive get the results; returns the extra outputs' buffers.
+    pub fn cut(mut self, reason: &str) -> Result<Vec<Arc<Buffer>>> {
+        let result = self.execute(reason);
+        if result.is_err() {
+            // The writes never happened: give storages back their old values.
+            for (w, old) in std::mem::take(&mut self.prior) {
+                if let Some(s) = w.upgrade() {
+                    let mut val = s.value.lock().unwrap();
+                    if matches!(*val, Value::Pending(p) if p.trace == self.id) {
+                        *val = old;
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn execute(&mut self, reason: &str) -> Result<Vec<Arc<Buffer>>> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut targets = Vec::new();
+        let mut outputs = Vec::new();
+        for (w, v, dtype) in &self.written {
+            if let Some(s) = w.upgrade() {
+                targets.push((s, *dtype));
+                outputs.push(*v);
+            }
+        }
+        let n_storage_outputs = outputs.len();
+        outputs.extend(self.extra_outputs.iter().copied());
+        let mut checks = Vec::new();
+        if self.nan_check {
+            for &v in &outputs {
+                if self.g.dtype(v).is_float() {
+                    let f = self.g.unary(UnaryKind::IsFinite, v)?;
+                    let dims: Vec<i64> = (0..self.g.rank(f) as i64).collect();
+                    checks.push(self.g.reduce(ReduceKind::And, f, &dims)?);
+                }
+            }
+        }
+        let n_outputs = outputs.len();
+        outputs.extend(checks.iter().copied());
+        if outputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.g.outputs = outputs;
+        let platform = platform::get()?;
+        let device = platform.device(self.device)?;
+        let exe = cache::executable(&self.g, reason)?;
+        let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
+        for (i, input) in self.inputs.iter().enumerate() {
+            match input {
+                Some(Input::Buffer(b)) => owned.push(b.clone()),
+                Some(Input::Host(hv)) => {
+                    let dtype = self.g.ty(self.g.params[i]).dtype;
+                    owned.push(host::host_value_buffer(hv, dtype, self.device)?);
+                }
+                None => crate::invalid!("internal: parameter {i} has no input"),
+            }
+        }
+        let args: Vec<&Buffer> = owned.iter().map(|b| b.as_ref()).collect();
+        let (results, done) = exe.execute_with_event(&args, Some(device), &[])?;
+        remember(done);
+        metrics::count_execution(self.ops);
+        let mut results: Vec<Arc<Buffer>> = results.into_iter().map(Arc::new).collect();
+        if !checks.is_empty() {
+            for (k, b) in results[n_outputs..].iter().enumerate() {
+                let mut ok = [0u8; 1];
+                b.to_host(&mut ok)?;
+                if ok[0] == 0 {
+                    crate::invalid!("produced NaN or Inf (output {k}); nan check is on");
+                }
+            }
+        }
+        let extra = results.split_off(n_storage_outputs);
+        for ((s, dtype), buf) in targets.into_iter().zip(results) {
+            let mut val = s.value.lock().unwrap();
+            if matches!(*val, Value::Pending(p) if p.trace == self.id) {
+                *val = Value::Device(buf, dtype);
+            }
+        }
+        Ok(extra.into_iter().take(n_outputs - n_storage_outputs).collect())
+    }
+
+    /// Waits for every output to be computed (debug mode): errors surface at the op.
+    pub fn wait_written(bufs: &[Arc<Storage>]) -> Result<()> {
+        for s in bufs {
+            if let Value::Device(b, _) = s.value() {
+                b.ready_event()?.await_ready()?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! Ops the runtime handles itself: copies across devices (`_copy_from`) and
+//! reading one value to the host (`_local_scalar_dense`, i.e. `.item()`).
+
+use crate::dispatch::{self, ArgIn, CallArg, Ret, TensorIn};
+use crate::error::Result;
+use crate::mode::{self, Mode};
+use crate::storage::Value;
+use crate::trace::{Input, TensorRef, Trace};
+use crate::{fused, host, metrics};
+use pjrt::Buffer;
+use std::sync::Arc;
+use tpu_graph::{DType, ValueType, View};
+
+pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
+    Ok(Some(match op {
+        "_copy_from" | "_copy_from_and_resize" => copy_from(args)?,
+        "_local_scalar_dense" => local_scalar_dense(args)?,
+        _ => return Ok(None),
+    }))
+}
+
+fn tensor<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
+    match args.get(i).map(|a| &a.arg) {
+        Some(ArgIn::Tensor(t)) => Ok(t),
+        _ => crate::invalid!("expected a tensor at argument {i}"),
+    }
+}
+
+/// Runs `f` on a trace and cuts it as the current mode would.
+fn in_trace<R>(device: usize, reason: &str, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
+    if mode::current() == Mode::Fused {
+        return fused::with_trace(device, f);
+    }
+    let mut t = Trace::new(device);
+    let r = f(&mut t)?;
+    t.cut(reason)?;
+    Ok(r)
+}
+
+/// `_copy_from(self, dst)`: copies `self` into `dst`; returns `dst`.
+fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
+    let src = tensor(args, 0)?;
+    let dst = tensor(args, 1)?;
+    if src.sizes() != dst.sizes() {
+        let n_src: i64 = src.sizes().iter().product();
+        let n_dst: i64 = dst.sizes().iter().product();
+        if n_src != n_dst && !matches!(dst, TensorIn::Tpu { .. }) {
+            crate::invalid!("copy between tensors of sizes {:?} and {:?}", src.sizes(), dst.sizes());
+        }
+    }
+    match (src, dst) {
+        (TensorIn::Host { .. }, TensorIn::Tpu { storage, view, dtype, device }) => {
+            let dst_ref = TensorRef { storage, view: view.clone(), dtype: *dtype };
+            upload_into(src, &dst_ref, *device)?;
+        }
+        (TensorIn::Tpu { .. }, TensorIn::Host { span, sizes, strides, dtype, .. }) => {
+            let buf = materialize(src, *dtype)?;
+            let mut bytes = vec![0u8; sizes.iter().product::<i64>() as usize * dtype.size()];
+            metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
+            metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
+            buf.to_host(&mut bytes)?;
+            host::scatter(&bytes, span.as_mut_slice(), sizes, strides, dtype.size());
+        }
+        (TensorIn::Tpu { .. }, TensorIn::Tpu { storage, view, dtype, device }) => {
+            let dst_ref = TensorRef { storage, view: view.clone(), dtype: *dtype };
+            in_trace(*device, "copy", |t| {
+                let v = dispatch::read_arg(t, src)?.v;
+                let v = t.g.convert(v, *dtype);
+                let v = t.g.broadcast_to(v, &view.sizes)?;
+                t.write(&dst_ref, v)?;
+                t.ops += 1;
+                Ok(())
+            })?;
+        }
+        (TensorIn::Host { .. }, TensorIn::Host { .. }) => crate::invalid!("copy between two CPU tensors reached the tpu backend"),
+    }
+    Ok(vec![Ret::Arg(1)])
+}
+
+/// Host → device into a tpu tensor view.
+fn upload_into(src: &TensorIn, dst: &TensorRef, device: usize) -> Result<()> {
+    let TensorIn::Host { span, sizes, strides, dtype, .. } = src else { unreachable!() };
+    let bytes = host::gather(span.as_slice(), sizes, strides, dtype.size());
+    let len = (dst.storage.nbytes / dst.dtype.size()) as i64;
+    let whole = dst.view.covers(len) && *dtype == dst.dtype && sizes == &dst.view.sizes.as_slice();
+    if whole && !matches!(dst.storage.value(), Value::Pending(_)) {
+        // The common `.to("tpu")`: the upload becomes the storage's value, no program runs.
+        let buf = host::upload(&bytes, *dtype, &[len], device)?;
+        dst.storage.set(Value::Device(Arc::new(buf), *dtype));
+        return Ok(());
+    }
+    let buf = Arc::new(host::upload(&bytes, *dtype, sizes, device)?);
+    in_trace(device, "copy", |t| {
+        let v = t.param(ValueType::new(*dtype, sizes), Input::Buffer(buf));
+        let v = t.g.convert(v, dst.dtype);
+        let v = t.g.broadcast_to(v, &dst.view.sizes)?;
+        t.write(dst, v)?;
+        t.ops += 1;
+        Ok(())
+    })
+}
+
+/// A contiguous device buffer with the tensor's values in `dtype`, waiting
+/// for pending work as needed (a cut point in fused mode).
+pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
+    let TensorIn::Tpu { storage, view, dtype: src_dtype, device } = x else {
+        crate::invalid!("expected a tpu tensor");
+    };
+    fused::ensure_computed(storage, "read to host")?;
+    let len = (storage.nbytes / src_dtype.size()) as i64;
+    if let Value::Device(buf, d) = storage.value() {
+        if d == dtype && *src_dtype == dtype && view.covers(len) {
+            return Ok(buf);
+        }
+    }
+    // Views and conversions run as a small program of their own.
+    let mut t = Trace::new(*device);
+    let v = t.read(&TensorRef { storage, view: View { ..view.clone() }, dtype: *src_dtype })?;
+    let v = t.g.convert(v, dtype);
+    let v = if view.sizes.is_empty() { v } else { t.g.reshape(v, &[view.numel()])? };
+    t.extra_outputs.push(v);
+    t.ops += 1;
+    let mut out = t.cut("read to host")?;
+    Ok(out.pop().expect("one output"))
+}
+
+fn local_scalar_dense(args: &[CallArg]) -> Result<Vec<Ret>> {
+    let x = tensor(args, 0)?;
+    let n: i64 = x.sizes().iter().product();
+    if n != 1 {
+        crate::invalid!("a Tensor with {n} elements cannot be converted to Scalar");
+    }
+    let d = x.dtype();
+    let buf = materialize(x, d)?;
+    let mut bytes = vec![0u8; d.size()];
+    metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
+    metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
+    buf.to_host(&mut bytes)?;
+    Ok(vec![match host::scalar_from_bytes(&bytes, d) {
+        tpu_lower::ScalarArg::Bool(b) => Ret::Bool(b),
+        tpu_lower::ScalarArg::Int(i) => Ret::Int(i),
+        tpu_lower::ScalarArg::Float(f) => Ret::Double(f),
+    }])
+}
+
+/// The first `nbytes` of `src`'s value become the start of `dst`'s value
+/// (the rest of `dst` reads as zeros): `resize_` and `Allocator::copy_data`.
+pub fn copy_storage_prefix(dst: &Arc<crate::storage::Storage>, src: &Arc<crate::storage::Storage>, nbytes: usize) -> Result<()> {
+    let dtype = match src.value() {
+        Value::Empty => return Ok(()),
+        Value::Device(_, d) => d,
+        Value::Pending(_) => {
+            fused::ensure_computed(src, "storage copy")?;
+            return copy_storage_prefix(dst, src, nbytes);
+        }
+    };
+    let item = dtype.size();
+    let n = (nbytes.min(src.nbytes).min(dst.nbytes) / item) as i64;
+    let dst_len = (dst.nbytes / item) as i64;
+    in_trace(dst.device, "storage copy", |t| {
+        let flat = t.read_storage(src, dtype)?;
+        let head = t.g.slice(flat, &[0], &[n], &[1])?;
+        let zero = t.g.scalar(0.0, dtype);
+        let whole = t.g.pad(head, zero, &[0], &[dst_len - n], &[0])?;
+        t.write_storage(dst, whole);
+        t.ops += 1;
+        Ok(())
+    })
+}
