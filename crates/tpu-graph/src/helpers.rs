@@ -145,3 +145,63 @@ impl Graph {
         self.dot(a, b, dims)
     }
 }
+
+/// The dtype float math on `d` runs in: half types compute in f32, as PyTorch's
+/// `opmath_type` does; everything else keeps its dtype.
+pub fn opmath(d: DType) -> DType {
+    match d {
+        DType::BF16 | DType::F16 => DType::F32,
+        _ => d,
+    }
+}
+
+impl Graph {
+    /// `dot` whose result has dtype `out` (XLA's preferred element type), e.g.
+    /// bf16 operands accumulated into f32.
+    pub fn dot_to(&mut self, a: ValueId, b: ValueId, dims: DotDims, out: DType) -> Result<ValueId> {
+        let v = self.dot(a, b, dims)?;
+        self.types[v.0 as usize].dtype = out;
+        Ok(v)
+    }
+
+    /// `convolution` whose result has dtype `out` (accumulation type).
+    pub fn convolution_to(&mut self, x: ValueId, w: ValueId, attrs: ConvAttrs, out: DType) -> Result<ValueId> {
+        let v = self.convolution(x, w, attrs)?;
+        self.types[v.0 as usize].dtype = out;
+        Ok(v)
+    }
+
+    /// Inserts a size-1 dimension at `dim` (`0..=rank`).
+    pub fn unsqueeze(&mut self, x: ValueId, dim: usize) -> Result<ValueId> {
+        let mut s = self.shape(x).to_vec();
+        s.insert(dim, 1);
+        self.reshape(x, &s)
+    }
+
+    /// `iota` along `dim` broadcast to `shape`, as int64.
+    pub fn iota_i64(&mut self, shape: &[i64], dim: usize) -> Result<ValueId> {
+        self.iota(DType::I64, shape, dim as i64)
+    }
+
+    /// A scalar host constant of `x`'s dtype combined elementwise with `x`.
+    pub fn binary_const(&mut self, kind: BinaryKind, x: ValueId, c: f64) -> Result<ValueId> {
+        let k = self.full_like(x, c, self.dtype(x));
+        self.binary(kind, x, k)
+    }
+
+    /// Sum over `dims`, keeping them as size 1, then broadcast back to `x`'s shape.
+    pub fn sum_keep_bcast(&mut self, x: ValueId, dims: &[usize]) -> Result<ValueId> {
+        let shape = self.shape(x).to_vec();
+        let r = self.reduce_keep(ReduceKind::Sum, x, dims, true)?;
+        self.broadcast_to(r, &shape)
+    }
+}
+
+impl Graph {
+    /// Removes the listed dimensions, which must have size 1.
+    pub fn squeeze_dims(&mut self, x: ValueId, dims: &[usize]) -> Result<ValueId> {
+        let shape: Vec<i64> =
+            self.shape(x).iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &s)| s).collect();
+        self.reshape(x, &shape)
+    }
+}
