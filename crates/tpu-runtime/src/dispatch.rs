@@ -95,7 +95,10 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
     };
     let device = device_of(args)?;
     match mode::current() {
-        Mode::Fused => fused::with_trace(device, |t| record(t, op, rule, args)),
+        Mode::Fused => {
+            let sig = signature(op, args);
+            fused::with_trace_step(device, sig, |t| record(t, op, rule, args))
+        }
         m => {
             let mut t = Trace::new(device);
             t.nan_check = m == Mode::Debug && mode::NAN_CHECK.load(std::sync::atomic::Ordering::Relaxed);
@@ -231,7 +234,7 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
             t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
         }
     }
-    t.ops += 1;
+    t.note_op(op);
     let any_out = args.iter().any(|a| a.is_out);
     let inplace = op.split('.').next().is_some_and(|b| b.ends_with('_'));
     if any_out {
@@ -249,4 +252,19 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
         rets.push(Ret::New { storage: s, sizes: ty.shape, dtype: ty.dtype });
     }
     Ok(rets)
+}
+
+/// Op name, tensor shapes and dtypes: what must repeat for a step to repeat.
+fn signature(op: &str, args: &[CallArg]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    op.hash(&mut h);
+    for a in args {
+        match &a.arg {
+            ArgIn::Tensor(t) => (t.sizes(), t.dtype()).hash(&mut h),
+            ArgIn::Tensors(ts) => ts.iter().flatten().for_each(|t| (t.sizes(), t.dtype()).hash(&mut h)),
+            ArgIn::Value(_) => {}
+        }
+    }
+    h.finish()
 }

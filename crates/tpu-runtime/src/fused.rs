@@ -1,14 +1,84 @@
 //! Fused mode: one open trace collects ops until a cut point — a read to
-//! host, `sync()`, a size limit, a mode switch — and then runs as one program.
-//! Every cut is counted by reason in the metrics.
+//! host, `sync()`, a size limit, a mode switch, or a detected step boundary —
+//! and then runs as one program. Every cut is counted by reason.
+//!
+//! Step boundaries: when the stream of op signatures (name, shapes, dtypes)
+//! repeats — a training loop without host reads — the trace is cut once per
+//! repetition, so every step runs the same graph and nothing recompiles.
 
 use crate::error::Result;
 use crate::metrics;
 use crate::storage::{Storage, Value};
 use crate::trace::Trace;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-static OPEN: Mutex<Option<Trace>> = Mutex::new(None);
+/// Shortest op sequence taken for a step.
+const MIN_PERIOD: usize = 8;
+
+#[derive(Default)]
+struct StepDetector {
+    /// Signatures since the last cut.
+    seq: Vec<u64>,
+    last_seen: HashMap<u64, usize>,
+    /// Candidate period and how many signatures in a row matched it.
+    candidate: usize,
+    run: usize,
+    /// The confirmed step's signatures.
+    step: Option<Vec<u64>>,
+}
+
+impl StepDetector {
+    /// Takes the next op's signature; true when the trace should be cut after it.
+    fn push(&mut self, sig: u64) -> bool {
+        if let Some(step) = &self.step {
+            if step.get(self.seq.len()) == Some(&sig) {
+                self.seq.push(sig);
+                if self.seq.len() == step.len() {
+                    self.seq.clear();
+                    return true;
+                }
+                return false;
+            }
+            self.step = None;
+            self.restart();
+        }
+        let n = self.seq.len();
+        self.seq.push(sig);
+        if self.candidate > 0 && self.seq[n - self.candidate] == sig {
+            self.run += 1;
+        } else {
+            self.candidate = 0;
+            self.run = 0;
+            if let Some(&p) = self.last_seen.get(&sig) {
+                self.candidate = n - p;
+                self.run = 1;
+            }
+        }
+        self.last_seen.insert(sig, n);
+        if self.candidate >= MIN_PERIOD && self.run >= self.candidate {
+            self.step = Some(self.seq[n + 1 - self.candidate..].to_vec());
+            self.restart();
+            return true;
+        }
+        false
+    }
+
+    fn restart(&mut self) {
+        self.seq.clear();
+        self.last_seen.clear();
+        self.candidate = 0;
+        self.run = 0;
+    }
+}
+
+#[derive(Default)]
+struct State {
+    open: Option<Trace>,
+    steps: StepDetector,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
 
 /// Largest number of ops in one fused graph (`TORCH_TPU_FUSED_MAX_OPS`).
 fn max_ops() -> usize {
@@ -16,33 +86,57 @@ fn max_ops() -> usize {
     *MAX.get_or_init(|| std::env::var("TORCH_TPU_FUSED_MAX_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(4096))
 }
 
+fn run(t: Trace, reason: &str) -> Result<()> {
+    if t.is_empty() {
+        return Ok(());
+    }
+    metrics::count_cut(reason);
+    t.cut(reason).map(|_| ())
+}
+
 /// Records into the open trace (opening one for `device` if needed).
 pub fn with_trace<R>(device: usize, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
-    let mut open = OPEN.lock().unwrap();
-    if open.as_ref().is_some_and(|t| t.device != device) {
-        let t = open.take().expect("checked");
-        metrics::count_cut("device change");
-        t.cut("device change")?;
+    record(device, None, f)
+}
+
+/// Like [`with_trace`] for a dispatched op with signature `sig`, which may end a step.
+pub fn with_trace_step<R>(device: usize, sig: u64, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
+    record(device, Some(sig), f)
+}
+
+fn record<R>(device: usize, sig: Option<u64>, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
+    let mut guard = STATE.lock().unwrap();
+    let state = guard.get_or_insert_with(State::default);
+    if state.open.as_ref().is_some_and(|t| t.device != device) {
+        let t = state.open.take().expect("checked");
+        state.steps.restart();
+        run(t, "device change")?;
     }
-    let t = open.get_or_insert_with(|| Trace::new(device));
+    let t = state.open.get_or_insert_with(|| Trace::new(device));
     let r = f(t)?;
-    if t.ops >= max_ops() {
-        let t = open.take().expect("open");
-        metrics::count_cut("size limit");
-        t.cut("size limit")?;
+    let step_end = sig.is_some_and(|s| state.steps.push(s));
+    let full = t.ops >= max_ops();
+    if step_end || full {
+        let t = state.open.take().expect("open");
+        if full {
+            state.steps.restart();
+        }
+        run(t, if step_end { "step boundary" } else { "size limit" })?;
     }
     Ok(r)
 }
 
 /// Runs the open trace, if any.
 pub fn cut(reason: &str) -> Result<()> {
-    let t = OPEN.lock().unwrap().take();
+    let t = {
+        let mut guard = STATE.lock().unwrap();
+        let state = guard.get_or_insert_with(State::default);
+        state.steps.seq.clear();
+        state.open.take()
+    };
     match t {
-        Some(t) if !t.is_empty() => {
-            metrics::count_cut(reason);
-            t.cut(reason).map(|_| ())
-        }
-        _ => Ok(()),
+        Some(t) => run(t, reason),
+        None => Ok(()),
     }
 }
 

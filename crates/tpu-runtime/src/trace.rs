@@ -73,6 +73,10 @@ pub struct Trace {
     prior: Vec<(Weak<Storage>, Value)>,
     /// Number of ops recorded.
     pub ops: usize,
+    /// Running hash of the recorded op names: the graph's site, shapes aside.
+    site_hash: u64,
+    first_op: String,
+    last_op: String,
     /// Check written float values for NaN/Inf (debug mode).
     pub nan_check: bool,
 }
@@ -90,7 +94,53 @@ impl Trace {
             extra_outputs: Vec::new(),
             prior: Vec::new(),
             ops: 0,
+            site_hash: 0xcbf2_9ce4_8422_2325,
+            first_op: String::new(),
+            last_op: String::new(),
             nan_check: false,
+        }
+    }
+
+    /// Counts one recorded op.
+    pub fn note_op(&mut self, name: &str) {
+        self.ops += 1;
+        for b in name.bytes() {
+            self.site_hash = (self.site_hash ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        self.site_hash = (self.site_hash ^ 0xff).wrapping_mul(0x100_0000_01b3);
+        if self.first_op.is_empty() {
+            self.first_op = name.to_string();
+        }
+        if self.ops > 1 {
+            self.last_op.clear();
+            self.last_op.push_str(name);
+        }
+    }
+
+    fn site_name(&self) -> String {
+        if self.ops <= 1 {
+            format!("aten::{}", self.first_op)
+        } else {
+            format!("graph of {} ops (aten::{} .. aten::{})", self.ops, self.first_op, self.last_op)
+        }
+    }
+
+    /// Donates the old buffer of each written storage to its new value when
+    /// nothing else holds that buffer (XLA then updates it in place).
+    fn donate(&mut self, targets: &[(Arc<Storage>, DType)]) {
+        for (k, (s, _)) in targets.iter().enumerate() {
+            let Some(&p) = self.read_params.get(&s.id) else { continue };
+            let out = self.g.outputs[k];
+            let tpu_graph::Op::Parameter(index) = self.g.node_of(p).op else { continue };
+            let index = index as usize;
+            if out == p || self.g.ty(out) != self.g.ty(p) || self.g.aliases.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            let Some(Input::Buffer(buf)) = &self.inputs[index] else { continue };
+            let held_by_prior = self.prior.iter().any(|(_, v)| matches!(v, Value::Device(b, _) if Arc::ptr_eq(b, buf)));
+            if Arc::strong_count(buf) == 1 + held_by_prior as usize {
+                self.g.aliases.push((index, k));
+            }
         }
     }
 
@@ -250,9 +300,12 @@ impl Trace {
             return Ok(Vec::new());
         }
         self.g.outputs = outputs;
+        self.donate(&targets);
         let platform = platform::get()?;
         let device = platform.device(self.device)?;
-        let exe = cache::executable(&self.g, reason)?;
+        let site_name = self.site_name();
+        let _ = reason;
+        let exe = cache::executable(&self.g, &cache::Site { hash: self.site_hash, name: &site_name })?;
         let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
         for (i, input) in self.inputs.iter().enumerate() {
             match input {

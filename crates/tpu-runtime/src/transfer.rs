@@ -68,7 +68,7 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
                 let v = t.g.convert(v, *dtype);
                 let v = t.g.broadcast_to(v, &view.sizes)?;
                 t.write(&dst_ref, v)?;
-                t.ops += 1;
+                t.note_op("copy_");
                 Ok(())
             })?;
         }
@@ -95,7 +95,7 @@ fn upload_into(src: &TensorIn, dst: &TensorRef, device: usize) -> Result<()> {
         let v = t.g.convert(v, dst.dtype);
         let v = t.g.broadcast_to(v, &dst.view.sizes)?;
         t.write(dst, v)?;
-        t.ops += 1;
+        t.note_op("copy_");
         Ok(())
     })
 }
@@ -119,7 +119,7 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
     let v = t.g.convert(v, dtype);
     let v = if view.sizes.is_empty() { v } else { t.g.reshape(v, &[view.numel()])? };
     t.extra_outputs.push(v);
-    t.ops += 1;
+    t.note_op("copy_");
     let mut out = t.cut("read to host")?;
     Ok(out.pop().expect("one output"))
 }
@@ -163,7 +163,7 @@ pub fn copy_storage_prefix(dst: &Arc<crate::storage::Storage>, src: &Arc<crate::
         let zero = t.g.scalar(0.0, dtype);
         let whole = t.g.pad(head, zero, &[0], &[dst_len - n], &[0])?;
         t.write_storage(dst, whole);
-        t.ops += 1;
+        t.note_op("copy_");
         Ok(())
     })
 }
