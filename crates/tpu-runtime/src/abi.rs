@@ -102,8 +102,14 @@ fn guarded(f: impl FnOnce() -> Result<i32>) -> i32 {
             e.status()
         }
         Err(p) => {
-            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
-            set_error(&format!("internal error in the tpu runtime: {}", msg.unwrap_or_default()));
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned());
+            set_error(&format!(
+                "internal error in the tpu runtime: {}",
+                msg.unwrap_or_default()
+            ));
             1
         }
     }
@@ -120,7 +126,11 @@ unsafe fn slice<'a, T>(p: *const T, n: i64) -> &'a [T] {
 }
 
 fn dtype(code: i32) -> Result<DType> {
-    DType::from_torch(code).ok_or_else(|| Error::Invalid(format!("dtype code {code} (e.g. complex) is not supported on tpu")))
+    DType::from_torch(code).ok_or_else(|| {
+        Error::Invalid(format!(
+            "dtype code {code} (e.g. complex) is not supported on tpu"
+        ))
+    })
 }
 
 /// # Safety
@@ -138,16 +148,42 @@ unsafe fn tensor_in<'a>(t: &'a TpuTensor) -> Result<TensorIn<'a>> {
         // (an `Arc::into_raw`), alive while the tensor is; we take a new reference.
         Arc::increment_strong_count(p);
         let storage = Arc::from_raw(p);
-        let view = View { offset: t.storage_offset, sizes: sizes.to_vec(), strides: strides.to_vec() };
-        Ok(TensorIn::Tpu { storage, view, dtype, device: t.device_index.max(0) as usize })
+        let view = View {
+            offset: t.storage_offset,
+            sizes: sizes.to_vec(),
+            strides: strides.to_vec(),
+        };
+        Ok(TensorIn::Tpu {
+            storage,
+            view,
+            dtype,
+            device: t.device_index.max(0) as usize,
+        })
     } else {
         let numel: i64 = sizes.iter().product();
-        let extent = if numel == 0 { 0 } else { 1 + sizes.iter().zip(strides).map(|(&n, &s)| (n - 1) * s).sum::<i64>() };
-        let span = HostSpan { ptr: t.host_data as *mut u8, len: extent as usize * dtype.size() };
+        let extent = if numel == 0 {
+            0
+        } else {
+            1 + sizes
+                .iter()
+                .zip(strides)
+                .map(|(&n, &s)| (n - 1) * s)
+                .sum::<i64>()
+        };
+        let span = HostSpan {
+            ptr: t.host_data as *mut u8,
+            len: extent as usize * dtype.size(),
+        };
         if span.ptr.is_null() && span.len > 0 {
             crate::invalid!("CPU tensor without data");
         }
-        Ok(TensorIn::Host { span, sizes, strides, dtype, wrapped: t.wrapped_number != 0 })
+        Ok(TensorIn::Host {
+            span,
+            sizes,
+            strides,
+            dtype,
+            wrapped: t.wrapped_number != 0,
+        })
     }
 }
 
@@ -161,7 +197,11 @@ unsafe fn arg_in<'a>(a: &'a TpuArg) -> Result<CallArg<'a>> {
             let ts = slice(a.list as *const TpuTensor, a.i);
             let mut v = Vec::with_capacity(ts.len());
             for t in ts {
-                v.push(if t.ndim < 0 { None } else { Some(tensor_in(t)?) });
+                v.push(if t.ndim < 0 {
+                    None
+                } else {
+                    Some(tensor_in(t)?)
+                });
             }
             ArgIn::Tensors(v)
         }
@@ -170,16 +210,29 @@ unsafe fn arg_in<'a>(a: &'a TpuArg) -> Result<CallArg<'a>> {
         5 => ArgIn::Value(Arg::Bool(a.i != 0)),
         6 => ArgIn::Value(Arg::Ints(slice(a.list as *const i64, a.i).to_vec())),
         7 => ArgIn::Value(Arg::Floats(slice(a.list as *const f64, a.i).to_vec())),
-        8 => ArgIn::Value(Arg::Bools(slice(a.list as *const u8, a.i).iter().map(|&b| b != 0).collect())),
+        8 => ArgIn::Value(Arg::Bools(
+            slice(a.list as *const u8, a.i)
+                .iter()
+                .map(|&b| b != 0)
+                .collect(),
+        )),
         9 => ArgIn::Value(Arg::Scalar(ScalarArg::Int(a.i))),
         10 => ArgIn::Value(Arg::Scalar(ScalarArg::Float(a.d))),
         11 => ArgIn::Value(Arg::Scalar(ScalarArg::Bool(a.i != 0))),
-        12 => ArgIn::Value(Arg::Str(CStr::from_ptr(a.list as *const c_char).to_string_lossy().into_owned())),
+        12 => ArgIn::Value(Arg::Str(
+            CStr::from_ptr(a.list as *const c_char)
+                .to_string_lossy()
+                .into_owned(),
+        )),
         13 => ArgIn::Value(Arg::DType(dtype(a.i as i32)?)),
         14 => ArgIn::Value(Arg::Seed(a.i as u64)),
         _ => ArgIn::Value(Arg::Other),
     };
-    Ok(CallArg { arg, is_write: a.is_write != 0, is_out: a.is_out != 0 })
+    Ok(CallArg {
+        arg,
+        is_write: a.is_write != 0,
+        is_out: a.is_out != 0,
+    })
 }
 
 fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
@@ -202,7 +255,11 @@ fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
             };
             match ret {
                 Ret::Arg(i) => (t.kind, t.index) = (1, i as i32),
-                Ret::New { storage, sizes: s, dtype } => {
+                Ret::New {
+                    storage,
+                    sizes: s,
+                    dtype,
+                } => {
                     t.kind = 2;
                     t.dtype = dtype.to_torch();
                     t.ndim = s.len() as i32;
@@ -241,9 +298,17 @@ pub unsafe extern "C" fn tpu_dispatch(
 ) -> i32 {
     guarded(|| {
         let name = CStr::from_ptr(name).to_str().unwrap_or("?");
-        let overload = if overload.is_null() { "" } else { CStr::from_ptr(overload).to_str().unwrap_or("") };
+        let overload = if overload.is_null() {
+            ""
+        } else {
+            CStr::from_ptr(overload).to_str().unwrap_or("")
+        };
         let base = name.strip_prefix("aten::").unwrap_or(name);
-        let op = if overload.is_empty() { base.to_string() } else { format!("{base}.{overload}") };
+        let op = if overload.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}.{overload}")
+        };
         let raw = slice(args, nargs as i64);
         let mut call = Vec::with_capacity(raw.len());
         for a in raw {
@@ -278,7 +343,11 @@ pub extern "C" fn tpu_last_error() -> *const c_char {
 /// # Safety
 /// `addr` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn tpu_storage_new(nbytes: i64, device_index: i32, addr: *mut *mut c_void) -> *mut c_void {
+pub unsafe extern "C" fn tpu_storage_new(
+    nbytes: i64,
+    device_index: i32,
+    addr: *mut *mut c_void,
+) -> *mut c_void {
     let mut out = std::ptr::null_mut();
     let code = guarded(|| {
         let p = platform::get()?;
@@ -344,9 +413,17 @@ pub extern "C" fn tpu_device_count() -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn tpu_count_cpu_fallback(name: *const c_char, overload: *const c_char) {
     let name = CStr::from_ptr(name).to_string_lossy();
-    let overload = if overload.is_null() { "".into() } else { CStr::from_ptr(overload).to_string_lossy() };
+    let overload = if overload.is_null() {
+        "".into()
+    } else {
+        CStr::from_ptr(overload).to_string_lossy()
+    };
     let base = name.strip_prefix("aten::").unwrap_or(&name);
-    let op = if overload.is_empty() { base.to_string() } else { format!("{base}.{overload}") };
+    let op = if overload.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{overload}")
+    };
     metrics::count_cpu_fallback(&op);
 }
 

@@ -30,7 +30,12 @@ pub struct Site<'a> {
 /// The executable for `g`: from memory, else from disk, else compiled.
 pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
     let key = g.structural_hash();
-    if let Some(e) = MEMORY.lock().unwrap().get_or_insert_with(HashMap::new).get(&key) {
+    if let Some(e) = MEMORY
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .get(&key)
+    {
         metrics::add(&metrics::COUNTERS.cache_hits_memory, 1);
         return Ok(e.clone());
     }
@@ -45,8 +50,16 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
             let start = Instant::now();
             let exe = platform.client.compile(&text)?;
             metrics::add(&metrics::COUNTERS.compiles, 1);
-            metrics::add(&metrics::COUNTERS.compile_ns, start.elapsed().as_nanos() as u64);
-            if !SITES.lock().unwrap().get_or_insert_with(HashSet::new).insert(site.hash) {
+            metrics::add(
+                &metrics::COUNTERS.compile_ns,
+                start.elapsed().as_nanos() as u64,
+            );
+            if !SITES
+                .lock()
+                .unwrap()
+                .get_or_insert_with(HashSet::new)
+                .insert(site.hash)
+            {
                 metrics::count_recompile(site.name);
             }
             store(&digest, &exe);
@@ -54,7 +67,11 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
         }
     };
     let exe = Arc::new(exe);
-    MEMORY.lock().unwrap().get_or_insert_with(HashMap::new).insert(key, exe.clone());
+    MEMORY
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, exe.clone());
     Ok(exe)
 }
 
@@ -95,7 +112,15 @@ fn load(digest: &str) -> Option<LoadedExecutable> {
         && &bytes[..8] == MAGIC
         && &bytes[8..72] == digest.as_bytes()
         && Sha256::digest(&bytes[104..]).as_slice() == &bytes[72..104];
-    let exe = valid.then(|| platform::get().ok()?.client.deserialize_and_load(&bytes[104..]).ok()).flatten();
+    let exe = valid
+        .then(|| {
+            platform::get()
+                .ok()?
+                .client
+                .deserialize_and_load(&bytes[104..])
+                .ok()
+        })
+        .flatten();
     match exe {
         Some(e) => {
             metrics::add(&metrics::COUNTERS.cache_hits_disk, 1);
@@ -132,7 +157,10 @@ fn store(digest: &str, exe: &LoadedExecutable) {
 fn dump(key: &GraphKey, text: &str) {
     if let Ok(dir) = std::env::var("TORCH_TPU_DUMP_DIR") {
         let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(format!("{dir}/graph_{:016x}{:016x}.mlir", key.0, key.1), text);
+        let _ = std::fs::write(
+            format!("{dir}/graph_{:016x}{:016x}.mlir", key.0, key.1),
+            text,
+        );
     }
 }
 

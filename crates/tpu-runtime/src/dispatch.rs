@@ -14,8 +14,19 @@ use tpu_lower::registry::{Args, HostValue, LowerCtx, Registry, Rule};
 use tpu_lower::{Arg, TensorArg};
 
 pub enum TensorIn<'a> {
-    Tpu { storage: Arc<Storage>, view: View, dtype: DType, device: usize },
-    Host { span: HostSpan, sizes: &'a [i64], strides: &'a [i64], dtype: DType, wrapped: bool },
+    Tpu {
+        storage: Arc<Storage>,
+        view: View,
+        dtype: DType,
+        device: usize,
+    },
+    Host {
+        span: HostSpan,
+        sizes: &'a [i64],
+        strides: &'a [i64],
+        dtype: DType,
+        wrapped: bool,
+    },
 }
 
 impl TensorIn<'_> {
@@ -32,14 +43,27 @@ impl TensorIn<'_> {
     }
     pub fn tensor_ref(&self) -> Option<TensorRef<'_>> {
         match self {
-            TensorIn::Tpu { storage, view, dtype, .. } => Some(TensorRef { storage, view: view.clone(), dtype: *dtype }),
+            TensorIn::Tpu {
+                storage,
+                view,
+                dtype,
+                ..
+            } => Some(TensorRef {
+                storage,
+                view: view.clone(),
+                dtype: *dtype,
+            }),
             TensorIn::Host { .. } => None,
         }
     }
     /// `float32[2, 3]` (and `cpu` for host tensors), for error messages.
     pub fn describe(&self) -> String {
         let dims: Vec<String> = self.sizes().iter().map(|d| d.to_string()).collect();
-        let place = if matches!(self, TensorIn::Host { .. }) { " (cpu)" } else { "" };
+        let place = if matches!(self, TensorIn::Host { .. }) {
+            " (cpu)"
+        } else {
+            ""
+        };
         format!("{}[{}]{place}", self.dtype(), dims.join(", "))
     }
 }
@@ -59,7 +83,11 @@ pub struct CallArg<'a> {
 pub enum Ret {
     /// The argument at this index (an `out=` tensor or in-place `self`).
     Arg(usize),
-    New { storage: Arc<Storage>, sizes: Vec<i64>, dtype: DType },
+    New {
+        storage: Arc<Storage>,
+        sizes: Vec<i64>,
+        dtype: DType,
+    },
     Int(i64),
     Double(f64),
     Bool(bool),
@@ -71,9 +99,13 @@ pub fn describe_call(op: &str, args: &[CallArg]) -> String {
         .iter()
         .filter_map(|a| match &a.arg {
             ArgIn::Tensor(t) => Some(t.describe()),
-            ArgIn::Tensors(ts) => {
-                Some(format!("[{}]", ts.iter().map(|t| t.as_ref().map_or("None".into(), |t| t.describe())).collect::<Vec<_>>().join(", ")))
-            }
+            ArgIn::Tensors(ts) => Some(format!(
+                "[{}]",
+                ts.iter()
+                    .map(|t| t.as_ref().map_or("None".into(), |t| t.describe()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             ArgIn::Value(Arg::None) => None,
             ArgIn::Value(v) => Some(format!("{v:?}")),
         })
@@ -101,7 +133,8 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
         }
         m => {
             let mut t = Trace::new(device);
-            t.nan_check = m == Mode::Debug && mode::NAN_CHECK.load(std::sync::atomic::Ordering::Relaxed);
+            t.nan_check =
+                m == Mode::Debug && mode::NAN_CHECK.load(std::sync::atomic::Ordering::Relaxed);
             let rets = record(&mut t, op, rule, args)?;
             let written: Vec<Arc<Storage>> = written_storages(args, &rets);
             t.cut("op")?;
@@ -160,21 +193,48 @@ pub fn device_of(args: &[CallArg]) -> Result<usize> {
 /// A tensor argument as a graph value of the trace.
 pub fn read_arg(t: &mut Trace, x: &TensorIn) -> Result<TensorArg> {
     match x {
-        TensorIn::Tpu { storage, view, dtype, .. } => {
-            let v = t.read(&TensorRef { storage, view: view.clone(), dtype: *dtype })?;
-            Ok(TensorArg { v, wrapped_number: false })
+        TensorIn::Tpu {
+            storage,
+            view,
+            dtype,
+            ..
+        } => {
+            let v = t.read(&TensorRef {
+                storage,
+                view: view.clone(),
+                dtype: *dtype,
+            })?;
+            Ok(TensorArg {
+                v,
+                wrapped_number: false,
+            })
         }
-        TensorIn::Host { span, sizes, strides, dtype, wrapped } => {
+        TensorIn::Host {
+            span,
+            sizes,
+            strides,
+            dtype,
+            wrapped,
+        } => {
             let item = dtype.size();
             if sizes.is_empty() {
                 let s = host::scalar_from_bytes(&span.as_slice()[..item], *dtype);
-                let v = t.param(ValueType::new(*dtype, &[]), Input::Host(HostValue::Scalar(s)));
-                return Ok(TensorArg { v, wrapped_number: *wrapped });
+                let v = t.param(
+                    ValueType::new(*dtype, &[]),
+                    Input::Host(HostValue::Scalar(s)),
+                );
+                return Ok(TensorArg {
+                    v,
+                    wrapped_number: *wrapped,
+                });
             }
             let bytes = host::gather(span.as_slice(), sizes, strides, item);
             let buf = host::upload(&bytes, *dtype, sizes, t.device)?;
             let v = t.param(ValueType::new(*dtype, sizes), Input::Buffer(Arc::new(buf)));
-            Ok(TensorArg { v, wrapped_number: false })
+            Ok(TensorArg {
+                v,
+                wrapped_number: false,
+            })
         }
     }
 }
@@ -191,7 +251,9 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
                     writes.push(i);
                     out_types.push(ValueType::new(x.dtype(), x.sizes()));
                 }
-                ArgIn::Tensor(TensorIn::Host { .. }) => crate::invalid!("cannot write to a CPU tensor from a tpu op"),
+                ArgIn::Tensor(TensorIn::Host { .. }) => {
+                    crate::invalid!("cannot write to a CPU tensor from a tpu op")
+                }
                 _ => {}
             }
         }
@@ -218,14 +280,22 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
     let host_inputs = std::mem::take(&mut ctx.host);
     t.add_host_inputs(host_inputs);
     if results.len() < writes.len() {
-        crate::invalid!("internal: the lowering gave {} results for {} written tensors", results.len(), writes.len());
+        crate::invalid!(
+            "internal: the lowering gave {} results for {} written tensors",
+            results.len(),
+            writes.len()
+        );
     }
     for (k, &i) in writes.iter().enumerate() {
         let want = &out_types[k].shape;
         let got = t.g.shape(results[k]).to_vec();
         if &got != want {
             // In-place ops may broadcast the other operand only; a result of another shape is an error.
-            let msg = if args[i].is_out { "output" } else { "in-place target" };
+            let msg = if args[i].is_out {
+                "output"
+            } else {
+                "in-place target"
+            };
             crate::invalid!("result of shape {got:?} does not match the {msg} of shape {want:?}");
         }
     }
@@ -238,7 +308,12 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
     let any_out = args.iter().any(|a| a.is_out);
     let inplace = op.split('.').next().is_some_and(|b| b.ends_with('_'));
     if any_out {
-        return Ok(args.iter().enumerate().filter(|(_, a)| a.is_out).map(|(i, _)| Ret::Arg(i)).collect());
+        return Ok(args
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_out)
+            .map(|(i, _)| Ret::Arg(i))
+            .collect());
     }
     if inplace && !writes.is_empty() {
         return Ok(writes.iter().map(|&i| Ret::Arg(i)).collect());
@@ -249,7 +324,11 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
         let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device);
         let flat = t.g.reshape(v, &[ty.numel()])?;
         t.write_storage(&s, flat);
-        rets.push(Ret::New { storage: s, sizes: ty.shape, dtype: ty.dtype });
+        rets.push(Ret::New {
+            storage: s,
+            sizes: ty.shape,
+            dtype: ty.dtype,
+        });
     }
     Ok(rets)
 }
@@ -262,7 +341,10 @@ fn signature(op: &str, args: &[CallArg]) -> u64 {
     for a in args {
         match &a.arg {
             ArgIn::Tensor(t) => (t.sizes(), t.dtype()).hash(&mut h),
-            ArgIn::Tensors(ts) => ts.iter().flatten().for_each(|t| (t.sizes(), t.dtype()).hash(&mut h)),
+            ArgIn::Tensors(ts) => ts
+                .iter()
+                .flatten()
+                .for_each(|t| (t.sizes(), t.dtype()).hash(&mut h)),
             ArgIn::Value(_) => {}
         }
     }

@@ -83,7 +83,12 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 /// Largest number of ops in one fused graph (`TORCH_TPU_FUSED_MAX_OPS`).
 fn max_ops() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| std::env::var("TORCH_TPU_FUSED_MAX_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(4096))
+    *MAX.get_or_init(|| {
+        std::env::var("TORCH_TPU_FUSED_MAX_OPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4096)
+    })
 }
 
 fn run(t: Trace, reason: &str) -> Result<()> {
@@ -100,11 +105,19 @@ pub fn with_trace<R>(device: usize, f: impl FnOnce(&mut Trace) -> Result<R>) -> 
 }
 
 /// Like [`with_trace`] for a dispatched op with signature `sig`, which may end a step.
-pub fn with_trace_step<R>(device: usize, sig: u64, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
+pub fn with_trace_step<R>(
+    device: usize,
+    sig: u64,
+    f: impl FnOnce(&mut Trace) -> Result<R>,
+) -> Result<R> {
     record(device, Some(sig), f)
 }
 
-fn record<R>(device: usize, sig: Option<u64>, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
+fn record<R>(
+    device: usize,
+    sig: Option<u64>,
+    f: impl FnOnce(&mut Trace) -> Result<R>,
+) -> Result<R> {
     let mut guard = STATE.lock().unwrap();
     let state = guard.get_or_insert_with(State::default);
     if state.open.as_ref().is_some_and(|t| t.device != device) {
@@ -121,7 +134,14 @@ fn record<R>(device: usize, sig: Option<u64>, f: impl FnOnce(&mut Trace) -> Resu
         if full {
             state.steps.restart();
         }
-        run(t, if step_end { "step boundary" } else { "size limit" })?;
+        run(
+            t,
+            if step_end {
+                "step boundary"
+            } else {
+                "size limit"
+            },
+        )?;
     }
     Ok(r)
 }

@@ -78,7 +78,8 @@ pub fn upload(data: &[u8], dtype: DType, dims: &[i64], device: usize) -> Result<
     let p = platform::get()?;
     let dev = p.device(device)?;
     metrics::add(&metrics::COUNTERS.bytes_to_device, data.len() as u64);
-    Ok(p.client.buffer_from_host(data, element_type(dtype), dims, None, dev)?)
+    Ok(p.client
+        .buffer_from_host(data, element_type(dtype), dims, None, dev)?)
 }
 
 /// Uploaded host scalars, reused: optimizer hyper-parameters and Python
@@ -154,5 +155,10 @@ pub fn scatter(src: &[u8], span: &mut [u8], sizes: &[i64], strides: &[i64], item
 }
 
 pub fn is_contiguous(sizes: &[i64], strides: &[i64]) -> bool {
-    tpu_graph::View { offset: 0, sizes: sizes.to_vec(), strides: strides.to_vec() }.is_contiguous()
+    tpu_graph::View {
+        offset: 0,
+        sizes: sizes.to_vec(),
+        strides: strides.to_vec(),
+    }
+    .is_contiguous()
 }

@@ -46,8 +46,11 @@ pub struct Tables {
     pub recompiles: BTreeMap<String, u64>,
 }
 
-pub static TABLES: Mutex<Tables> =
-    Mutex::new(Tables { cpu_fallbacks: BTreeMap::new(), cut_reasons: BTreeMap::new(), recompiles: BTreeMap::new() });
+pub static TABLES: Mutex<Tables> = Mutex::new(Tables {
+    cpu_fallbacks: BTreeMap::new(),
+    cut_reasons: BTreeMap::new(),
+    recompiles: BTreeMap::new(),
+});
 
 pub fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Relaxed);

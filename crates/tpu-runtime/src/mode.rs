@@ -39,7 +39,10 @@ pub static CPU_FALLBACK: AtomicBool = AtomicBool::new(false);
 pub static CPU_FALLBACK_OPS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 fn env_flag(name: &str) -> bool {
-    matches!(std::env::var(name).as_deref(), Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes"))
+    matches!(
+        std::env::var(name).as_deref(),
+        Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes")
+    )
 }
 
 /// The mode chosen by the environment: `TPU_LAUNCH_BLOCKING=1` → debug,
@@ -48,7 +51,10 @@ pub fn from_env() -> Mode {
     if env_flag("TPU_LAUNCH_BLOCKING") {
         return Mode::Debug;
     }
-    if let Some(m) = std::env::var("TORCH_TPU_EAGER_MODE").ok().and_then(|s| Mode::parse(&s)) {
+    if let Some(m) = std::env::var("TORCH_TPU_EAGER_MODE")
+        .ok()
+        .and_then(|s| Mode::parse(&s))
+    {
         return m;
     }
     if env_flag("TORCH_TPU_DEFER_AND_FUSE") {
@@ -63,7 +69,10 @@ fn init_env() {
         NAN_CHECK.store(env_flag("TORCH_TPU_NAN_CHECK"), Relaxed);
         CPU_FALLBACK.store(env_flag("TORCH_TPU_CPU_FALLBACK"), Relaxed);
         if let Ok(list) = std::env::var("TORCH_TPU_CPU_FALLBACK_OPS") {
-            let ops = list.split(',').map(|s| s.trim().trim_start_matches("aten::").to_string()).collect();
+            let ops = list
+                .split(',')
+                .map(|s| s.trim().trim_start_matches("aten::").to_string())
+                .collect();
             *CPU_FALLBACK_OPS.lock().unwrap() = Some(ops);
         }
         let _ = MODE.compare_exchange(u8::MAX, from_env() as u8, Relaxed, Relaxed);
@@ -95,5 +104,9 @@ pub fn cpu_fallback_allowed(name: &str) -> bool {
         return true;
     }
     let base = name.split('.').next().unwrap_or(name);
-    CPU_FALLBACK_OPS.lock().unwrap().as_ref().is_some_and(|s| s.contains(name) || s.contains(base))
+    CPU_FALLBACK_OPS
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|s| s.contains(name) || s.contains(base))
 }

@@ -23,7 +23,10 @@ static PLATFORM: OnceLock<std::result::Result<Platform, String>> = OnceLock::new
 
 /// The platform, initialised on first use.
 pub fn get() -> Result<&'static Platform> {
-    PLATFORM.get_or_init(|| init().map_err(|e| e.to_string())).as_ref().map_err(|e| Error::Platform(e.clone()))
+    PLATFORM
+        .get_or_init(|| init().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::Platform(e.clone()))
 }
 
 /// Site-packages directories of the running Python (or `python3`).
@@ -35,14 +38,20 @@ fn site_dirs() -> Vec<PathBuf> {
     if dirs.is_empty() {
         let code = "import site,sys; print('\\n'.join(site.getsitepackages()+[site.getusersitepackages()]+sys.path))";
         if let Ok(out) = Command::new(python).args(["-c", code]).output() {
-            dirs.extend(String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from));
+            dirs.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(PathBuf::from),
+            );
         }
     }
     dirs
 }
 
 fn first_existing(dirs: &[PathBuf], rel: &[&str]) -> Option<PathBuf> {
-    dirs.iter().flat_map(|d| rel.iter().map(move |r| d.join(r))).find(|p| p.exists())
+    dirs.iter()
+        .flat_map(|d| rel.iter().map(move |r| d.join(r)))
+        .find(|p| p.exists())
 }
 
 fn find_plugin(kind: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
@@ -87,11 +96,15 @@ fn init() -> Result<Platform> {
         let order: Vec<&str> = match wanted.as_deref() {
             Some(k @ ("tpu" | "cuda" | "cpu")) => vec![k],
             Some(other) => {
-                return Err(Error::Platform(format!("TORCH_TPU_PLATFORM={other}: expected tpu, cuda or cpu")));
+                return Err(Error::Platform(format!(
+                    "TORCH_TPU_PLATFORM={other}: expected tpu, cuda or cpu"
+                )));
             }
             None => vec!["tpu", "cuda", "cpu"],
         };
-        let found = order.iter().find_map(|k| find_plugin(k, &dirs).map(|p| (k.to_string(), p)));
+        let found = order
+            .iter()
+            .find_map(|k| find_plugin(k, &dirs).map(|p| (k.to_string(), p)));
         found.ok_or_else(|| {
             Error::Platform(format!(
                 "no PJRT plugin found for {order:?}; install xla-cpu-pjrt or set TORCH_TPU_PJRT_PLUGIN"
@@ -102,13 +115,19 @@ fn init() -> Result<Platform> {
     let mut options = Vec::new();
     if name == "cpu" {
         // One device unless asked: the CPU plugin's default of 4 splits the host's cores.
-        let n = std::env::var("TORCH_TPU_CPU_DEVICE_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(1i64);
+        let n = std::env::var("TORCH_TPU_CPU_DEVICE_COUNT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1i64);
         options.push(("cpu_device_count", NamedValue::Int64(n)));
     }
     let client = Client::new(&api, &options)?;
     let devices = client.addressable_devices();
     let meta = std::fs::metadata(&plugin).ok();
-    let mtime = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let mtime = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     let identity = format!(
         "{}|{}|{}|{}|{:?}|{:?}",
         plugin.display(),
@@ -118,13 +137,22 @@ fn init() -> Result<Platform> {
         mtime.map(|d| d.as_secs()),
         api.version()
     );
-    Ok(Platform { name, plugin, client, devices, identity })
+    Ok(Platform {
+        name,
+        plugin,
+        client,
+        devices,
+        identity,
+    })
 }
 
 impl Platform {
     pub fn device(&self, index: usize) -> Result<&Device> {
         self.devices.get(index).ok_or_else(|| {
-            Error::Invalid(format!("tpu device {index} does not exist ({} available)", self.devices.len()))
+            Error::Invalid(format!(
+                "tpu device {index} does not exist ({} available)",
+                self.devices.len()
+            ))
         })
     }
 }

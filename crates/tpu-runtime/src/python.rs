@@ -23,7 +23,11 @@ fn platform_name() -> PyResult<String> {
 
 #[pyfunction]
 fn plugin_path() -> PyResult<String> {
-    Ok(platform::get().map_err(py_err)?.plugin.display().to_string())
+    Ok(platform::get()
+        .map_err(py_err)?
+        .plugin
+        .display()
+        .to_string())
 }
 
 #[pyfunction]
@@ -40,9 +44,14 @@ fn device_name(index: usize) -> PyResult<String> {
 
 #[pyfunction]
 fn set_eager_mode(py: Python<'_>, mode: &str) -> PyResult<()> {
-    let m = Mode::parse(mode).ok_or_else(|| PyValueError::new_err(format!("unknown eager mode {mode:?}: expected 'debug', 'strict' or 'fused'")))?;
+    let m = Mode::parse(mode).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown eager mode {mode:?}: expected 'debug', 'strict' or 'fused'"
+        ))
+    })?;
     if m != mode::current() {
-        py.allow_threads(|| fused::cut("mode switch")).map_err(py_err)?;
+        py.allow_threads(|| fused::cut("mode switch"))
+            .map_err(py_err)?;
     }
     mode::set(m);
     Ok(())
@@ -131,7 +140,9 @@ fn empty_cache() {
 #[pyfunction]
 fn manual_seed(device: usize, seed: u64) -> PyResult<()> {
     if !abi::manual_seed(device, seed) {
-        return Err(PyRuntimeError::new_err(format!("manual_seed: no tpu device {device}")));
+        return Err(PyRuntimeError::new_err(format!(
+            "manual_seed: no tpu device {device}"
+        )));
     }
     Ok(())
 }
@@ -162,7 +173,9 @@ fn current_device() -> i32 {
 #[pyfunction]
 fn set_device(index: i32) -> PyResult<()> {
     if !abi::set_device(index) {
-        return Err(PyRuntimeError::new_err(format!("set_device: invalid tpu device {index}")));
+        return Err(PyRuntimeError::new_err(format!(
+            "set_device: invalid tpu device {index}"
+        )));
     }
     Ok(())
 }

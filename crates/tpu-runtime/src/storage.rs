@@ -52,7 +52,12 @@ struct Registry {
     count: Vec<i64>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { by_addr: BTreeMap::new(), allocated: Vec::new(), peak: Vec::new(), count: Vec::new() });
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    by_addr: BTreeMap::new(),
+    allocated: Vec::new(),
+    peak: Vec::new(),
+    count: Vec::new(),
+});
 
 fn grow(v: &mut Vec<i64>, device: usize) {
     if v.len() <= device {
@@ -110,7 +115,11 @@ pub struct MemoryStats {
 pub fn memory_stats(device: usize) -> MemoryStats {
     let r = REGISTRY.lock().unwrap();
     let get = |v: &Vec<i64>| v.get(device).copied().unwrap_or(0);
-    MemoryStats { allocated: get(&r.allocated), peak: get(&r.peak), count: get(&r.count) }
+    MemoryStats {
+        allocated: get(&r.allocated),
+        peak: get(&r.peak),
+        count: get(&r.count),
+    }
 }
 
 pub fn reset_peak(device: usize) {

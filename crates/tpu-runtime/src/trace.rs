@@ -121,7 +121,10 @@ impl Trace {
         if self.ops <= 1 {
             format!("aten::{}", self.first_op)
         } else {
-            format!("graph of {} ops (aten::{} .. aten::{})", self.ops, self.first_op, self.last_op)
+            format!(
+                "graph of {} ops (aten::{} .. aten::{})",
+                self.ops, self.first_op, self.last_op
+            )
         }
     }
 
@@ -129,15 +132,27 @@ impl Trace {
     /// nothing else holds that buffer (XLA then updates it in place).
     fn donate(&mut self, targets: &[(Arc<Storage>, DType)]) {
         for (k, (s, _)) in targets.iter().enumerate() {
-            let Some(&p) = self.read_params.get(&s.id) else { continue };
+            let Some(&p) = self.read_params.get(&s.id) else {
+                continue;
+            };
             let out = self.g.outputs[k];
-            let tpu_graph::Op::Parameter(index) = self.g.node_of(p).op else { continue };
+            let tpu_graph::Op::Parameter(index) = self.g.node_of(p).op else {
+                continue;
+            };
             let index = index as usize;
-            if out == p || self.g.ty(out) != self.g.ty(p) || self.g.aliases.iter().any(|(i, _)| *i == index) {
+            if out == p
+                || self.g.ty(out) != self.g.ty(p)
+                || self.g.aliases.iter().any(|(i, _)| *i == index)
+            {
                 continue;
             }
-            let Some(Input::Buffer(buf)) = &self.inputs[index] else { continue };
-            let held_by_prior = self.prior.iter().any(|(_, v)| matches!(v, Value::Device(b, _) if Arc::ptr_eq(b, buf)));
+            let Some(Input::Buffer(buf)) = &self.inputs[index] else {
+                continue;
+            };
+            let held_by_prior = self
+                .prior
+                .iter()
+                .any(|(_, v)| matches!(v, Value::Device(b, _) if Arc::ptr_eq(b, buf)));
             if Arc::strong_count(buf) == 1 + held_by_prior as usize {
                 self.g.aliases.push((index, k));
             }
@@ -305,7 +320,13 @@ impl Trace {
         let device = platform.device(self.device)?;
         let site_name = self.site_name();
         let _ = reason;
-        let exe = cache::executable(&self.g, &cache::Site { hash: self.site_hash, name: &site_name })?;
+        let exe = cache::executable(
+            &self.g,
+            &cache::Site {
+                hash: self.site_hash,
+                name: &site_name,
+            },
+        )?;
         let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
         for (i, input) in self.inputs.iter().enumerate() {
             match input {
@@ -338,7 +359,10 @@ impl Trace {
                 *val = Value::Device(buf, dtype);
             }
         }
-        Ok(extra.into_iter().take(n_outputs - n_storage_outputs).collect())
+        Ok(extra
+            .into_iter()
+            .take(n_outputs - n_storage_outputs)
+            .collect())
     }
 
     /// Waits for every output to be computed (debug mode): errors surface at the op.

@@ -45,15 +45,40 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
         let n_src: i64 = src.sizes().iter().product();
         let n_dst: i64 = dst.sizes().iter().product();
         if n_src != n_dst && !matches!(dst, TensorIn::Tpu { .. }) {
-            crate::invalid!("copy between tensors of sizes {:?} and {:?}", src.sizes(), dst.sizes());
+            crate::invalid!(
+                "copy between tensors of sizes {:?} and {:?}",
+                src.sizes(),
+                dst.sizes()
+            );
         }
     }
     match (src, dst) {
-        (TensorIn::Host { .. }, TensorIn::Tpu { storage, view, dtype, device }) => {
-            let dst_ref = TensorRef { storage, view: view.clone(), dtype: *dtype };
+        (
+            TensorIn::Host { .. },
+            TensorIn::Tpu {
+                storage,
+                view,
+                dtype,
+                device,
+            },
+        ) => {
+            let dst_ref = TensorRef {
+                storage,
+                view: view.clone(),
+                dtype: *dtype,
+            };
             upload_into(src, &dst_ref, *device)?;
         }
-        (TensorIn::Tpu { .. }, TensorIn::Host { span, sizes, strides, dtype, .. }) => {
+        (
+            TensorIn::Tpu { .. },
+            TensorIn::Host {
+                span,
+                sizes,
+                strides,
+                dtype,
+                ..
+            },
+        ) => {
             let buf = materialize(src, *dtype)?;
             let mut bytes = vec![0u8; sizes.iter().product::<i64>() as usize * dtype.size()];
             metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
@@ -61,8 +86,20 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
             buf.to_host(&mut bytes)?;
             host::scatter(&bytes, span.as_mut_slice(), sizes, strides, dtype.size());
         }
-        (TensorIn::Tpu { .. }, TensorIn::Tpu { storage, view, dtype, device }) => {
-            let dst_ref = TensorRef { storage, view: view.clone(), dtype: *dtype };
+        (
+            TensorIn::Tpu { .. },
+            TensorIn::Tpu {
+                storage,
+                view,
+                dtype,
+                device,
+            },
+        ) => {
+            let dst_ref = TensorRef {
+                storage,
+                view: view.clone(),
+                dtype: *dtype,
+            };
             in_trace(*device, "copy", |t| {
                 let v = dispatch::read_arg(t, src)?.v;
                 let v = t.g.convert(v, *dtype);
@@ -72,14 +109,25 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
                 Ok(())
             })?;
         }
-        (TensorIn::Host { .. }, TensorIn::Host { .. }) => crate::invalid!("copy between two CPU tensors reached the tpu backend"),
+        (TensorIn::Host { .. }, TensorIn::Host { .. }) => {
+            crate::invalid!("copy between two CPU tensors reached the tpu backend")
+        }
     }
     Ok(vec![Ret::Arg(1)])
 }
 
 /// Host → device into a tpu tensor view.
 fn upload_into(src: &TensorIn, dst: &TensorRef, device: usize) -> Result<()> {
-    let TensorIn::Host { span, sizes, strides, dtype, .. } = src else { unreachable!() };
+    let TensorIn::Host {
+        span,
+        sizes,
+        strides,
+        dtype,
+        ..
+    } = src
+    else {
+        unreachable!()
+    };
     let bytes = host::gather(span.as_slice(), sizes, strides, dtype.size());
     let len = (dst.storage.nbytes / dst.dtype.size()) as i64;
     let whole = dst.view.covers(len) && *dtype == dst.dtype && sizes == &dst.view.sizes.as_slice();
@@ -103,7 +151,13 @@ fn upload_into(src: &TensorIn, dst: &TensorRef, device: usize) -> Result<()> {
 /// A contiguous device buffer with the tensor's values in `dtype`, waiting
 /// for pending work as needed (a cut point in fused mode).
 pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
-    let TensorIn::Tpu { storage, view, dtype: src_dtype, device } = x else {
+    let TensorIn::Tpu {
+        storage,
+        view,
+        dtype: src_dtype,
+        device,
+    } = x
+    else {
         crate::invalid!("expected a tpu tensor");
     };
     fused::ensure_computed(storage, "read to host")?;
@@ -115,9 +169,17 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
     }
     // Views and conversions run as a small program of their own.
     let mut t = Trace::new(*device);
-    let v = t.read(&TensorRef { storage, view: View { ..view.clone() }, dtype: *src_dtype })?;
+    let v = t.read(&TensorRef {
+        storage,
+        view: View { ..view.clone() },
+        dtype: *src_dtype,
+    })?;
     let v = t.g.convert(v, dtype);
-    let v = if view.sizes.is_empty() { v } else { t.g.reshape(v, &[view.numel()])? };
+    let v = if view.sizes.is_empty() {
+        v
+    } else {
+        t.g.reshape(v, &[view.numel()])?
+    };
     t.extra_outputs.push(v);
     t.note_op("copy_");
     let mut out = t.cut("read to host")?;
@@ -145,7 +207,11 @@ fn local_scalar_dense(args: &[CallArg]) -> Result<Vec<Ret>> {
 
 /// The first `nbytes` of `src`'s value become the start of `dst`'s value
 /// (the rest of `dst` reads as zeros): `resize_` and `Allocator::copy_data`.
-pub fn copy_storage_prefix(dst: &Arc<crate::storage::Storage>, src: &Arc<crate::storage::Storage>, nbytes: usize) -> Result<()> {
+pub fn copy_storage_prefix(
+    dst: &Arc<crate::storage::Storage>,
+    src: &Arc<crate::storage::Storage>,
+    nbytes: usize,
+) -> Result<()> {
     let dtype = match src.value() {
         Value::Empty => return Ok(()),
         Value::Device(_, d) => d,
