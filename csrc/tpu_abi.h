@@ -92,6 +92,8 @@ enum TpuStatus {
   TPU_ERR_VALUE = 5,            // c10::ValueError
   TPU_ERR_TYPE = 6,             // c10::TypeError
   TPU_RUN_ON_CPU = 10,          // not lowered, and CPU fallback is allowed for it: run at::native::cpu_fallback
+  TPU_RESIZE_OUTPUTS = 11,      // `*rets` lists TPU_RET_ARG entries: resize argument `index` to `sizes`
+                                // (contiguous), then call tpu_dispatch again with the same arguments
 };
 
 // The runtime's ABI version; the shim refuses to register on a mismatch.

@@ -13,7 +13,9 @@ fn check_dims(what: &str, dims: &[i64], rank: usize) -> Result<()> {
     let mut seen = vec![false; rank];
     for &d in dims {
         if d < 0 || d as usize >= rank || seen[d as usize] {
-            return bad(format!("{what}: dimension list {dims:?} is invalid for rank {rank}"));
+            return bad(format!(
+                "{what}: dimension list {dims:?} is invalid for rank {rank}"
+            ));
         }
         seen[d as usize] = true;
     }
@@ -37,7 +39,9 @@ impl Graph {
 
     pub fn iota(&mut self, dtype: DType, shape: &[i64], dim: i64) -> Result<ValueId> {
         if dim < 0 || dim as usize >= shape.len() {
-            return bad(format!("iota: dimension {dim} out of range for shape {shape:?}"));
+            return bad(format!(
+                "iota: dimension {dim} out of range for shape {shape:?}"
+            ));
         }
         Ok(self.push1(Op::Iota(dim), vec![], ValueType::new(dtype, shape)))
     }
@@ -62,7 +66,11 @@ impl Graph {
 
     fn same_type(&self, what: &str, a: ValueId, b: ValueId) -> Result<()> {
         if self.ty(a) != self.ty(b) {
-            return bad(format!("{what}: operand types differ: {} vs {}", self.ty(a), self.ty(b)));
+            return bad(format!(
+                "{what}: operand types differ: {} vs {}",
+                self.ty(a),
+                self.ty(b)
+            ));
         }
         Ok(())
     }
@@ -70,8 +78,12 @@ impl Graph {
     pub fn binary(&mut self, kind: BinaryKind, a: ValueId, b: ValueId) -> Result<ValueId> {
         self.same_type(&format!("{kind:?}"), a, b)?;
         let t = self.ty(a).clone();
-        if matches!(kind, BinaryKind::And | BinaryKind::Or | BinaryKind::Xor) && t.dtype.is_float() {
-            return bad(format!("{kind:?} needs integer or bool operands, got {}", t.dtype));
+        if matches!(kind, BinaryKind::And | BinaryKind::Or | BinaryKind::Xor) && t.dtype.is_float()
+        {
+            return bad(format!(
+                "{kind:?} needs integer or bool operands, got {}",
+                t.dtype
+            ));
         }
         Ok(self.push1(Op::Binary(kind), vec![a, b], t))
     }
@@ -82,11 +94,20 @@ impl Graph {
         Ok(self.push1(Op::Compare(dir), vec![a, b], t))
     }
 
-    pub fn select(&mut self, pred: ValueId, on_true: ValueId, on_false: ValueId) -> Result<ValueId> {
+    pub fn select(
+        &mut self,
+        pred: ValueId,
+        on_true: ValueId,
+        on_false: ValueId,
+    ) -> Result<ValueId> {
         self.same_type("select", on_true, on_false)?;
         let p = self.ty(pred);
         if p.dtype != DType::Bool || p.shape != self.ty(on_true).shape {
-            return bad(format!("select: predicate {} does not match {}", p, self.ty(on_true)));
+            return bad(format!(
+                "select: predicate {} does not match {}",
+                p,
+                self.ty(on_true)
+            ));
         }
         let t = self.ty(on_true).clone();
         Ok(self.push1(Op::Select, vec![pred, on_true, on_false], t))
@@ -119,7 +140,9 @@ impl Graph {
             return Ok(x);
         }
         if from.size() != dtype.size() || from == DType::Bool || dtype == DType::Bool {
-            return bad(format!("bitcast from {from} to {dtype} changes the element width"));
+            return bad(format!(
+                "bitcast from {from} to {dtype} changes the element width"
+            ));
         }
         let t = self.ty(x).with_dtype(dtype);
         Ok(self.push1(Op::BitcastConvert, vec![x], t))
@@ -141,7 +164,10 @@ impl Graph {
         let t = self.ty(x);
         check_dims("transpose", perm, t.rank())?;
         if perm.len() != t.rank() {
-            return bad(format!("transpose: permutation {perm:?} for rank {}", t.rank()));
+            return bad(format!(
+                "transpose: permutation {perm:?} for rank {}",
+                t.rank()
+            ));
         }
         if perm.iter().enumerate().all(|(i, &p)| i as i64 == p) {
             return Ok(x);
@@ -171,7 +197,13 @@ impl Graph {
         Ok(self.push1(Op::BroadcastInDim(dims.to_vec()), vec![x], nt))
     }
 
-    pub fn slice(&mut self, x: ValueId, start: &[i64], limit: &[i64], stride: &[i64]) -> Result<ValueId> {
+    pub fn slice(
+        &mut self,
+        x: ValueId,
+        start: &[i64],
+        limit: &[i64],
+        stride: &[i64],
+    ) -> Result<ValueId> {
         let t = self.ty(x);
         let r = t.rank();
         if start.len() != r || limit.len() != r || stride.len() != r {
@@ -180,7 +212,10 @@ impl Graph {
         let mut shape = Vec::with_capacity(r);
         for i in 0..r {
             if start[i] < 0 || limit[i] < start[i] || limit[i] > t.shape[i] || stride[i] < 1 {
-                return bad(format!("slice: [{}:{}:{}] out of range for dim {i} of {t}", start[i], limit[i], stride[i]));
+                return bad(format!(
+                    "slice: [{}:{}:{}] out of range for dim {i} of {t}",
+                    start[i], limit[i], stride[i]
+                ));
             }
             shape.push((limit[i] - start[i] + stride[i] - 1) / stride[i]);
         }
@@ -188,7 +223,11 @@ impl Graph {
             return Ok(x);
         }
         let nt = ValueType::new(t.dtype, &shape);
-        let op = Op::Slice { start: start.to_vec(), limit: limit.to_vec(), stride: stride.to_vec() };
+        let op = Op::Slice {
+            start: start.to_vec(),
+            limit: limit.to_vec(),
+            stride: stride.to_vec(),
+        };
         Ok(self.push1(op, vec![x], nt))
     }
 
@@ -202,7 +241,12 @@ impl Graph {
         self.slice(x, &s, &l, &vec![1; r])
     }
 
-    pub fn dynamic_update_slice(&mut self, x: ValueId, update: ValueId, starts: &[ValueId]) -> Result<ValueId> {
+    pub fn dynamic_update_slice(
+        &mut self,
+        x: ValueId,
+        update: ValueId,
+        starts: &[ValueId],
+    ) -> Result<ValueId> {
         let (t, u) = (self.ty(x).clone(), self.ty(update).clone());
         if t.dtype != u.dtype || t.rank() != u.rank() || starts.len() != t.rank() {
             return bad(format!("dynamic_update_slice: update {u} does not fit {t}"));
@@ -215,14 +259,26 @@ impl Graph {
         Ok(self.push1(Op::DynamicUpdateSlice, inputs, t))
     }
 
-    pub fn dynamic_slice(&mut self, x: ValueId, starts: &[ValueId], sizes: &[i64]) -> Result<ValueId> {
+    pub fn dynamic_slice(
+        &mut self,
+        x: ValueId,
+        starts: &[ValueId],
+        sizes: &[i64],
+    ) -> Result<ValueId> {
         let t = self.ty(x).clone();
-        if starts.len() != t.rank() || sizes.len() != t.rank() || sizes.iter().zip(&t.shape).any(|(a, b)| a > b || *a < 0) {
+        if starts.len() != t.rank()
+            || sizes.len() != t.rank()
+            || sizes.iter().zip(&t.shape).any(|(a, b)| a > b || *a < 0)
+        {
             return bad(format!("dynamic_slice: sizes {sizes:?} do not fit {t}"));
         }
         let mut inputs = vec![x];
         inputs.extend_from_slice(starts);
-        Ok(self.push1(Op::DynamicSlice(sizes.to_vec()), inputs, ValueType::new(t.dtype, sizes)))
+        Ok(self.push1(
+            Op::DynamicSlice(sizes.to_vec()),
+            inputs,
+            ValueType::new(t.dtype, sizes),
+        ))
     }
 
     pub fn concatenate(&mut self, xs: &[ValueId], dim: i64) -> Result<ValueId> {
@@ -244,14 +300,27 @@ impl Graph {
                 && t.rank() == first.rank()
                 && (0..t.rank()).all(|i| i == dim as usize || t.shape[i] == first.shape[i]);
             if !same {
-                return bad(format!("concatenate: {t} does not match {first} outside dim {dim}"));
+                return bad(format!(
+                    "concatenate: {t} does not match {first} outside dim {dim}"
+                ));
             }
             shape[dim as usize] += t.shape[dim as usize];
         }
-        Ok(self.push1(Op::Concatenate(dim), xs.to_vec(), ValueType::new(first.dtype, &shape)))
+        Ok(self.push1(
+            Op::Concatenate(dim),
+            xs.to_vec(),
+            ValueType::new(first.dtype, &shape),
+        ))
     }
 
-    pub fn pad(&mut self, x: ValueId, value: ValueId, low: &[i64], high: &[i64], interior: &[i64]) -> Result<ValueId> {
+    pub fn pad(
+        &mut self,
+        x: ValueId,
+        value: ValueId,
+        low: &[i64],
+        high: &[i64],
+        interior: &[i64],
+    ) -> Result<ValueId> {
         let t = self.ty(x).clone();
         let r = t.rank();
         if low.len() != r || high.len() != r || interior.len() != r || self.rank(value) != 0 {
@@ -259,14 +328,22 @@ impl Graph {
         }
         let mut shape = Vec::with_capacity(r);
         for i in 0..r {
-            let inner = if t.shape[i] == 0 { 0 } else { (t.shape[i] - 1) * interior[i] };
+            let inner = if t.shape[i] == 0 {
+                0
+            } else {
+                (t.shape[i] - 1) * interior[i]
+            };
             let n = low[i] + high[i] + t.shape[i] + inner;
             if n < 0 || interior[i] < 0 {
                 return bad(format!("pad: negative size for dim {i} of {t}"));
             }
             shape.push(n);
         }
-        let op = Op::Pad { low: low.to_vec(), high: high.to_vec(), interior: interior.to_vec() };
+        let op = Op::Pad {
+            low: low.to_vec(),
+            high: high.to_vec(),
+            interior: interior.to_vec(),
+        };
         Ok(self.push1(op, vec![x, value], ValueType::new(t.dtype, &shape)))
     }
 
@@ -288,16 +365,30 @@ impl Graph {
         }
         let mut d = dims.to_vec();
         d.sort_unstable();
-        let shape: Vec<i64> = (0..t.rank()).filter(|i| !d.contains(&(*i as i64))).map(|i| t.shape[i]).collect();
-        Ok(self.push1(Op::Reduce { kind, dims: d }, vec![x], ValueType::new(t.dtype, &shape)))
+        let shape: Vec<i64> = (0..t.rank())
+            .filter(|i| !d.contains(&(*i as i64)))
+            .map(|i| t.shape[i])
+            .collect();
+        Ok(self.push1(
+            Op::Reduce { kind, dims: d },
+            vec![x],
+            ValueType::new(t.dtype, &shape),
+        ))
     }
 
     /// int64 index of the first max/min along `dim`, which is removed.
     pub fn arg_reduce(&mut self, max: bool, x: ValueId, dim: i64) -> Result<ValueId> {
         let t = self.ty(x).clone();
         check_dims("argmax/argmin", &[dim], t.rank())?;
-        let shape: Vec<i64> = (0..t.rank()).filter(|&i| i as i64 != dim).map(|i| t.shape[i]).collect();
-        Ok(self.push1(Op::ArgReduce { max, dim }, vec![x], ValueType::new(DType::I64, &shape)))
+        let shape: Vec<i64> = (0..t.rank())
+            .filter(|&i| i as i64 != dim)
+            .map(|i| t.shape[i])
+            .collect();
+        Ok(self.push1(
+            Op::ArgReduce { max, dim },
+            vec![x],
+            ValueType::new(DType::I64, &shape),
+        ))
     }
 
     /// dot_general: result is batch dims, then lhs free dims, then rhs free dims.
@@ -306,20 +397,43 @@ impl Graph {
         if ta.dtype != tb.dtype {
             return bad(format!("dot: dtypes differ: {ta} vs {tb}"));
         }
-        check_dims("dot lhs", &[dims.lhs_batch.clone(), dims.lhs_contract.clone()].concat(), ta.rank())?;
-        check_dims("dot rhs", &[dims.rhs_batch.clone(), dims.rhs_contract.clone()].concat(), tb.rank())?;
-        let pairs = dims.lhs_batch.iter().zip(&dims.rhs_batch).chain(dims.lhs_contract.iter().zip(&dims.rhs_contract));
-        if dims.lhs_batch.len() != dims.rhs_batch.len() || dims.lhs_contract.len() != dims.rhs_contract.len() {
-            return bad(format!("dot: dimension lists do not pair up for {ta} and {tb}"));
+        check_dims(
+            "dot lhs",
+            &[dims.lhs_batch.clone(), dims.lhs_contract.clone()].concat(),
+            ta.rank(),
+        )?;
+        check_dims(
+            "dot rhs",
+            &[dims.rhs_batch.clone(), dims.rhs_contract.clone()].concat(),
+            tb.rank(),
+        )?;
+        let pairs = dims
+            .lhs_batch
+            .iter()
+            .zip(&dims.rhs_batch)
+            .chain(dims.lhs_contract.iter().zip(&dims.rhs_contract));
+        if dims.lhs_batch.len() != dims.rhs_batch.len()
+            || dims.lhs_contract.len() != dims.rhs_contract.len()
+        {
+            return bad(format!(
+                "dot: dimension lists do not pair up for {ta} and {tb}"
+            ));
         }
         for (&l, &r) in pairs {
             if ta.shape[l as usize] != tb.shape[r as usize] {
                 return bad(format!("dot: size mismatch, {ta} dim {l} vs {tb} dim {r}"));
             }
         }
-        let mut shape: Vec<i64> = dims.lhs_batch.iter().map(|&d| ta.shape[d as usize]).collect();
+        let mut shape: Vec<i64> = dims
+            .lhs_batch
+            .iter()
+            .map(|&d| ta.shape[d as usize])
+            .collect();
         let free = |t: &ValueType, batch: &[i64], contract: &[i64]| -> Vec<i64> {
-            (0..t.rank() as i64).filter(|d| !batch.contains(d) && !contract.contains(d)).map(|d| t.shape[d as usize]).collect()
+            (0..t.rank() as i64)
+                .filter(|d| !batch.contains(d) && !contract.contains(d))
+                .map(|d| t.shape[d as usize])
+                .collect()
         };
         shape.extend(free(&ta, &dims.lhs_batch, &dims.lhs_contract));
         shape.extend(free(&tb, &dims.rhs_batch, &dims.rhs_contract));
@@ -333,57 +447,101 @@ impl Graph {
         let fits = tx.rank() >= 3
             && tw.rank() == tx.rank()
             && tx.dtype == tw.dtype
-            && [attrs.strides.len(), attrs.padding.len(), attrs.lhs_dilation.len(), attrs.rhs_dilation.len()]
-                .iter()
-                .all(|&n| n == nsp)
+            && [
+                attrs.strides.len(),
+                attrs.padding.len(),
+                attrs.lhs_dilation.len(),
+                attrs.rhs_dilation.len(),
+            ]
+            .iter()
+            .all(|&n| n == nsp)
             && attrs.feature_groups >= 1
             && attrs.batch_groups >= 1
             && tx.shape[1] == tw.shape[1] * attrs.feature_groups
             && tw.shape[0] % (attrs.feature_groups * attrs.batch_groups) == 0
             && tx.shape[0] % attrs.batch_groups == 0;
         if !fits {
-            return bad(format!("convolution: input {tx} and weight {tw} do not fit {attrs:?}"));
+            return bad(format!(
+                "convolution: input {tx} and weight {tw} do not fit {attrs:?}"
+            ));
         }
         let mut shape = vec![tx.shape[0] / attrs.batch_groups, tw.shape[0]];
         for i in 0..nsp {
-            let input = (tx.shape[2 + i] - 1) * attrs.lhs_dilation[i] + 1 + attrs.padding[i].0 + attrs.padding[i].1;
+            let input = (tx.shape[2 + i] - 1) * attrs.lhs_dilation[i]
+                + 1
+                + attrs.padding[i].0
+                + attrs.padding[i].1;
             let window = (tw.shape[2 + i] - 1) * attrs.rhs_dilation[i] + 1;
             if input < window || attrs.strides[i] < 1 {
-                return bad(format!("convolution: kernel {tw} larger than padded input {tx}"));
+                return bad(format!(
+                    "convolution: kernel {tw} larger than padded input {tx}"
+                ));
             }
             shape.push((input - window) / attrs.strides[i] + 1);
         }
-        Ok(self.push1(Op::Convolution(attrs), vec![x, w], ValueType::new(tx.dtype, &shape)))
+        Ok(self.push1(
+            Op::Convolution(attrs),
+            vec![x, w],
+            ValueType::new(tx.dtype, &shape),
+        ))
     }
 
-    pub fn reduce_window(&mut self, kind: ReduceKind, x: ValueId, window: WindowAttrs) -> Result<ValueId> {
+    pub fn reduce_window(
+        &mut self,
+        kind: ReduceKind,
+        x: ValueId,
+        window: WindowAttrs,
+    ) -> Result<ValueId> {
         let t = self.ty(x).clone();
         let r = t.rank();
-        let lens = [window.dims.len(), window.strides.len(), window.padding.len(), window.base_dilation.len(), window.window_dilation.len()];
+        let lens = [
+            window.dims.len(),
+            window.strides.len(),
+            window.padding.len(),
+            window.base_dilation.len(),
+            window.window_dilation.len(),
+        ];
         if lens.iter().any(|&n| n != r) {
             return bad(format!("reduce_window: window rank does not match {t}"));
         }
         let mut shape = Vec::with_capacity(r);
         for i in 0..r {
-            let input = (t.shape[i] - 1) * window.base_dilation[i] + 1 + window.padding[i].0 + window.padding[i].1;
+            let input = (t.shape[i] - 1) * window.base_dilation[i]
+                + 1
+                + window.padding[i].0
+                + window.padding[i].1;
             let w = (window.dims[i] - 1) * window.window_dilation[i] + 1;
             if input < w || window.strides[i] < 1 {
-                return bad(format!("reduce_window: window {:?} larger than padded input {t}", window.dims));
+                return bad(format!(
+                    "reduce_window: window {:?} larger than padded input {t}",
+                    window.dims
+                ));
             }
             shape.push((input - w) / window.strides[i] + 1);
         }
-        Ok(self.push1(Op::ReduceWindow { kind, window }, vec![x], ValueType::new(t.dtype, &shape)))
+        Ok(self.push1(
+            Op::ReduceWindow { kind, window },
+            vec![x],
+            ValueType::new(t.dtype, &shape),
+        ))
     }
 
     pub fn gather(&mut self, x: ValueId, indices: ValueId, attrs: GatherAttrs) -> Result<ValueId> {
         let (t, it) = (self.ty(x).clone(), self.ty(indices).clone());
         if !it.dtype.is_int() || attrs.slice_sizes.len() != t.rank() {
-            return bad(format!("gather: indices {it} or slice sizes do not fit {t}"));
+            return bad(format!(
+                "gather: indices {it} or slice sizes do not fit {t}"
+            ));
         }
         // Batch dims are the index dims without index_vector_dim; offset dims are
         // the slice dims that were not collapsed, placed at `offset_dims`.
-        let batch: Vec<i64> =
-            it.shape.iter().enumerate().filter(|(i, _)| *i as i64 != attrs.index_vector_dim).map(|(_, &d)| d).collect();
+        let batch: Vec<i64> = it
+            .shape
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as i64 != attrs.index_vector_dim)
+            .map(|(_, &d)| d)
+            .collect();
         let offsets: Vec<i64> = attrs
             .slice_sizes
             .iter()
@@ -393,7 +551,10 @@ impl Graph {
             .collect();
         let rank = batch.len() + offsets.len();
         if offsets.len() != attrs.offset_dims.len() {
-            return bad(format!("gather: offset_dims {:?} do not fit {t}", attrs.offset_dims));
+            return bad(format!(
+                "gather: offset_dims {:?} do not fit {t}",
+                attrs.offset_dims
+            ));
         }
         let (mut bi, mut oi) = (0, 0);
         let mut shape = Vec::with_capacity(rank);
@@ -406,29 +567,61 @@ impl Graph {
                 bi += 1;
             }
         }
-        Ok(self.push1(Op::Gather(attrs), vec![x, indices], ValueType::new(t.dtype, &shape)))
+        Ok(self.push1(
+            Op::Gather(attrs),
+            vec![x, indices],
+            ValueType::new(t.dtype, &shape),
+        ))
     }
 
-    pub fn scatter(&mut self, x: ValueId, indices: ValueId, updates: ValueId, attrs: ScatterAttrs) -> Result<ValueId> {
-        let (t, it, ut) = (self.ty(x).clone(), self.ty(indices).clone(), self.ty(updates).clone());
+    pub fn scatter(
+        &mut self,
+        x: ValueId,
+        indices: ValueId,
+        updates: ValueId,
+        attrs: ScatterAttrs,
+    ) -> Result<ValueId> {
+        let (t, it, ut) = (
+            self.ty(x).clone(),
+            self.ty(indices).clone(),
+            self.ty(updates).clone(),
+        );
         if !it.dtype.is_int() || ut.dtype != t.dtype {
-            return bad(format!("scatter: indices {it} or updates {ut} do not fit {t}"));
+            return bad(format!(
+                "scatter: indices {it} or updates {ut} do not fit {t}"
+            ));
         }
         Ok(self.push1(Op::Scatter(attrs), vec![x, indices, updates], t))
     }
 
     /// Returns (new state, bits) where bits has `shape` and an unsigned dtype.
-    pub fn rng_bit_generator(&mut self, state: ValueId, dtype: DType, shape: &[i64]) -> Result<(ValueId, ValueId)> {
+    pub fn rng_bit_generator(
+        &mut self,
+        state: ValueId,
+        dtype: DType,
+        shape: &[i64],
+    ) -> Result<(ValueId, ValueId)> {
         let st = self.ty(state).clone();
         if st.dtype != DType::U64 || st.shape != [2] || !matches!(dtype, DType::U32 | DType::U64) {
-            return bad(format!("rng_bit_generator: state {st} must be tensor<2xui64>"));
+            return bad(format!(
+                "rng_bit_generator: state {st} must be tensor<2xui64>"
+            ));
         }
-        let out = self.push(Op::RngBitGenerator, vec![state], vec![st, ValueType::new(dtype, shape)]);
+        let out = self.push(
+            Op::RngBitGenerator,
+            vec![state],
+            vec![st, ValueType::new(dtype, shape)],
+        );
         Ok((out[0], out[1]))
     }
 
     /// Stable sort along `dim` keyed by the first operand; returns one result per operand.
-    pub fn sort(&mut self, operands: &[ValueId], dim: i64, descending: bool) -> Result<Vec<ValueId>> {
+    pub fn sort(
+        &mut self,
+        operands: &[ValueId],
+        dim: i64,
+        descending: bool,
+    ) -> Result<Vec<ValueId>> {
         let t0 = self.ty(operands[0]).clone();
         check_dims("sort", &[dim], t0.rank())?;
         let types: Vec<ValueType> = operands.iter().map(|&o| self.ty(o).clone()).collect();

@@ -35,7 +35,10 @@ fn wrap_int(i: i64, dtype: DType) -> i128 {
 }
 
 fn ints(v: &[i64]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn array(v: &[i64]) -> String {
@@ -181,8 +184,12 @@ fn int_max(d: DType) -> i64 {
 
 fn combiner_name(kind: ReduceKind, d: DType) -> &'static str {
     match (kind, d) {
-        (ReduceKind::Sum, DType::Bool) | (ReduceKind::Or, _) | (ReduceKind::Max, DType::Bool) => "stablehlo.or",
-        (ReduceKind::And, _) | (ReduceKind::Min, DType::Bool) | (ReduceKind::Prod, DType::Bool) => "stablehlo.and",
+        (ReduceKind::Sum, DType::Bool) | (ReduceKind::Or, _) | (ReduceKind::Max, DType::Bool) => {
+            "stablehlo.or"
+        }
+        (ReduceKind::And, _) | (ReduceKind::Min, DType::Bool) | (ReduceKind::Prod, DType::Bool) => {
+            "stablehlo.and"
+        }
         (ReduceKind::Sum, _) => "stablehlo.add",
         (ReduceKind::Prod, _) => "stablehlo.multiply",
         (ReduceKind::Max, _) => "stablehlo.maximum",
@@ -216,13 +223,32 @@ impl Emitter<'_> {
             self.n(node.outputs[0]).to_string()
         } else {
             let base = self.n(node.outputs[0]);
-            format!("{}:{}", &base[..base.find('#').unwrap_or(base.len())], node.outputs.len())
+            format!(
+                "{}:{}",
+                &base[..base.find('#').unwrap_or(base.len())],
+                node.outputs.len()
+            )
         };
         let outs: Vec<String> = node.outputs.iter().map(|&v| self.t(v)).collect();
-        let out_types = if outs.len() == 1 { outs[0].clone() } else { format!("({})", outs.join(", ")) };
-        let region = if region.is_empty() { String::new() } else { format!(" ({{\n{region}    }})") };
-        let attrs = if attrs.is_empty() { String::new() } else { format!(" {attrs}") };
-        let _ = writeln!(self.out, "    {result} = \"{name}\"({ins}){region}{attrs} : ({in_types}) -> {out_types}");
+        let out_types = if outs.len() == 1 {
+            outs[0].clone()
+        } else {
+            format!("({})", outs.join(", "))
+        };
+        let region = if region.is_empty() {
+            String::new()
+        } else {
+            format!(" ({{\n{region}    }})")
+        };
+        let attrs = if attrs.is_empty() {
+            String::new()
+        } else {
+            format!(" {attrs}")
+        };
+        let _ = writeln!(
+            self.out,
+            "    {result} = \"{name}\"({ins}){region}{attrs} : ({in_types}) -> {out_types}"
+        );
     }
 
     /// A reduction body combining two scalars of dtype `d` with `combiner`.
@@ -254,7 +280,12 @@ impl Emitter<'_> {
                 let attrs = format!("{{value = dense<{}> : {t}}}", literal(*c, t.dtype));
                 self.op(node, "stablehlo.constant", "", &attrs);
             }
-            Op::Iota(d) => self.op(node, "stablehlo.iota", "", &format!("{{iota_dimension = {d} : i64}}")),
+            Op::Iota(d) => self.op(
+                node,
+                "stablehlo.iota",
+                "",
+                &format!("{{iota_dimension = {d} : i64}}"),
+            ),
             Op::Unary(k) => self.op(node, unary_name(*k), "", ""),
             Op::Binary(k) => self.op(node, binary_name(*k), "", ""),
             Op::Compare(dir) => {
@@ -266,11 +297,23 @@ impl Emitter<'_> {
             Op::Convert => self.op(node, "stablehlo.convert", "", ""),
             Op::BitcastConvert => self.op(node, "stablehlo.bitcast_convert", "", ""),
             Op::Reshape => self.op(node, "stablehlo.reshape", "", ""),
-            Op::Transpose(p) => self.op(node, "stablehlo.transpose", "", &format!("{{permutation = {}}}", array(p))),
-            Op::BroadcastInDim(d) => {
-                self.op(node, "stablehlo.broadcast_in_dim", "", &format!("{{broadcast_dimensions = {}}}", array(d)))
-            }
-            Op::Slice { start, limit, stride } => {
+            Op::Transpose(p) => self.op(
+                node,
+                "stablehlo.transpose",
+                "",
+                &format!("{{permutation = {}}}", array(p)),
+            ),
+            Op::BroadcastInDim(d) => self.op(
+                node,
+                "stablehlo.broadcast_in_dim",
+                "",
+                &format!("{{broadcast_dimensions = {}}}", array(d)),
+            ),
+            Op::Slice {
+                start,
+                limit,
+                stride,
+            } => {
                 let attrs = format!(
                     "{{start_indices = {}, limit_indices = {}, strides = {}}}",
                     array(start),
@@ -280,11 +323,23 @@ impl Emitter<'_> {
                 self.op(node, "stablehlo.slice", "", &attrs);
             }
             Op::DynamicUpdateSlice => self.op(node, "stablehlo.dynamic_update_slice", "", ""),
-            Op::DynamicSlice(sizes) => {
-                self.op(node, "stablehlo.dynamic_slice", "", &format!("{{slice_sizes = {}}}", array(sizes)))
-            }
-            Op::Concatenate(d) => self.op(node, "stablehlo.concatenate", "", &format!("{{dimension = {d} : i64}}")),
-            Op::Pad { low, high, interior } => {
+            Op::DynamicSlice(sizes) => self.op(
+                node,
+                "stablehlo.dynamic_slice",
+                "",
+                &format!("{{slice_sizes = {}}}", array(sizes)),
+            ),
+            Op::Concatenate(d) => self.op(
+                node,
+                "stablehlo.concatenate",
+                "",
+                &format!("{{dimension = {d} : i64}}"),
+            ),
+            Op::Pad {
+                low,
+                high,
+                interior,
+            } => {
                 let attrs = format!(
                     "{{edge_padding_low = {}, edge_padding_high = {}, interior_padding = {}}}",
                     array(low),
@@ -293,7 +348,12 @@ impl Emitter<'_> {
                 );
                 self.op(node, "stablehlo.pad", "", &attrs);
             }
-            Op::Reverse(d) => self.op(node, "stablehlo.reverse", "", &format!("{{dimensions = {}}}", array(d))),
+            Op::Reverse(d) => self.op(
+                node,
+                "stablehlo.reverse",
+                "",
+                &format!("{{dimensions = {}}}", array(d)),
+            ),
             Op::Reduce { kind, dims } => self.emit_reduce(&tag, node, *kind, dims),
             Op::ArgReduce { max, dim } => self.emit_arg_reduce(&tag, node, *max, *dim),
             Op::Dot(d) => {
@@ -302,7 +362,10 @@ impl Emitter<'_> {
                 field(&mut f, "rhs_batching_dimensions", &d.rhs_batch);
                 field(&mut f, "lhs_contracting_dimensions", &d.lhs_contract);
                 field(&mut f, "rhs_contracting_dimensions", &d.rhs_contract);
-                let attrs = format!("{{dot_dimension_numbers = #stablehlo.dot<{}>}}", f.join(", "));
+                let attrs = format!(
+                    "{{dot_dimension_numbers = #stablehlo.dot<{}>}}",
+                    f.join(", ")
+                );
                 self.op(node, "stablehlo.dot_general", "", &attrs);
             }
             Op::Convolution(c) => {
@@ -331,7 +394,14 @@ impl Emitter<'_> {
                     array(&w.window_dilation),
                     padding(&w.padding)
                 );
-                self.op_with_extra_input(node, "stablehlo.reduce_window", &init, d, &region, &attrs);
+                self.op_with_extra_input(
+                    node,
+                    "stablehlo.reduce_window",
+                    &init,
+                    d,
+                    &region,
+                    &attrs,
+                );
             }
             Op::Gather(a) => {
                 let mut f = Vec::new();
@@ -358,7 +428,11 @@ impl Emitter<'_> {
                 let mut f = Vec::new();
                 field(&mut f, "update_window_dims", &a.update_window_dims);
                 field(&mut f, "inserted_window_dims", &a.inserted_window_dims);
-                field(&mut f, "scatter_dims_to_operand_dims", &a.scatter_dims_to_operand_dims);
+                field(
+                    &mut f,
+                    "scatter_dims_to_operand_dims",
+                    &a.scatter_dims_to_operand_dims,
+                );
                 f.push(format!("index_vector_dim = {}", a.index_vector_dim));
                 let attrs = format!(
                     "{{indices_are_sorted = false, scatter_dimension_numbers = #stablehlo.scatter<{}>, unique_indices = false}}",
@@ -366,9 +440,12 @@ impl Emitter<'_> {
                 );
                 self.op(node, "stablehlo.scatter", &region, &attrs);
             }
-            Op::RngBitGenerator => {
-                self.op(node, "stablehlo.rng_bit_generator", "", "{rng_algorithm = #stablehlo<rng_algorithm THREE_FRY>}")
-            }
+            Op::RngBitGenerator => self.op(
+                node,
+                "stablehlo.rng_bit_generator",
+                "",
+                "{rng_algorithm = #stablehlo<rng_algorithm THREE_FRY>}",
+            ),
             Op::Sort { dim, descending } => {
                 let mut args = Vec::new();
                 for (i, &v) in node.inputs.iter().enumerate() {
@@ -378,18 +455,35 @@ impl Emitter<'_> {
                 let d0 = self.g.dtype(node.inputs[0]);
                 let s0 = format!("tensor<{}>", d0.mlir());
                 let dir = if *descending { "GT" } else { "LT" };
-                let ct = if d0.is_float() { "TOTALORDER" } else { compare_type(d0) };
+                let ct = if d0.is_float() {
+                    "TOTALORDER"
+                } else {
+                    compare_type(d0)
+                };
                 let region = format!(
                     "      ^bb0({}):\n        %{tag}c = \"stablehlo.compare\"(%{tag}x0, %{tag}y0) {{comparison_direction = #stablehlo<comparison_direction {dir}>, compare_type = #stablehlo<comparison_type {ct}>}} : ({s0}, {s0}) -> tensor<i1>\n        \"stablehlo.return\"(%{tag}c) : (tensor<i1>) -> ()\n",
                     args.join(", ")
                 );
-                self.op(node, "stablehlo.sort", &region, &format!("{{dimension = {dim} : i64, is_stable = true}}"));
+                self.op(
+                    node,
+                    "stablehlo.sort",
+                    &region,
+                    &format!("{{dimension = {dim} : i64, is_stable = true}}"),
+                );
             }
         }
     }
 
     /// Ops whose last operand is an init scalar the graph does not hold (reduce, reduce_window).
-    fn op_with_extra_input(&mut self, node: &Node, name: &str, init: &str, d: DType, region: &str, attrs: &str) {
+    fn op_with_extra_input(
+        &mut self,
+        node: &Node,
+        name: &str,
+        init: &str,
+        d: DType,
+        region: &str,
+        attrs: &str,
+    ) {
         let (ins, in_types) = self.operands(&node.inputs);
         let out = self.n(node.outputs[0]).to_string();
         let _ = writeln!(
@@ -404,7 +498,14 @@ impl Emitter<'_> {
         let d = self.g.dtype(node.inputs[0]);
         let init = self.init_const(tag, kind, d);
         let region = self.binary_region(tag, combiner_name(kind, d), d);
-        self.op_with_extra_input(node, "stablehlo.reduce", &init, d, &region, &format!("{{dimensions = {}}}", array(dims)));
+        self.op_with_extra_input(
+            node,
+            "stablehlo.reduce",
+            &init,
+            d,
+            &region,
+            &format!("{{dimensions = {}}}", array(dims)),
+        );
     }
 
     /// A variadic reduce over (value, index) keeping the first extreme; NaN counts as extreme.
@@ -414,10 +515,17 @@ impl Emitter<'_> {
         let xt = self.t(x);
         let shape = self.g.shape(x).to_vec();
         let it = ValueType::new(DType::I64, &shape).to_string();
-        let kind = if max { ReduceKind::Max } else { ReduceKind::Min };
+        let kind = if max {
+            ReduceKind::Max
+        } else {
+            ReduceKind::Min
+        };
         let vinit = self.init_const(tag, kind, d);
         let o = &mut self.out;
-        let _ = writeln!(o, "    %{tag}iota = \"stablehlo.iota\"() {{iota_dimension = {dim} : i64}} : () -> {it}");
+        let _ = writeln!(
+            o,
+            "    %{tag}iota = \"stablehlo.iota\"() {{iota_dimension = {dim} : i64}} : () -> {it}"
+        );
         let _ = writeln!(o, "    %{tag}iinit = \"stablehlo.constant\"() {{value = dense<0> : tensor<i64>}} : () -> tensor<i64>");
         let s = format!("tensor<{}>", d.mlir());
         let i = "tensor<i64>";
@@ -427,12 +535,17 @@ impl Emitter<'_> {
         };
         let ct = compare_type(d);
         let better = if max { "GT" } else { "LT" };
-        let mut r = format!("      ^bb0(%{tag}av: {s}, %{tag}ai: {i}, %{tag}bv: {s}, %{tag}bi: {i}):\n");
+        let mut r =
+            format!("      ^bb0(%{tag}av: {s}, %{tag}ai: {i}, %{tag}bv: {s}, %{tag}bi: {i}):\n");
         r += &cmp("gt", better, "av", "bv", &s, ct);
         r += &cmp("eq", "EQ", "av", "bv", &s, ct);
         r += &cmp("lti", "LT", "ai", "bi", i, "SIGNED");
-        r += &format!("        %{tag}tie = \"stablehlo.and\"(%{tag}eq, %{tag}lti) : ({b}, {b}) -> {b}\n");
-        r += &format!("        %{tag}pick0 = \"stablehlo.or\"(%{tag}gt, %{tag}tie) : ({b}, {b}) -> {b}\n");
+        r += &format!(
+            "        %{tag}tie = \"stablehlo.and\"(%{tag}eq, %{tag}lti) : ({b}, {b}) -> {b}\n"
+        );
+        r += &format!(
+            "        %{tag}pick0 = \"stablehlo.or\"(%{tag}gt, %{tag}tie) : ({b}, {b}) -> {b}\n"
+        );
         let pick = if d.is_float() {
             r += &cmp("anan", "NE", "av", "av", &s, ct);
             r += &cmp("bnan", "NE", "bv", "bv", &s, ct);
@@ -468,7 +581,9 @@ impl Graph {
                 Op::Parameter(p) => names[node.outputs[0].0 as usize] = format!("%arg{p}"),
                 // Emitted as a two-result reduce; the index is its second result.
                 Op::ArgReduce { .. } => names[node.outputs[0].0 as usize] = format!("%n{i}r#1"),
-                _ if node.outputs.len() == 1 => names[node.outputs[0].0 as usize] = format!("%v{}", node.outputs[0].0),
+                _ if node.outputs.len() == 1 => {
+                    names[node.outputs[0].0 as usize] = format!("%v{}", node.outputs[0].0)
+                }
                 _ => {
                     for (k, v) in node.outputs.iter().enumerate() {
                         names[v.0 as usize] = format!("%m{i}#{k}");
@@ -476,7 +591,11 @@ impl Graph {
                 }
             }
         }
-        let mut e = Emitter { g: self, names, out: String::new() };
+        let mut e = Emitter {
+            g: self,
+            names,
+            out: String::new(),
+        };
         let params: Vec<String> = self
             .params
             .iter()
@@ -484,7 +603,9 @@ impl Graph {
             .map(|(i, &p)| {
                 let alias = self.aliases.iter().find(|(pi, _)| *pi == i);
                 match alias {
-                    Some((_, o)) => format!("%arg{i}: {} {{tf.aliasing_output = {o} : i32}}", self.ty(p)),
+                    Some((_, o)) => {
+                        format!("%arg{i}: {} {{tf.aliasing_output = {o} : i32}}", self.ty(p))
+                    }
                     None => format!("%arg{i}: {}", self.ty(p)),
                 }
             })
@@ -498,7 +619,10 @@ impl Graph {
         for (i, node) in self.nodes.iter().enumerate() {
             e.emit_node(i, node);
         }
-        let _ = writeln!(e.out, "    \"func.return\"({outs}) : ({out_types}) -> ()\n  }}\n}}");
+        let _ = writeln!(
+            e.out,
+            "    \"func.return\"({outs}) : ({out_types}) -> ()\n  }}\n}}"
+        );
         e.out
     }
 }

@@ -23,8 +23,16 @@ pub fn broadcast_shapes(a: &[i64], b: &[i64]) -> Result<Vec<i64>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -44,7 +52,10 @@ impl Graph {
     pub fn broadcast_to(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId> {
         let r = self.rank(x);
         if r > shape.len() {
-            return Err(GraphError::Invalid(format!("cannot broadcast {} to {shape:?}", self.ty(x))));
+            return Err(GraphError::Invalid(format!(
+                "cannot broadcast {} to {shape:?}",
+                self.ty(x)
+            )));
         }
         let dims: Vec<i64> = (0..r).map(|i| (shape.len() - r + i) as i64).collect();
         self.broadcast_in_dim(x, shape, &dims)
@@ -57,7 +68,13 @@ impl Graph {
     }
 
     /// A binary op with broadcasting; both operands are converted to `dtype` first.
-    pub fn binary_bcast(&mut self, kind: BinaryKind, a: ValueId, b: ValueId, dtype: DType) -> Result<ValueId> {
+    pub fn binary_bcast(
+        &mut self,
+        kind: BinaryKind,
+        a: ValueId,
+        b: ValueId,
+        dtype: DType,
+    ) -> Result<ValueId> {
         let shape = broadcast_shapes(self.shape(a), self.shape(b))?;
         let a = self.coerce(a, dtype, &shape)?;
         let b = self.coerce(b, dtype, &shape)?;
@@ -65,7 +82,13 @@ impl Graph {
     }
 
     /// A comparison with broadcasting, computed in `dtype`.
-    pub fn compare_bcast(&mut self, dir: CmpDir, a: ValueId, b: ValueId, dtype: DType) -> Result<ValueId> {
+    pub fn compare_bcast(
+        &mut self,
+        dir: CmpDir,
+        a: ValueId,
+        b: ValueId,
+        dtype: DType,
+    ) -> Result<ValueId> {
         let shape = broadcast_shapes(self.shape(a), self.shape(b))?;
         let a = self.coerce(a, dtype, &shape)?;
         let b = self.coerce(b, dtype, &shape)?;
@@ -73,7 +96,13 @@ impl Graph {
     }
 
     /// `select` with broadcasting of all three operands.
-    pub fn select_bcast(&mut self, pred: ValueId, a: ValueId, b: ValueId, dtype: DType) -> Result<ValueId> {
+    pub fn select_bcast(
+        &mut self,
+        pred: ValueId,
+        a: ValueId,
+        b: ValueId,
+        dtype: DType,
+    ) -> Result<ValueId> {
         let s = broadcast_shapes(self.shape(a), self.shape(b))?;
         let s = broadcast_shapes(&s, self.shape(pred))?;
         let p = self.coerce(pred, DType::Bool, &s)?;
@@ -86,18 +115,39 @@ impl Graph {
     pub fn full_like(&mut self, x: ValueId, value: f64, dtype: DType) -> ValueId {
         let shape = self.shape(x).to_vec();
         let s = self.scalar(value, dtype);
-        self.broadcast_to(s, &shape).expect("scalar broadcasts to any shape")
+        self.broadcast_to(s, &shape)
+            .expect("scalar broadcasts to any shape")
     }
 
-    /// Reduction over `dims` (all if empty and `all_if_empty`), keeping reduced dims as 1 if `keepdim`.
-    pub fn reduce_keep(&mut self, kind: ReduceKind, x: ValueId, dims: &[usize], keepdim: bool) -> Result<ValueId> {
+    /// Reduction over `dims`, keeping reduced dims as 1 if `keepdim`. Float
+    /// max/min propagate NaN as PyTorch does (XLA's CPU reduce drops it).
+    pub fn reduce_keep(
+        &mut self,
+        kind: ReduceKind,
+        x: ValueId,
+        dims: &[usize],
+        keepdim: bool,
+    ) -> Result<ValueId> {
         let shape = self.shape(x).to_vec();
         let d: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
-        let r = self.reduce(kind, x, &d)?;
+        let mut r = self.reduce(kind, x, &d)?;
+        if matches!(kind, ReduceKind::Max | ReduceKind::Min)
+            && self.dtype(x).is_float()
+            && !dims.is_empty()
+        {
+            let nan = self.compare(CmpDir::Ne, x, x)?;
+            let any = self.reduce(ReduceKind::Or, nan, &d)?;
+            let nanc = self.full_like(r, f64::NAN, self.dtype(r));
+            r = self.select(any, nanc, r)?;
+        }
         if !keepdim {
             return Ok(r);
         }
-        let kept: Vec<i64> = shape.iter().enumerate().map(|(i, &s)| if dims.contains(&i) { 1 } else { s }).collect();
+        let kept: Vec<i64> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if dims.contains(&i) { 1 } else { s })
+            .collect();
         self.reshape(r, &kept)
     }
 
@@ -114,7 +164,9 @@ impl Graph {
                 continue;
             }
             if out.contains(&w) {
-                return Err(GraphError::Invalid(format!("dim {w} appears multiple times in the list of dims")));
+                return Err(GraphError::Invalid(format!(
+                    "dim {w} appears multiple times in the list of dims"
+                )));
             }
             out.push(w);
         }
@@ -138,10 +190,19 @@ impl Graph {
     pub fn matmul_batched(&mut self, a: ValueId, b: ValueId) -> Result<ValueId> {
         let r = self.rank(a) as i64;
         if r < 2 || self.rank(b) as i64 != r {
-            return Err(GraphError::Invalid(format!("matmul: {} and {} need equal rank >= 2", self.ty(a), self.ty(b))));
+            return Err(GraphError::Invalid(format!(
+                "matmul: {} and {} need equal rank >= 2",
+                self.ty(a),
+                self.ty(b)
+            )));
         }
         let batch: Vec<i64> = (0..r - 2).collect();
-        let dims = DotDims { lhs_batch: batch.clone(), rhs_batch: batch, lhs_contract: vec![r - 1], rhs_contract: vec![r - 2] };
+        let dims = DotDims {
+            lhs_batch: batch.clone(),
+            rhs_batch: batch,
+            lhs_contract: vec![r - 1],
+            rhs_contract: vec![r - 2],
+        };
         self.dot(a, b, dims)
     }
 }
@@ -165,7 +226,13 @@ impl Graph {
     }
 
     /// `convolution` whose result has dtype `out` (accumulation type).
-    pub fn convolution_to(&mut self, x: ValueId, w: ValueId, attrs: ConvAttrs, out: DType) -> Result<ValueId> {
+    pub fn convolution_to(
+        &mut self,
+        x: ValueId,
+        w: ValueId,
+        attrs: ConvAttrs,
+        out: DType,
+    ) -> Result<ValueId> {
         let v = self.convolution(x, w, attrs)?;
         self.types[v.0 as usize].dtype = out;
         Ok(v)
@@ -200,8 +267,13 @@ impl Graph {
 impl Graph {
     /// Removes the listed dimensions, which must have size 1.
     pub fn squeeze_dims(&mut self, x: ValueId, dims: &[usize]) -> Result<ValueId> {
-        let shape: Vec<i64> =
-            self.shape(x).iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &s)| s).collect();
+        let shape: Vec<i64> = self
+            .shape(x)
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dims.contains(i))
+            .map(|(_, &s)| s)
+            .collect();
         self.reshape(x, &shape)
     }
 }

@@ -15,7 +15,10 @@ pub struct ValueType {
 
 impl ValueType {
     pub fn new(dtype: DType, shape: &[i64]) -> Self {
-        ValueType { dtype, shape: shape.to_vec() }
+        ValueType {
+            dtype,
+            shape: shape.to_vec(),
+        }
     }
     pub fn rank(&self) -> usize {
         self.shape.len()
@@ -24,7 +27,10 @@ impl ValueType {
         self.shape.iter().product()
     }
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        ValueType { dtype, shape: self.shape.clone() }
+        ValueType {
+            dtype,
+            shape: self.shape.clone(),
+        }
     }
 }
 
@@ -292,7 +298,12 @@ impl Graph {
     }
 
     /// Appends a node whose result types were already inferred.
-    pub fn push(&mut self, op: Op, inputs: Vec<ValueId>, out_types: Vec<ValueType>) -> Vec<ValueId> {
+    pub fn push(
+        &mut self,
+        op: Op,
+        inputs: Vec<ValueId>,
+        out_types: Vec<ValueType>,
+    ) -> Vec<ValueId> {
         let node_index = self.nodes.len() as u32;
         let mut outputs = Vec::with_capacity(out_types.len());
         for (i, t) in out_types.into_iter().enumerate() {
@@ -301,7 +312,11 @@ impl Graph {
             self.producers.push((node_index, i as u32));
             outputs.push(id);
         }
-        self.nodes.push(Node { op, inputs, outputs: outputs.clone() });
+        self.nodes.push(Node {
+            op,
+            inputs,
+            outputs: outputs.clone(),
+        });
         outputs
     }
 

@@ -37,7 +37,11 @@ struct Nested {
 
 impl View {
     pub fn contiguous(sizes: &[i64]) -> View {
-        View { offset: 0, sizes: sizes.to_vec(), strides: contiguous_strides(sizes) }
+        View {
+            offset: 0,
+            sizes: sizes.to_vec(),
+            strides: contiguous_strides(sizes),
+        }
     }
 
     pub fn numel(&self) -> i64 {
@@ -65,11 +69,20 @@ impl View {
         if self.numel() == 0 {
             return self.offset;
         }
-        self.offset + self.sizes.iter().zip(&self.strides).map(|(&n, &s)| (n - 1) * s).sum::<i64>() + 1
+        self.offset
+            + self
+                .sizes
+                .iter()
+                .zip(&self.strides)
+                .map(|(&n, &s)| (n - 1) * s)
+                .sum::<i64>()
+            + 1
     }
 
     fn nested(&self) -> Option<Nested> {
-        let mut order: Vec<usize> = (0..self.sizes.len()).filter(|&i| self.sizes[i] > 1 && self.strides[i] > 0).collect();
+        let mut order: Vec<usize> = (0..self.sizes.len())
+            .filter(|&i| self.sizes[i] > 1 && self.strides[i] > 0)
+            .collect();
         order.sort_by_key(|&i| std::cmp::Reverse(self.strides[i]));
         if order.is_empty() {
             return None;
@@ -103,7 +116,10 @@ impl Graph {
             return invalid(format!("storage value must be rank 1, got {t}"));
         }
         let len = t.shape[0];
-        if view.sizes.len() != view.strides.len() || view.offset < 0 || view.strides.iter().any(|&s| s < 0) {
+        if view.sizes.len() != view.strides.len()
+            || view.offset < 0
+            || view.strides.iter().any(|&s| s < 0)
+        {
             return invalid(format!("invalid view {view:?}"));
         }
         if view.numel() > 0 && view.extent() > len {
@@ -130,7 +146,13 @@ impl Graph {
     }
 
     /// The span `[offset, offset + span)` of `flat`, zero-padded past its end, reshaped to `block`.
-    fn padded_block(&mut self, flat: ValueId, len: i64, offset: i64, n: &Nested) -> Result<ValueId> {
+    fn padded_block(
+        &mut self,
+        flat: ValueId,
+        len: i64,
+        offset: i64,
+        n: &Nested,
+    ) -> Result<ValueId> {
         let end = (offset + n.span).min(len);
         let part = self.slice(flat, &[offset], &[end], &[1])?;
         let part = if end - offset < n.span {
@@ -162,7 +184,10 @@ impl Graph {
             // Back to the view's dim order, then broadcast over size-1 and stride-0 dims.
             let mut by_dim = n.order.clone();
             by_dim.sort_unstable();
-            let perm: Vec<i64> = by_dim.iter().map(|d| n.order.iter().position(|o| o == d).unwrap() as i64).collect();
+            let perm: Vec<i64> = by_dim
+                .iter()
+                .map(|d| n.order.iter().position(|o| o == d).unwrap() as i64)
+                .collect();
             let ordered = self.transpose(kept, &perm)?;
             let dims: Vec<i64> = by_dim.iter().map(|&d| d as i64).collect();
             return self.broadcast_in_dim(ordered, &view.sizes, &dims);
@@ -186,7 +211,11 @@ impl Graph {
         let len = self.check_view(flat, view)?;
         let vt = self.ty(value).clone();
         if vt.shape != view.sizes || vt.dtype != self.dtype(flat) {
-            return invalid(format!("strided write of {vt} into a view of sizes {:?} of {}", view.sizes, self.ty(flat)));
+            return invalid(format!(
+                "strided write of {vt} into a view of sizes {:?} of {}",
+                view.sizes,
+                self.ty(flat)
+            ));
         }
         let numel = view.numel();
         if numel == 0 {
@@ -201,14 +230,22 @@ impl Graph {
             let start = at(self, view.offset);
             return self.dynamic_update_slice(flat, v, &[start]);
         }
-        let overlapping = view.sizes.iter().zip(&view.strides).any(|(&n, &s)| n > 1 && s == 0);
+        let overlapping = view
+            .sizes
+            .iter()
+            .zip(&view.strides)
+            .any(|(&n, &s)| n > 1 && s == 0);
         if let (false, Some(n)) = (overlapping, view.nested()) {
             let block = self.padded_block(flat, len, view.offset, &n)?;
             let mut by_dim = n.order.clone();
             by_dim.sort_unstable();
             let kept_sizes: Vec<i64> = by_dim.iter().map(|&d| view.sizes[d]).collect();
             let v = self.reshape(value, &kept_sizes)?;
-            let perm: Vec<i64> = n.order.iter().map(|d| by_dim.iter().position(|b| b == d).unwrap() as i64).collect();
+            let perm: Vec<i64> = n
+                .order
+                .iter()
+                .map(|d| by_dim.iter().position(|b| b == d).unwrap() as i64)
+                .collect();
             let v = self.transpose(v, &perm)?;
             let upd_shape: Vec<i64> = n.order.iter().map(|&d| view.sizes[d]).chain([1]).collect();
             let v = self.reshape(v, &upd_shape)?;

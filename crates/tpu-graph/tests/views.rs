@@ -27,17 +27,25 @@ fn f32s(v: &[f32]) -> Vec<u8> {
 
 fn run(g: &Graph, inputs: &[Vec<f32>]) -> Vec<f32> {
     let c = client();
-    let exe = c.compile(&g.to_stablehlo()).unwrap_or_else(|e| panic!("{e}\n{}", g.to_stablehlo()));
+    let exe = c
+        .compile(&g.to_stablehlo())
+        .unwrap_or_else(|e| panic!("{e}\n{}", g.to_stablehlo()));
     let dev = &c.addressable_devices()[0];
     let bufs: Vec<_> = inputs
         .iter()
         .zip(&g.params)
-        .map(|(x, &p)| c.buffer_from_host(&f32s(x), ElementType::F32, g.shape(p), None, dev).unwrap())
+        .map(|(x, &p)| {
+            c.buffer_from_host(&f32s(x), ElementType::F32, g.shape(p), None, dev)
+                .unwrap()
+        })
         .collect();
     let refs: Vec<_> = bufs.iter().collect();
     let out = exe.execute(&refs, Some(dev), &[]).unwrap();
     let bytes = out[0].to_host_vec().unwrap();
-    bytes.chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// Flat indices of a view, row-major.
@@ -56,19 +64,23 @@ fn indices(v: &View) -> Vec<usize> {
 }
 
 fn views() -> Vec<(i64, View)> {
-    let v = |offset, sizes: &[i64], strides: &[i64]| View { offset, sizes: sizes.to_vec(), strides: strides.to_vec() };
+    let v = |offset, sizes: &[i64], strides: &[i64]| View {
+        offset,
+        sizes: sizes.to_vec(),
+        strides: strides.to_vec(),
+    };
     vec![
-        (12, v(0, &[3, 4], &[4, 1])),         // whole
-        (12, v(4, &[2, 4], &[4, 1])),         // rows 1..3
-        (12, v(0, &[4, 3], &[1, 4])),         // transpose
-        (12, v(1, &[3, 2], &[4, 2])),         // x[:, 1::2]
-        (12, v(2, &[3], &[4])),               // column select
-        (12, v(0, &[2, 3, 4], &[0, 4, 1])),   // expand
-        (24, v(3, &[2, 3, 2], &[12, 1, 3])),  // permuted slice
-        (12, v(0, &[3], &[5])),               // diagonal of 3x4... (stride 5)
-        (10, v(1, &[3, 3], &[2, 1])),         // overlapping windows: gather path
-        (12, v(11, &[], &[])),                // scalar element
-        (12, v(0, &[0, 4], &[4, 1])),         // empty
+        (12, v(0, &[3, 4], &[4, 1])),        // whole
+        (12, v(4, &[2, 4], &[4, 1])),        // rows 1..3
+        (12, v(0, &[4, 3], &[1, 4])),        // transpose
+        (12, v(1, &[3, 2], &[4, 2])),        // x[:, 1::2]
+        (12, v(2, &[3], &[4])),              // column select
+        (12, v(0, &[2, 3, 4], &[0, 4, 1])),  // expand
+        (24, v(3, &[2, 3, 2], &[12, 1, 3])), // permuted slice
+        (12, v(0, &[3], &[5])),              // diagonal of 3x4... (stride 5)
+        (10, v(1, &[3, 3], &[2, 1])),        // overlapping windows: gather path
+        (12, v(11, &[], &[])),               // scalar element
+        (12, v(0, &[0, 4], &[4, 1])),        // empty
     ]
 }
 
@@ -91,7 +103,12 @@ fn strided_read_matches_index_math() {
 #[test]
 fn strided_write_matches_index_math() {
     for (len, view) in views() {
-        let overlapping = view.sizes.iter().zip(&view.strides).any(|(&n, &s)| n > 1 && s == 0) || view.offset == 1 && len == 10;
+        let overlapping = view
+            .sizes
+            .iter()
+            .zip(&view.strides)
+            .any(|(&n, &s)| n > 1 && s == 0)
+            || view.offset == 1 && len == 10;
         if overlapping {
             continue; // PyTorch rejects writes through overlapping views.
         }

@@ -142,7 +142,10 @@ fn frac(c: &mut LowerCtx, a: &Args) -> Out {
 fn bitwise_not(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     if c.g.dtype(x).is_float() {
-        bail!("bitwise_not is only supported for integer and boolean tensors, got {}", c.g.dtype(x));
+        bail!(
+            "bitwise_not is only supported for integer and boolean tensors, got {}",
+            c.g.dtype(x)
+        );
     }
     Ok(vec![c.g.unary(U::Not, x)?])
 }
@@ -200,7 +203,11 @@ fn add_sub(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
         }
     }
     if d == DType::Bool {
-        let kind = if kind == B::Add { B::Or } else { bail!("Subtraction, the `-` operator, with two bool tensors is not supported.") };
+        let kind = if kind == B::Add {
+            B::Or
+        } else {
+            bail!("Subtraction, the `-` operator, with two bool tensors is not supported.")
+        };
         return Ok(vec![c.g.binary(kind, x, y)?]);
     }
     Ok(vec![c.g.binary(kind, x, y)?])
@@ -343,7 +350,9 @@ fn div(c: &mut LowerCtx, a: &Args) -> Out {
             let (x, y) = operands(c, a, d)?;
             Ok(vec![floor_div(c, x, y, d)?])
         }
-        Some(m) => bail!("div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{m}'"),
+        Some(m) => bail!(
+            "div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{m}'"
+        ),
     }
 }
 
@@ -540,7 +549,10 @@ fn arange(c: &mut LowerCtx, a: &Args) -> Out {
     let out = c.out_type(0)?.clone();
     let n = out.shape.first().copied().unwrap_or(0);
     let (start, step) = (a.scalar(0)?, a.scalar(2)?);
-    let wide = if out.dtype.is_float() || matches!(start, ScalarArg::Float(_)) || matches!(step, ScalarArg::Float(_)) {
+    let wide = if out.dtype.is_float()
+        || matches!(start, ScalarArg::Float(_))
+        || matches!(step, ScalarArg::Float(_))
+    {
         DType::F64
     } else {
         DType::I64
@@ -585,7 +597,17 @@ pub fn register(r: &mut Registry) {
     r.add(overloads!("abs"), abs);
     r.add(overloads!("floor"), floor);
     r.add(overloads!("ceil"), ceil);
-    r.add(&["round", "round.out", "round_", "round.decimals", "round.decimals_out", "round_.decimals"], round);
+    r.add(
+        &[
+            "round",
+            "round.out",
+            "round_",
+            "round.decimals",
+            "round.decimals_out",
+            "round_.decimals",
+        ],
+        round,
+    );
     r.add(overloads!("sign"), sign);
     r.add(overloads!("sgn"), sign);
     r.add(overloads!("trunc"), trunc);
@@ -594,27 +616,101 @@ pub fn register(r: &mut Registry) {
     r.add(overloads!("logical_not"), logical_not);
     r.add(&["isnan"], isnan);
     r.add(&["isfinite"], isfinite);
-    r.add(&["add.Tensor", "add.out", "add_.Tensor", "add.Scalar", "add_.Scalar"], add);
-    r.add(&["sub.Tensor", "sub.out", "sub_.Tensor", "sub.Scalar", "sub_.Scalar"], sub);
-    r.add(&["rsub.Tensor", "rsub.Scalar", "rsub.Tensor_out", "rsub.Scalar_out"], rsub);
-    r.add(&["mul.Tensor", "mul.out", "mul_.Tensor", "mul.Scalar", "mul_.Scalar"], mul);
     r.add(
         &[
-            "div.Tensor", "div.out", "div_.Tensor", "div.Scalar", "div_.Scalar", "div.Tensor_mode", "div.out_mode",
-            "div_.Tensor_mode", "div.Scalar_mode", "div_.Scalar_mode",
+            "add.Tensor",
+            "add.out",
+            "add_.Tensor",
+            "add.Scalar",
+            "add_.Scalar",
+        ],
+        add,
+    );
+    r.add(
+        &[
+            "sub.Tensor",
+            "sub.out",
+            "sub_.Tensor",
+            "sub.Scalar",
+            "sub_.Scalar",
+        ],
+        sub,
+    );
+    r.add(
+        &[
+            "rsub.Tensor",
+            "rsub.Scalar",
+            "rsub.Tensor_out",
+            "rsub.Scalar_out",
+        ],
+        rsub,
+    );
+    r.add(
+        &[
+            "mul.Tensor",
+            "mul.out",
+            "mul_.Tensor",
+            "mul.Scalar",
+            "mul_.Scalar",
+        ],
+        mul,
+    );
+    r.add(
+        &[
+            "div.Tensor",
+            "div.out",
+            "div_.Tensor",
+            "div.Scalar",
+            "div_.Scalar",
+            "div.Tensor_mode",
+            "div.out_mode",
+            "div_.Tensor_mode",
+            "div.Scalar_mode",
+            "div_.Scalar_mode",
         ],
         div,
     );
-    r.add(&["floor_divide", "floor_divide.out", "floor_divide_.Tensor", "floor_divide.Scalar"], floor_divide);
-    r.add(
-        &["remainder.Tensor", "remainder.Tensor_out", "remainder_.Tensor", "remainder.Scalar", "remainder_.Scalar", "remainder.Scalar_out"],
-        remainder,
-    );
-    r.add(&["fmod.Tensor", "fmod.Tensor_out", "fmod_.Tensor", "fmod.Scalar", "fmod_.Scalar", "fmod.Scalar_out"], fmod);
     r.add(
         &[
-            "pow.Tensor_Tensor", "pow.Tensor_Tensor_out", "pow_.Tensor", "pow.Tensor_Scalar", "pow.Tensor_Scalar_out",
-            "pow_.Scalar", "pow.Scalar", "pow.Scalar_out",
+            "floor_divide",
+            "floor_divide.out",
+            "floor_divide_.Tensor",
+            "floor_divide.Scalar",
+        ],
+        floor_divide,
+    );
+    r.add(
+        &[
+            "remainder.Tensor",
+            "remainder.Tensor_out",
+            "remainder_.Tensor",
+            "remainder.Scalar",
+            "remainder_.Scalar",
+            "remainder.Scalar_out",
+        ],
+        remainder,
+    );
+    r.add(
+        &[
+            "fmod.Tensor",
+            "fmod.Tensor_out",
+            "fmod_.Tensor",
+            "fmod.Scalar",
+            "fmod_.Scalar",
+            "fmod.Scalar_out",
+        ],
+        fmod,
+    );
+    r.add(
+        &[
+            "pow.Tensor_Tensor",
+            "pow.Tensor_Tensor_out",
+            "pow_.Tensor",
+            "pow.Tensor_Scalar",
+            "pow.Tensor_Scalar_out",
+            "pow_.Scalar",
+            "pow.Scalar",
+            "pow.Scalar_out",
         ],
         pow,
     );
@@ -623,30 +719,169 @@ pub fn register(r: &mut Registry) {
     r.add(&["fmax", "fmax.out"], fmax);
     r.add(&["fmin", "fmin.out"], fmin);
     r.add(&["atan2", "atan2.out", "atan2_"], atan2);
-    r.add(&["bitwise_and.Tensor", "bitwise_and.Tensor_out", "bitwise_and_.Tensor", "bitwise_and.Scalar", "bitwise_and.Scalar_out"], bitwise_and);
-    r.add(&["bitwise_or.Tensor", "bitwise_or.Tensor_out", "bitwise_or_.Tensor", "bitwise_or.Scalar", "bitwise_or.Scalar_out"], bitwise_or);
-    r.add(&["bitwise_xor.Tensor", "bitwise_xor.Tensor_out", "bitwise_xor_.Tensor", "bitwise_xor.Scalar", "bitwise_xor.Scalar_out"], bitwise_xor);
+    r.add(
+        &[
+            "bitwise_and.Tensor",
+            "bitwise_and.Tensor_out",
+            "bitwise_and_.Tensor",
+            "bitwise_and.Scalar",
+            "bitwise_and.Scalar_out",
+        ],
+        bitwise_and,
+    );
+    r.add(
+        &[
+            "bitwise_or.Tensor",
+            "bitwise_or.Tensor_out",
+            "bitwise_or_.Tensor",
+            "bitwise_or.Scalar",
+            "bitwise_or.Scalar_out",
+        ],
+        bitwise_or,
+    );
+    r.add(
+        &[
+            "bitwise_xor.Tensor",
+            "bitwise_xor.Tensor_out",
+            "bitwise_xor_.Tensor",
+            "bitwise_xor.Scalar",
+            "bitwise_xor.Scalar_out",
+        ],
+        bitwise_xor,
+    );
     r.add(overloads!("logical_and"), logical_and);
     r.add(overloads!("logical_or"), logical_or);
     r.add(overloads!("logical_xor"), logical_xor);
     for (names, rule) in [
-        (["eq.Tensor", "eq.Tensor_out", "eq_.Tensor", "eq.Scalar", "eq.Scalar_out", "eq_.Scalar"], eq as crate::Rule),
-        (["ne.Tensor", "ne.Tensor_out", "ne_.Tensor", "ne.Scalar", "ne.Scalar_out", "ne_.Scalar"], ne),
-        (["lt.Tensor", "lt.Tensor_out", "lt_.Tensor", "lt.Scalar", "lt.Scalar_out", "lt_.Scalar"], lt),
-        (["le.Tensor", "le.Tensor_out", "le_.Tensor", "le.Scalar", "le.Scalar_out", "le_.Scalar"], le),
-        (["gt.Tensor", "gt.Tensor_out", "gt_.Tensor", "gt.Scalar", "gt.Scalar_out", "gt_.Scalar"], gt),
-        (["ge.Tensor", "ge.Tensor_out", "ge_.Tensor", "ge.Scalar", "ge.Scalar_out", "ge_.Scalar"], ge),
+        (
+            [
+                "eq.Tensor",
+                "eq.Tensor_out",
+                "eq_.Tensor",
+                "eq.Scalar",
+                "eq.Scalar_out",
+                "eq_.Scalar",
+            ],
+            eq as crate::Rule,
+        ),
+        (
+            [
+                "ne.Tensor",
+                "ne.Tensor_out",
+                "ne_.Tensor",
+                "ne.Scalar",
+                "ne.Scalar_out",
+                "ne_.Scalar",
+            ],
+            ne,
+        ),
+        (
+            [
+                "lt.Tensor",
+                "lt.Tensor_out",
+                "lt_.Tensor",
+                "lt.Scalar",
+                "lt.Scalar_out",
+                "lt_.Scalar",
+            ],
+            lt,
+        ),
+        (
+            [
+                "le.Tensor",
+                "le.Tensor_out",
+                "le_.Tensor",
+                "le.Scalar",
+                "le.Scalar_out",
+                "le_.Scalar",
+            ],
+            le,
+        ),
+        (
+            [
+                "gt.Tensor",
+                "gt.Tensor_out",
+                "gt_.Tensor",
+                "gt.Scalar",
+                "gt.Scalar_out",
+                "gt_.Scalar",
+            ],
+            gt,
+        ),
+        (
+            [
+                "ge.Tensor",
+                "ge.Tensor_out",
+                "ge_.Tensor",
+                "ge.Scalar",
+                "ge.Scalar_out",
+                "ge_.Scalar",
+            ],
+            ge,
+        ),
     ] {
         r.add(&names, rule);
     }
-    r.add(&["where.self", "where.self_out", "where.ScalarOther", "where.ScalarSelf", "where.Scalar"], where_);
-    r.add(&["clamp", "clamp.out", "clamp_", "clamp.Tensor", "clamp.Tensor_out", "clamp_.Tensor"], clamp);
-    r.add(&["clamp_min", "clamp_min.out", "clamp_min_", "clamp_min.Tensor", "clamp_min.Tensor_out", "clamp_min_.Tensor"], clamp_min);
-    r.add(&["clamp_max", "clamp_max.out", "clamp_max_", "clamp_max.Tensor", "clamp_max.Tensor_out", "clamp_max_.Tensor"], clamp_max);
+    r.add(
+        &[
+            "where.self",
+            "where.self_out",
+            "where.ScalarOther",
+            "where.ScalarSelf",
+            "where.Scalar",
+        ],
+        where_,
+    );
+    r.add(
+        &[
+            "clamp",
+            "clamp.out",
+            "clamp_",
+            "clamp.Tensor",
+            "clamp.Tensor_out",
+            "clamp_.Tensor",
+        ],
+        clamp,
+    );
+    r.add(
+        &[
+            "clamp_min",
+            "clamp_min.out",
+            "clamp_min_",
+            "clamp_min.Tensor",
+            "clamp_min.Tensor_out",
+            "clamp_min_.Tensor",
+        ],
+        clamp_min,
+    );
+    r.add(
+        &[
+            "clamp_max",
+            "clamp_max.out",
+            "clamp_max_",
+            "clamp_max.Tensor",
+            "clamp_max.Tensor_out",
+            "clamp_max_.Tensor",
+        ],
+        clamp_max,
+    );
     r.add(overloads!("addcmul"), addcmul);
     r.add(overloads!("addcdiv"), addcdiv);
-    r.add(&["lerp.Scalar", "lerp.Scalar_out", "lerp_.Scalar", "lerp.Tensor", "lerp.Tensor_out", "lerp_.Tensor"], lerp);
-    r.add(&["fill_.Scalar", "fill_.Tensor", "fill.Scalar", "fill.Tensor"], fill);
+    r.add(
+        &[
+            "lerp.Scalar",
+            "lerp.Scalar_out",
+            "lerp_.Scalar",
+            "lerp.Tensor",
+            "lerp.Tensor_out",
+            "lerp_.Tensor",
+        ],
+        lerp,
+    );
+    r.add(
+        &["fill_.Scalar", "fill_.Tensor", "fill.Scalar", "fill.Tensor"],
+        fill,
+    );
     r.add(&["zero_", "zero", "zeros_like"], zero);
     r.add(&["copy_", "copy"], copy);
     r.add(&["_to_copy", "clone"], to_copy);

@@ -2,14 +2,22 @@
 //! arguments (already read as graph values) to graph nodes.
 //!
 //! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
-//! `nn`, `indexing`, `shape`, `random`); each family shares helpers from
+//! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`); each family shares helpers from
 //! `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
+pub mod activation;
 pub mod args;
+pub mod conv;
 pub mod elementwise;
+pub mod indexing;
+pub mod linalg;
+pub mod nn;
 pub mod promote;
+pub mod random;
+pub mod reduction;
 pub mod registry;
+pub mod shape;
 
 pub use args::{Arg, ScalarArg, TensorArg};
 pub use registry::{LowerCtx, Registry, Rule};

@@ -53,7 +53,9 @@ pub fn result_type(g: &Graph, args: &[&Arg]) -> DType {
     let mut s = Groups::default();
     for a in args {
         match a {
-            Arg::Tensor(t) if t.wrapped_number => merge(&mut s.wrapped, wrapped_dtype(g.dtype(t.v))),
+            Arg::Tensor(t) if t.wrapped_number => {
+                merge(&mut s.wrapped, wrapped_dtype(g.dtype(t.v)))
+            }
             Arg::Tensor(t) if g.rank(t.v) == 0 => merge(&mut s.zero, g.dtype(t.v)),
             Arg::Tensor(t) => merge(&mut s.dim, g.dtype(t.v)),
             Arg::Scalar(sc) => merge(&mut s.wrapped, wrapped_dtype(sc.dtype())),

@@ -33,7 +33,11 @@ pub struct LowerCtx<'a> {
 
 impl<'a> LowerCtx<'a> {
     pub fn new(g: &'a mut Graph, out_types: &'a [ValueType]) -> Self {
-        LowerCtx { g, out_types, host: Vec::new() }
+        LowerCtx {
+            g,
+            out_types,
+            host: Vec::new(),
+        }
     }
 
     /// A 0-dim parameter of `dtype` holding a host number; changing the number
@@ -74,7 +78,9 @@ impl<'a> LowerCtx<'a> {
 
     /// Type of the `i`-th written tensor.
     pub fn out_type(&self, i: usize) -> Result<&ValueType> {
-        self.out_types.get(i).ok_or_else(|| LowerError::Invalid("this op needs an output tensor".into()))
+        self.out_types
+            .get(i)
+            .ok_or_else(|| LowerError::Invalid("this op needs an output tensor".into()))
     }
 }
 
@@ -82,7 +88,9 @@ impl<'a> LowerCtx<'a> {
 pub struct Args<'a>(pub &'a [Arg]);
 
 fn wrong<T>(i: usize, want: &str, got: &Arg) -> Result<T> {
-    Err(LowerError::Invalid(format!("argument {i}: expected {want}, got {got:?}")))
+    Err(LowerError::Invalid(format!(
+        "argument {i}: expected {want}, got {got:?}"
+    )))
 }
 
 impl Args<'_> {
@@ -119,7 +127,11 @@ impl Args<'_> {
         match self.get(i) {
             Arg::Tensors(ts) => ts
                 .iter()
-                .map(|t| t.map(|t| t.v).ok_or_else(|| LowerError::Invalid(format!("argument {i}: None in tensor list"))))
+                .map(|t| {
+                    t.map(|t| t.v).ok_or_else(|| {
+                        LowerError::Invalid(format!("argument {i}: None in tensor list"))
+                    })
+                })
                 .collect(),
             a => wrong(i, "a tensor list", a),
         }
@@ -273,6 +285,14 @@ impl Registry {
         REG.get_or_init(|| {
             let mut r = Registry::default();
             crate::elementwise::register(&mut r);
+            crate::reduction::register(&mut r);
+            crate::linalg::register(&mut r);
+            crate::nn::register(&mut r);
+            crate::activation::register(&mut r);
+            crate::conv::register(&mut r);
+            crate::indexing::register(&mut r);
+            crate::shape::register(&mut r);
+            crate::random::register(&mut r);
             r
         })
     }

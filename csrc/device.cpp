@@ -1,0 +1,234 @@
+// Device state, device guard, allocator and PrivateUse1 hooks of the tpu backend.
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/PrivateUse1HooksInterface.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/DeviceCapability.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+#include "shim.h"
+
+namespace torch_tpu {
+
+// ---------------------------------------------------------------- device state
+
+namespace {
+thread_local c10::DeviceIndex tl_device = 0;
+}
+
+c10::DeviceIndex current_device() { return tl_device; }
+
+void set_device_unchecked(c10::DeviceIndex idx) noexcept {
+  if (idx >= 0) tl_device = idx;
+}
+
+c10::DeviceIndex device_count() noexcept {
+  int32_t n = tpu_device_count();
+  if (n < 0) return 0;
+  return static_cast<c10::DeviceIndex>(std::min<int32_t>(n, INT8_MAX));
+}
+
+void set_device(c10::DeviceIndex idx) {
+  auto n = device_count();
+  TORCH_CHECK_INDEX(idx >= 0 && idx < n, "tpu: invalid device index ", static_cast<int>(idx),
+                    " (there are ", static_cast<int>(n), " tpu devices)");
+  tl_device = idx;
+}
+
+void check_abi() {
+  static const int32_t runtime_version = tpu_abi_version();
+  TORCH_CHECK(runtime_version == TPU_ABI_VERSION, "torch_tpu: the C++ shim speaks ABI version ",
+              TPU_ABI_VERSION, " but the runtime speaks ", runtime_version,
+              "; rebuild the package (pip install --no-build-isolation .)");
+}
+
+// ---------------------------------------------------------------- errors
+
+namespace {
+bool mentions_oom(const char* msg) {
+  // A runtime storage allocation that fails for lack of memory says so.
+  std::string s(msg ? msg : "");
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s.find("out of memory") != std::string::npos ||
+         s.find("resource_exhausted") != std::string::npos;
+}
+}  // namespace
+
+void throw_status(int32_t status, const char* what) {
+  const char* msg = tpu_last_error();
+  if (msg == nullptr || *msg == '\0') msg = what;
+  switch (status) {
+    case TPU_ERR_NOT_IMPLEMENTED:
+      TORCH_CHECK_NOT_IMPLEMENTED(false, msg);
+    case TPU_ERR_OOM:
+      TORCH_CHECK_WITH(OutOfMemoryError, false, msg);
+    case TPU_ERR_INDEX:
+      TORCH_CHECK_INDEX(false, msg);
+    case TPU_ERR_VALUE:
+      TORCH_CHECK_VALUE(false, msg);
+    case TPU_ERR_TYPE:
+      TORCH_CHECK_TYPE(false, msg);
+    default:
+      TORCH_CHECK(false, msg);
+  }
+}
+
+// ---------------------------------------------------------------- allocator
+
+void delete_storage(void* storage) {
+  if (storage != nullptr) tpu_storage_free(storage);
+}
+
+c10::DataPtr allocate_on(size_t nbytes, c10::DeviceIndex idx) {
+  check_abi();
+  void* addr = nullptr;
+  void* storage = tpu_storage_new(static_cast<int64_t>(nbytes), idx, &addr);
+  if (storage == nullptr) {
+    const char* msg = tpu_last_error();
+    if (msg == nullptr || *msg == '\0') msg = "tpu: storage allocation failed";
+    TORCH_CHECK_WITH(OutOfMemoryError, !mentions_oom(msg), msg);
+    TORCH_CHECK(false, "tpu: cannot allocate ", nbytes, " bytes on tpu:", static_cast<int>(idx),
+                ": ", msg);
+  }
+  return c10::DataPtr(addr, storage, &delete_storage, c10::Device(kTpu, idx));
+}
+
+namespace {
+
+struct TpuAllocator final : c10::Allocator {
+  c10::DataPtr allocate(size_t nbytes) override { return allocate_on(nbytes, current_device()); }
+
+  // The data pointer is an opaque handle: copies go through the runtime.
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    if (count == 0) return;
+    void* d = tpu_storage_from_addr(dest);
+    void* s = tpu_storage_from_addr(src);
+    TORCH_CHECK(d != nullptr && s != nullptr, "tpu: copy_data on an address that is no tpu storage");
+    int32_t st = tpu_storage_copy(d, s, static_cast<int64_t>(count));
+    if (st != TPU_OK) throw_status(st, "tpu: storage copy failed");
+  }
+};
+
+TpuAllocator g_allocator;
+
+}  // namespace
+
+c10::Allocator* allocator() { return &g_allocator; }
+
+REGISTER_ALLOCATOR(c10::DeviceType::PrivateUse1, &g_allocator)
+
+void resize_storage_bytes(c10::StorageImpl* storage, size_t nbytes) {
+  TORCH_CHECK(storage->resizable(), "Trying to resize storage that is not resizable");
+  const size_t old_nbytes = storage->nbytes();
+  c10::DeviceIndex idx = storage->device().index();
+  if (idx < 0) idx = current_device();
+  c10::DataPtr fresh = allocate_on(nbytes, idx);
+  const size_t keep = std::min(old_nbytes, nbytes);
+  void* old_ctx = storage->data_ptr().get_context();
+  if (keep > 0 && old_ctx != nullptr) {
+    int32_t st = tpu_storage_copy(fresh.get_context(), old_ctx, static_cast<int64_t>(keep));
+    if (st != TPU_OK) throw_status(st, "tpu: storage copy failed while resizing");
+  }
+  storage->set_data_ptr_noswap(std::move(fresh));
+  storage->set_nbytes(nbytes);
+}
+
+// ---------------------------------------------------------------- device guard
+
+namespace {
+
+struct TpuGuardImpl final : c10::impl::DeviceGuardImplInterface {
+  c10::DeviceType type() const override { return kTpu; }
+
+  c10::Device exchangeDevice(c10::Device d) const override {
+    TORCH_CHECK(d.type() == kTpu, "tpu device guard got a ", d.type(), " device");
+    c10::Device old(kTpu, tl_device);
+    if (d.has_index() && d.index() != tl_device) set_device(d.index());
+    return old;
+  }
+  c10::Device getDevice() const override { return c10::Device(kTpu, tl_device); }
+  void setDevice(c10::Device d) const override {
+    TORCH_CHECK(d.type() == kTpu, "tpu device guard got a ", d.type(), " device");
+    if (d.has_index() && d.index() != tl_device) set_device(d.index());
+  }
+  void uncheckedSetDevice(c10::Device d) const noexcept override { set_device_unchecked(d.index()); }
+  c10::DeviceIndex deviceCount() const noexcept override { return device_count(); }
+
+  // One dummy default stream per device: the runtime orders work itself and
+  // synchronizes where a value is read, so every stream/event call succeeds.
+  c10::Stream getStream(c10::Device d) const override { return default_stream(d); }
+  c10::Stream getDefaultStream(c10::Device d) const override { return default_stream(d); }
+  c10::Stream getStreamFromGlobalPool(c10::Device d, bool) const override { return default_stream(d); }
+  c10::Stream getNewStream(c10::Device d, int) const override { return default_stream(d); }
+  c10::Stream exchangeStream(c10::Stream s) const override { return default_stream(s.device()); }
+  void destroyEvent(void*, const c10::DeviceIndex) const noexcept override {}
+  void record(void**, const c10::Stream&, const c10::DeviceIndex, const c10::EventFlag) const override {}
+  void block(void*, const c10::Stream&) const override {}
+  bool queryEvent(void*) const override { return true; }
+  bool queryStream(const c10::Stream&) const override { return true; }
+  void synchronizeStream(const c10::Stream&) const override {}
+  void synchronizeEvent(void*) const override {}
+  void synchronizeDevice(const c10::DeviceIndex) const override {}
+  void recordDataPtrOnStream(const c10::DataPtr&, const c10::Stream&) const override {}
+  c10::DeviceCapability getDeviceCapability(c10::Device) const override { return {}; }
+  double elapsedTime(void*, void*, const c10::DeviceIndex) const override {
+    TORCH_CHECK(false, "tpu: events do not record timings");
+  }
+
+ private:
+  static c10::Stream default_stream(c10::Device d) {
+    if (!d.has_index()) d = c10::Device(kTpu, tl_device);
+    return c10::Stream(c10::Stream::DEFAULT, d);
+  }
+};
+
+C10_REGISTER_GUARD_IMPL(PrivateUse1, TpuGuardImpl)
+
+// ---------------------------------------------------------------- hooks
+
+struct TpuHooks final : at::PrivateUse1HooksInterface {
+  bool isBuilt() const override { return true; }
+  bool isAvailable() const override { return device_count() > 0; }
+  bool hasPrimaryContext(c10::DeviceIndex) const override { return true; }
+  void init() const override {}
+  c10::DeviceIndex deviceCount() const override { return device_count(); }
+  void setCurrentDevice(c10::DeviceIndex d) const override { set_device(d); }
+  c10::DeviceIndex getCurrentDevice() const override { return current_device(); }
+  c10::DeviceIndex exchangeDevice(c10::DeviceIndex d) const override {
+    auto old = current_device();
+    if (d >= 0 && d != old) set_device(d);
+    return old;
+  }
+  c10::DeviceIndex maybeExchangeDevice(c10::DeviceIndex d) const override { return exchangeDevice(d); }
+  const at::Generator& getDefaultGenerator(c10::DeviceIndex idx) const override {
+    return default_generator(idx);
+  }
+  at::Generator getNewGenerator(c10::DeviceIndex idx) const override { return new_generator(idx); }
+  at::Device getDeviceFromPtr(void*) const override { return c10::Device(kTpu, current_device()); }
+  bool isPinnedPtr(const void*) const override { return false; }
+  // Host memory needs no pinning for the runtime: "pinned" tensors are plain CPU tensors.
+  c10::Allocator* getPinnedMemoryAllocator() const override { return c10::GetCPUAllocator(); }
+  void resizePrivateUse1Bytes(const c10::Storage& storage, size_t nbytes) const override {
+    resize_storage_bytes(storage.unsafeGetStorageImpl(), nbytes);
+  }
+};
+
+const bool g_hooks_registered [[maybe_unused]] = [] {
+  at::RegisterPrivateUse1HooksInterface(new TpuHooks());
+  return true;
+}();
+
+}  // namespace
+}  // namespace torch_tpu
+
+extern "C" int32_t tpu_shim_current_device(void) { return torch_tpu::current_device(); }
+
+extern "C" int32_t tpu_shim_set_device(int32_t device_index) {
+  if (device_index < 0 || device_index >= torch_tpu::device_count()) return TPU_ERR_INDEX;
+  torch_tpu::set_device_unchecked(static_cast<c10::DeviceIndex>(device_index));
+  return TPU_OK;
+}
