@@ -328,9 +328,9 @@ at::Tensor new_tensor(const TpuRet& r, c10::DeviceIndex idx) {
   auto dtype = c10::scalarTypeToTypeMeta(static_cast<c10::ScalarType>(r.dtype));
   at::Tensor t = at::detail::make_tensor<c10::TensorImpl>(
       std::move(storage), c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), dtype);
-  if (r.ndim != 0) {
-    t.unsafeGetTensorImpl()->set_sizes_contiguous(c10::IntArrayRef(r.sizes, static_cast<size_t>(r.ndim)));
-  }
+  // A fresh TensorImpl has sizes [0]: set them even for a 0-dim result.
+  t.unsafeGetTensorImpl()->set_sizes_contiguous(
+      r.ndim == 0 ? c10::IntArrayRef() : c10::IntArrayRef(r.sizes, static_cast<size_t>(r.ndim)));
   return t;
 }
 
@@ -370,9 +370,8 @@ c10::IValue convert_ret(const OpInfo& op, size_t k, const TpuRet& r, const c10::
   }
 }
 
-// Resizes every out= argument that a TPU_RET_ARG result gives other sizes
-// (the runtime's request to resize it, as resize_output does on CPU). Returns
-// whether any was resized, i.e. whether the op must be dispatched again.
+// Resizes the out= arguments listed by a TPU_RESIZE_OUTPUTS answer (TPU_RET_ARG
+// entries with the sizes wanted). Returns whether any was resized.
 bool resize_outs(const OpInfo& op, const TpuRet* rets, int32_t nrets, const c10::IValue* ivs, size_t nargs) {
   bool any = false;
   c10::SmallVector<int64_t, 8> sizes;
@@ -418,12 +417,12 @@ void fallback(const c10::OperatorHandle& handle, torch::jit::Stack* stack) {
       at::native::cpu_fallback(handle, stack);
       return;
     }
-    if (status != TPU_OK) throw_status(status, op.name);
-    // An out= tensor of the wrong shape: the runtime wrote nothing and asks for
-    // a resize (a RET_ARG whose sizes differ from the argument's); redo the op.
-    if (!resize_outs(op, rets, nrets, ivs, nargs)) break;
-    TORCH_CHECK(attempt == 0, "tpu: ", op.name, op.overload[0] ? "." : "", op.overload,
-                ": the runtime asked twice to resize an out= tensor");
+    if (status == TPU_OK) break;
+    if (status != TPU_RESIZE_OUTPUTS) throw_status(status, op.name);
+    // An out= tensor of the wrong shape: the runtime wrote nothing and asks
+    // for a resize (as resize_output does on CPU); redo the op once.
+    TORCH_CHECK(attempt == 0 && resize_outs(op, rets, nrets, ivs, nargs), "tpu: ", op.name,
+                op.overload[0] ? "." : "", op.overload, ": the runtime asked twice to resize an out= tensor");
   }
 
   TORCH_CHECK(static_cast<size_t>(nrets) == op.rets.size(), "tpu: ", op.name, op.overload[0] ? "." : "",

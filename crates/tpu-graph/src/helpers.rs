@@ -276,4 +276,25 @@ impl Graph {
             .collect();
         self.reshape(x, &shape)
     }
+
+    /// Inclusive prefix reduction along `dim` (cumsum, cumprod): a reduce_window over the full length.
+    pub fn cumulative(&mut self, kind: ReduceKind, x: ValueId, dim: usize) -> Result<ValueId> {
+        let r = self.rank(x);
+        let n = self.shape(x)[dim];
+        if n <= 1 {
+            return Ok(x);
+        }
+        let mut dims = vec![1; r];
+        dims[dim] = n;
+        let mut padding = vec![(0, 0); r];
+        padding[dim] = (n - 1, 0);
+        let window = WindowAttrs {
+            dims,
+            strides: vec![1; r],
+            padding,
+            base_dilation: vec![1; r],
+            window_dilation: vec![1; r],
+        };
+        self.reduce_window(kind, x, window)
+    }
 }

@@ -547,8 +547,17 @@ fn to_copy(c: &mut LowerCtx, a: &Args) -> Out {
 /// `arange.start_out(start, end, step, *, out)`: computed in float64/int64, cast to `out`.
 fn arange(c: &mut LowerCtx, a: &Args) -> Out {
     let out = c.out_type(0)?.clone();
-    let n = out.shape.first().copied().unwrap_or(0);
-    let (start, step) = (a.scalar(0)?, a.scalar(2)?);
+    let (start, end, step) = (a.scalar(0)?, a.scalar(1)?, a.scalar(2)?);
+    let span = (end.as_f64() - start.as_f64()) / step.as_f64();
+    if step.as_f64() == 0.0 || !span.is_finite() {
+        bail!("arange: step must be nonzero and the range finite");
+    }
+    // The length PyTorch's arange computes; the out tensor is resized to it.
+    let n = match (start, end, step) {
+        (ScalarArg::Int(s), ScalarArg::Int(e), ScalarArg::Int(st)) => ((e - s) + st - st.signum()) / st,
+        _ => span.ceil() as i64,
+    }
+    .max(0);
     let wide = if out.dtype.is_float()
         || matches!(start, ScalarArg::Float(_))
         || matches!(step, ScalarArg::Float(_))

@@ -10,7 +10,7 @@ use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::helpers::{opmath, wrap_dim};
 use tpu_graph::{
-    BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId, WindowAttrs,
+    BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId,
 };
 
 type Out = Result<Vec<ValueId>>;
@@ -380,27 +380,6 @@ fn logsumexp(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![logsumexp_of(c, x, &dims, a.bool_or(2, false)?)?])
 }
 
-/// Inclusive prefix reduction along `dim` with a reduce_window of the full length.
-pub(crate) fn cumulative(c: &mut LowerCtx, kind: R, x: ValueId, dim: usize) -> Result<ValueId> {
-    let r = c.g.rank(x);
-    let n = c.g.shape(x)[dim];
-    if n <= 1 {
-        return Ok(x);
-    }
-    let mut dims = vec![1; r];
-    dims[dim] = n;
-    let mut padding = vec![(0, 0); r];
-    padding[dim] = (n - 1, 0);
-    let window = WindowAttrs {
-        dims,
-        strides: vec![1; r],
-        padding,
-        base_dilation: vec![1; r],
-        window_dilation: vec![1; r],
-    };
-    Ok(c.g.reduce_window(kind, x, window)?)
-}
-
 /// `cumsum(self, dim, *, dtype)`.
 fn cumsum(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
@@ -411,7 +390,7 @@ fn cumsum(c: &mut LowerCtx, a: &Args) -> Out {
         return Ok(vec![xc]);
     }
     let xa = c.g.convert(xc, opmath(d));
-    let s = cumulative(c, R::Sum, xa, dim)?;
+    let s = c.g.cumulative(R::Sum, xa, dim)?;
     Ok(vec![c.g.convert(s, d)])
 }
 
@@ -425,7 +404,7 @@ fn cumprod(c: &mut LowerCtx, a: &Args) -> Out {
         return Ok(vec![xc]);
     }
     let xa = c.g.convert(xc, opmath(d));
-    let s = cumulative(c, R::Prod, xa, dim)?;
+    let s = c.g.cumulative(R::Prod, xa, dim)?;
     Ok(vec![c.g.convert(s, d)])
 }
 

@@ -255,6 +255,11 @@ fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
             };
             match ret {
                 Ret::Arg(i) => (t.kind, t.index) = (1, i as i32),
+                Ret::Resize(i, s) => {
+                    (t.kind, t.index, t.ndim) = (1, i as i32, s.len() as i32);
+                    sizes.push(s);
+                    t.sizes = sizes.last().expect("pushed").as_ptr();
+                }
                 Ret::New {
                     storage,
                     sizes: s,
@@ -322,6 +327,12 @@ pub unsafe extern "C" fn tpu_dispatch(
                 Ok(0)
             }
             Err(Error::NotImplemented(_)) if crate::mode::cpu_fallback_allowed(&op) => Ok(10),
+            Err(Error::ResizeOutputs(list)) => {
+                let (p, n) = publish(list.into_iter().map(|(i, sizes)| Ret::Resize(i, sizes)).collect());
+                *rets = p;
+                *nrets = n;
+                Ok(11)
+            }
             Err(e @ Error::NotImplemented(_)) => Err(e),
             Err(e) => {
                 let msg = format!("{}: {e}", dispatch::describe_call(&op, &call));

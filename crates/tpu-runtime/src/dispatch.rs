@@ -91,6 +91,8 @@ pub enum Ret {
     Int(i64),
     Double(f64),
     Bool(bool),
+    /// Argument `index` must be resized to these sizes and the op retried.
+    Resize(usize, Vec<i64>),
 }
 
 /// `aten::mm.out: <message> (arguments: float32[2, 3], float32[2, 3])`
@@ -117,6 +119,9 @@ pub fn describe_call(op: &str, args: &[CallArg]) -> String {
 pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
     metrics::add(&metrics::COUNTERS.ops_dispatched, 1);
     if let Some(rets) = transfer::special(op, args)? {
+        return Ok(rets);
+    }
+    if let Some(rets) = crate::dynamic::special(op, args)? {
         return Ok(rets);
     }
     let Some(rule) = Registry::global().get(op) else {
@@ -239,8 +244,18 @@ pub fn read_arg(t: &mut Trace, x: &TensorIn) -> Result<TensorArg> {
     }
 }
 
-/// Records one op into `t` and says what it returns.
+/// Records one op into `t` and says what it returns. On an error nothing
+/// of the op stays in the trace.
 pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Vec<Ret>> {
+    let cp = t.checkpoint();
+    let r = record_op(t, op, rule, args);
+    if r.is_err() {
+        t.rollback(cp);
+    }
+    r
+}
+
+fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Vec<Ret>> {
     let mut lower_args = Vec::with_capacity(args.len());
     let mut writes: Vec<usize> = Vec::new();
     let mut out_types = Vec::new();
@@ -286,18 +301,21 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
             writes.len()
         );
     }
+    let mut resize = Vec::new();
     for (k, &i) in writes.iter().enumerate() {
         let want = &out_types[k].shape;
         let got = t.g.shape(results[k]).to_vec();
         if &got != want {
-            // In-place ops may broadcast the other operand only; a result of another shape is an error.
-            let msg = if args[i].is_out {
-                "output"
-            } else {
-                "in-place target"
-            };
-            crate::invalid!("result of shape {got:?} does not match the {msg} of shape {want:?}");
+            if args[i].is_out {
+                // PyTorch leaves sizing `out=` tensors of some ops to the kernel.
+                resize.push((i, got));
+                continue;
+            }
+            crate::invalid!("result of shape {got:?} does not match the in-place target of shape {want:?}");
         }
+    }
+    if !resize.is_empty() {
+        return Err(Error::ResizeOutputs(resize));
     }
     for (k, &i) in writes.iter().enumerate() {
         if let ArgIn::Tensor(x) = &args[i].arg {

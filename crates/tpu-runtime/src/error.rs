@@ -16,6 +16,9 @@ pub enum Error {
     /// The plugin failed (compile, transfer, execute).
     #[error("{0}")]
     Pjrt(#[from] pjrt::Error),
+    /// `out=` arguments (index, required sizes) the shim must resize before the op is retried.
+    #[error("out= tensors need resizing: {0:?}")]
+    ResizeOutputs(Vec<(usize, Vec<i64>)>),
     /// No usable PJRT plugin.
     #[error("{0}")]
     Platform(String),

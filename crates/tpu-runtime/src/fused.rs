@@ -45,7 +45,7 @@ impl StepDetector {
         }
         let n = self.seq.len();
         self.seq.push(sig);
-        if self.candidate > 0 && self.seq[n - self.candidate] == sig {
+        if self.candidate > 0 && n >= self.candidate && self.seq[n - self.candidate] == sig {
             self.run += 1;
         } else {
             self.candidate = 0;
@@ -151,7 +151,7 @@ pub fn cut(reason: &str) -> Result<()> {
     let t = {
         let mut guard = STATE.lock().unwrap();
         let state = guard.get_or_insert_with(State::default);
-        state.steps.seq.clear();
+        state.steps.restart();
         state.open.take()
     };
     match t {

@@ -6,12 +6,14 @@
 //! - `fused`: the open trace of fused mode and its cut points.
 //! - `storage`: storages behind PyTorch's data pointers; freed in `storage::free`.
 //! - `transfer`: host↔device copies and `.item()`.
+//! - `dynamic`: ops with data-dependent shapes (`nonzero`, `masked_select`).
 //! - `cache`: executables keyed by the graph's structural hash.
 //! - `platform`, `mode`, `metrics`, `host`, `python`.
 
 pub mod abi;
 pub mod cache;
 pub mod dispatch;
+pub mod dynamic;
 pub mod error;
 pub mod fused;
 pub mod host;

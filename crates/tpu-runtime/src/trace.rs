@@ -101,6 +101,22 @@ impl Trace {
         }
     }
 
+    /// Where the trace stands, so a failed op can be taken back out of it.
+    pub fn checkpoint(&self) -> (usize, usize, usize) {
+        (self.g.nodes.len(), self.g.types.len(), self.g.params.len())
+    }
+
+    /// Removes everything recorded since `cp` (nothing was written since: writes come last).
+    pub fn rollback(&mut self, cp: (usize, usize, usize)) {
+        let (nodes, types, params) = cp;
+        self.g.nodes.truncate(nodes);
+        self.g.types.truncate(types);
+        self.g.producers.truncate(types);
+        self.g.params.truncate(params);
+        self.inputs.truncate(params);
+        self.read_params.retain(|_, v| (v.0 as usize) < types);
+    }
+
     /// Counts one recorded op.
     pub fn note_op(&mut self, name: &str) {
         self.ops += 1;

@@ -13,7 +13,14 @@ use tpu_graph::{DType, ValueType, View};
 
 pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
     Ok(Some(match op {
-        "_copy_from" | "_copy_from_and_resize" => copy_from(args)?,
+        "_copy_from" => copy_from(args)?,
+        "_copy_from_and_resize" => {
+            let (src, dst) = (tensor(args, 0)?, tensor(args, 1)?);
+            if src.sizes() != dst.sizes() {
+                return Err(crate::error::Error::ResizeOutputs(vec![(1, src.sizes().to_vec())]));
+            }
+            copy_from(args)?
+        }
         "_local_scalar_dense" => local_scalar_dense(args)?,
         _ => return Ok(None),
     }))
@@ -41,16 +48,8 @@ fn in_trace<R>(device: usize, reason: &str, f: impl FnOnce(&mut Trace) -> Result
 fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
     let src = tensor(args, 0)?;
     let dst = tensor(args, 1)?;
-    if src.sizes() != dst.sizes() {
-        let n_src: i64 = src.sizes().iter().product();
-        let n_dst: i64 = dst.sizes().iter().product();
-        if n_src != n_dst && !matches!(dst, TensorIn::Tpu { .. }) {
-            crate::invalid!(
-                "copy between tensors of sizes {:?} and {:?}",
-                src.sizes(),
-                dst.sizes()
-            );
-        }
+    if src.sizes() != dst.sizes() && matches!(dst, TensorIn::Host { .. }) {
+        crate::invalid!("copy from a tpu tensor of sizes {:?} into a CPU tensor of sizes {:?}", src.sizes(), dst.sizes());
     }
     match (src, dst) {
         (

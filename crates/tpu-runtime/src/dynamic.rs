@@ -1,0 +1,155 @@
+//! Ops whose result shape depends on values (`nonzero`, `masked_select`):
+//! the number of selected elements is read to the host first (a sync), then a
+//! program of that size compacts the elements on the device.
+
+use crate::dispatch::{self, ArgIn, CallArg, Ret, TensorIn};
+use crate::error::Result;
+use crate::storage;
+use crate::trace::Trace;
+use tpu_graph::{CmpDir, DType, ReduceKind, ScatterAttrs, ValueId};
+
+pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
+    if !matches!(op, "nonzero" | "masked_select") {
+        return Ok(None);
+    }
+    // These run as programs of their own: pending inputs are computed first.
+    for a in args {
+        if let ArgIn::Tensor(TensorIn::Tpu { storage, .. }) = &a.arg {
+            crate::fused::ensure_computed(storage, "data-dependent shape")?;
+        }
+    }
+    Ok(Some(match op {
+        "nonzero" => nonzero(args)?,
+        "masked_select" => masked_select(args)?,
+        _ => return Ok(None),
+    }))
+}
+
+fn tensor<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
+    match args.get(i).map(|a| &a.arg) {
+        Some(ArgIn::Tensor(t)) => Ok(t),
+        _ => crate::invalid!("expected a tensor at argument {i}"),
+    }
+}
+
+/// Row-major flat truth values of `x != 0`, as int64.
+fn flat_mask(t: &mut Trace, x: ValueId) -> Result<ValueId> {
+    let g = &mut t.g;
+    let n: i64 = g.shape(x).iter().product();
+    let zero = g.full_like(x, 0.0, g.dtype(x));
+    let m = g.compare(CmpDir::Ne, x, zero)?;
+    let m = g.convert(m, DType::I64);
+    Ok(g.reshape(m, &[n])?)
+}
+
+/// Number of true elements: runs now and reads one int64 back.
+fn count(device: usize, build: impl FnOnce(&mut Trace) -> Result<ValueId>) -> Result<i64> {
+    let mut t = Trace::new(device);
+    let m = build(&mut t)?;
+    let total = t.g.reduce(ReduceKind::Sum, m, &[0])?;
+    t.extra_outputs.push(total);
+    t.note_op("count_nonzero");
+    let buf = t.cut("data-dependent shape")?.pop().expect("one output");
+    let mut bytes = [0u8; 8];
+    buf.to_host(&mut bytes)?;
+    Ok(i64::from_le_bytes(bytes))
+}
+
+/// Scatters rows of `updates` (`[N, ..]`) whose flat mask is set into `[count, ..]`, in order.
+fn compact(t: &mut Trace, mask: ValueId, updates: ValueId, count: i64) -> Result<ValueId> {
+    let g = &mut t.g;
+    let n = g.shape(mask)[0];
+    let pos = g.cumulative(ReduceKind::Sum, mask, 0)?;
+    let one = g.full_like(pos, 1.0, DType::I64);
+    let pos = g.binary(tpu_graph::BinaryKind::Sub, pos, one)?;
+    // Unselected rows go out of bounds, which scatter drops.
+    let oob = g.full_like(pos, count as f64, DType::I64);
+    let zero = g.full_like(mask, 0.0, DType::I64);
+    let sel = g.compare(CmpDir::Ne, mask, zero)?;
+    let idx = g.select(sel, pos, oob)?;
+    let idx = g.reshape(idx, &[n, 1])?;
+    let mut shape = g.shape(updates).to_vec();
+    shape[0] = count;
+    let dtype = g.dtype(updates);
+    let base = g.constant(tpu_graph::ConstVal::Int(0), dtype, &shape);
+    let window: Vec<i64> = (1..shape.len() as i64).collect();
+    let attrs = ScatterAttrs {
+        update_window_dims: window,
+        inserted_window_dims: vec![0],
+        scatter_dims_to_operand_dims: vec![0],
+        index_vector_dim: 1,
+        combine: None,
+    };
+    Ok(g.scatter(base, idx, updates, attrs)?)
+}
+
+fn new_result(t: &mut Trace, v: ValueId) -> Result<Ret> {
+    let ty = t.g.ty(v).clone();
+    let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device);
+    let flat = t.g.reshape(v, &[ty.numel()])?;
+    t.write_storage(&s, flat);
+    Ok(Ret::New { storage: s, sizes: ty.shape, dtype: ty.dtype })
+}
+
+/// `nonzero(self)`: int64 `[count, ndim]` coordinates, row-major order.
+fn nonzero(args: &[CallArg]) -> Result<Vec<Ret>> {
+    let x = tensor(args, 0)?;
+    let device = dispatch::device_of(args)?;
+    let n = count(device, |t| {
+        let v = dispatch::read_arg(t, x)?.v;
+        flat_mask(t, v)
+    })?;
+    let sizes = x.sizes().to_vec();
+    let mut t = Trace::new(device);
+    let v = dispatch::read_arg(&mut t, x)?.v;
+    let mask = flat_mask(&mut t, v)?;
+    let total: i64 = sizes.iter().product();
+    let r = sizes.len().max(1) as i64;
+    let mut coords = Vec::new();
+    let mut stride = 1i64;
+    for &s in sizes.iter().rev() {
+        let k = t.g.iota(DType::I64, &[total], 0)?;
+        let q = t.g.binary_const(tpu_graph::BinaryKind::Div, k, stride as f64)?;
+        let c = t.g.binary_const(tpu_graph::BinaryKind::Rem, q, s.max(1) as f64)?;
+        coords.push(t.g.reshape(c, &[total, 1])?);
+        stride *= s;
+    }
+    coords.reverse();
+    let coords = if coords.is_empty() {
+        t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[total, 0])
+    } else {
+        t.g.concatenate(&coords, 1)?
+    };
+    let _ = r;
+    let out = compact(&mut t, mask, coords, n)?;
+    let ret = new_result(&mut t, out)?;
+    t.note_op("nonzero");
+    t.cut("nonzero")?;
+    Ok(vec![ret])
+}
+
+/// `masked_select(self, mask)`: the elements where the broadcast mask is true.
+fn masked_select(args: &[CallArg]) -> Result<Vec<Ret>> {
+    let (x, m) = (tensor(args, 0)?, tensor(args, 1)?);
+    let device = dispatch::device_of(args)?;
+    let shape = tpu_graph::helpers::broadcast_shapes(x.sizes(), m.sizes())?;
+    let read_both = |t: &mut Trace| -> Result<(ValueId, ValueId)> {
+        let xv = dispatch::read_arg(t, x)?.v;
+        let mv = dispatch::read_arg(t, m)?.v;
+        Ok((t.g.broadcast_to(xv, &shape)?, t.g.broadcast_to(mv, &shape)?))
+    };
+    let n = count(device, |t| {
+        let (_, mv) = read_both(t)?;
+        flat_mask(t, mv)
+    })?;
+    let mut t = Trace::new(device);
+    let (xv, mv) = read_both(&mut t)?;
+    let mask = flat_mask(&mut t, mv)?;
+    let total: i64 = shape.iter().product();
+    let values = t.g.reshape(xv, &[total])?;
+    let out = compact(&mut t, mask, values, n)?;
+    let ret = new_result(&mut t, out)?;
+    t.note_op("masked_select");
+    t.cut("masked_select")?;
+    Ok(vec![ret])
+}
