@@ -85,22 +85,21 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
             buf.to_host(&mut bytes)?;
             host::scatter(&bytes, span.as_mut_slice(), sizes, strides, dtype.size());
         }
-        (
-            TensorIn::Tpu { .. },
-            TensorIn::Tpu {
-                storage,
-                view,
-                dtype,
-                device,
-            },
-        ) => {
-            let dst_ref = TensorRef {
-                storage,
-                view: view.clone(),
-                dtype: *dtype,
+        (TensorIn::Tpu { device: from, .. }, TensorIn::Tpu { storage, view, dtype, device }) => {
+            let dst_ref = TensorRef { storage, view: view.clone(), dtype: *dtype };
+            // Across devices the source moves first; on one device the copy is recorded.
+            let moved = if from != device {
+                let b = materialize(src, src.dtype())?;
+                let dev = crate::platform::get()?.device(*device)?;
+                Some(Arc::new(b.copy_to_device(dev)?))
+            } else {
+                None
             };
             in_trace(*device, "copy", |t| {
-                let v = dispatch::read_arg(t, src)?.v;
+                let v = match moved {
+                    Some(b) => t.param(ValueType::new(src.dtype(), src.sizes()), Input::Buffer(b)),
+                    None => dispatch::read_arg(t, src)?.v,
+                };
                 let v = t.g.convert(v, *dtype);
                 let v = t.g.broadcast_to(v, &view.sizes)?;
                 t.write(&dst_ref, v)?;
