@@ -2,7 +2,7 @@
 
 use crate::args::{Arg, ScalarArg, TensorArg};
 use crate::{LowerError, Result};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::OnceLock;
 use tpu_graph::{DType, Graph, ValueId, ValueType};
 
@@ -257,7 +257,7 @@ impl Args<'_> {
 
 #[derive(Default)]
 pub struct Registry {
-    rules: HashMap<&'static str, Rule>,
+    rules: FxHashMap<&'static str, Rule>,
 }
 
 impl Registry {

@@ -84,8 +84,29 @@ impl HostSpan {
 }
 
 thread_local! {
+    /// Overload names by the shim's (stable) schema string pointers.
+    static OP_NAMES: RefCell<rustc_hash::FxHashMap<(usize, usize), std::rc::Rc<str>>> = RefCell::new(Default::default());
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
     static RESULTS: RefCell<(Vec<TpuRet>, Vec<Vec<i64>>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `"add.out"` for `("aten::add", "out")`, made once per op and thread.
+///
+/// # Safety
+/// NUL-terminated strings that live as long as the process (schema strings).
+unsafe fn op_name(name: *const c_char, overload: *const c_char) -> std::rc::Rc<str> {
+    OP_NAMES.with(|m| {
+        m.borrow_mut()
+            .entry((name as usize, overload as usize))
+            .or_insert_with(|| {
+                let name = CStr::from_ptr(name).to_string_lossy();
+                let overload = if overload.is_null() { "".into() } else { CStr::from_ptr(overload).to_string_lossy() };
+                let base = name.strip_prefix("aten::").unwrap_or(&name);
+                let op = if overload.is_empty() { base.to_string() } else { format!("{base}.{overload}") };
+                op.into()
+            })
+            .clone()
+    })
 }
 
 fn set_error(msg: &str) {
@@ -302,18 +323,7 @@ pub unsafe extern "C" fn tpu_dispatch(
     nrets: *mut i32,
 ) -> i32 {
     guarded(|| {
-        let name = CStr::from_ptr(name).to_str().unwrap_or("?");
-        let overload = if overload.is_null() {
-            ""
-        } else {
-            CStr::from_ptr(overload).to_str().unwrap_or("")
-        };
-        let base = name.strip_prefix("aten::").unwrap_or(name);
-        let op = if overload.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}.{overload}")
-        };
+        let op = op_name(name, overload);
         let raw = slice(args, nargs as i64);
         let mut call = Vec::with_capacity(raw.len());
         for a in raw {

@@ -8,6 +8,7 @@
 //! - `transfer`: host↔device copies and `.item()`.
 //! - `dynamic`: ops with data-dependent shapes (`nonzero`, `masked_select`).
 //! - `cache`: executables keyed by the graph's structural hash.
+//! - `opcache`: strict mode's per-op-signature fast path.
 //! - `platform`, `mode`, `metrics`, `host`, `python`.
 
 pub mod abi;
@@ -19,6 +20,7 @@ pub mod fused;
 pub mod host;
 pub mod metrics;
 pub mod mode;
+pub mod opcache;
 pub mod platform;
 pub mod python;
 pub mod storage;

@@ -98,6 +98,11 @@ pub fn free(s: Arc<Storage>) {
     r.count[s.device] -= 1;
 }
 
+/// Every live storage.
+pub fn live() -> Vec<Arc<Storage>> {
+    REGISTRY.lock().unwrap().by_addr.values().filter_map(|w| w.upgrade()).collect()
+}
+
 /// The storage whose address range contains `addr`.
 pub fn from_addr(addr: u64) -> Option<Arc<Storage>> {
     let r = REGISTRY.lock().unwrap();

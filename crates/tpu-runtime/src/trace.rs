@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::storage::{Storage, Value};
 use crate::{cache, host, metrics, platform};
-use pjrt::Buffer;
+use pjrt::{Buffer, LoadedExecutable};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -28,6 +28,29 @@ pub enum Input {
     Host(HostValue),
 }
 
+/// Where one parameter of a run came from.
+#[derive(Clone, Copy, Debug)]
+pub enum RecipeInput {
+    /// The device buffer of the storage with this id.
+    Storage(u64),
+    Host(HostValue, DType),
+    /// Something a replay cannot reproduce (an uploaded CPU tensor).
+    Other,
+}
+
+/// How a run was fed and what it wrote: enough to run the same executable
+/// again for a call with the same signature.
+pub struct Recipe {
+    pub exe: Arc<LoadedExecutable>,
+    pub params: Vec<RecipeInput>,
+    /// Storage ids receiving the outputs, in order, with their dtypes.
+    pub outputs: Vec<(u64, DType)>,
+    /// Parameters donated to outputs.
+    pub donated: Vec<usize>,
+    /// No outputs beyond storages and no NaN checks.
+    pub plain: bool,
+}
+
 /// A tensor as the runtime sees it: a view of a storage.
 pub struct TensorRef<'a> {
     pub storage: &'a Arc<Storage>,
@@ -37,22 +60,12 @@ pub struct TensorRef<'a> {
 
 static NEXT_TRACE: AtomicU64 = AtomicU64::new(1);
 
-/// Completion events of executions not yet known to be finished.
-static IN_FLIGHT: std::sync::Mutex<Vec<pjrt::Event>> = std::sync::Mutex::new(Vec::new());
-
-fn remember(done: pjrt::Event) {
-    let mut v = IN_FLIGHT.lock().unwrap();
-    if v.len() >= 64 {
-        v.retain(|e| !e.is_ready().unwrap_or(true));
-    }
-    v.push(done);
-}
-
-/// Waits for every execution dispatched so far (`torch.tpu.synchronize()`).
+/// Waits until the value of every live storage is computed (`torch.tpu.synchronize()`).
 pub fn wait_all() -> Result<()> {
-    let events = std::mem::take(&mut *IN_FLIGHT.lock().unwrap());
-    for e in events {
-        e.await_ready()?;
+    for s in crate::storage::live() {
+        if let Value::Device(b, _) = s.value() {
+            b.ready_event()?.await_ready()?;
+        }
     }
     Ok(())
 }
@@ -71,6 +84,8 @@ pub struct Trace {
     pub extra_outputs: Vec<ValueId>,
     /// Values of written storages before this trace, restored if it fails.
     prior: Vec<(Weak<Storage>, Value)>,
+    /// How the last run was fed (see [`Trace::cut_planned`]).
+    recipe: Option<Recipe>,
     /// Number of ops recorded.
     pub ops: usize,
     /// Running hash of the recorded op names: the graph's site, shapes aside.
@@ -93,6 +108,7 @@ impl Trace {
             written_index: HashMap::new(),
             extra_outputs: Vec::new(),
             prior: Vec::new(),
+            recipe: None,
             ops: 0,
             site_hash: 0xcbf2_9ce4_8422_2325,
             first_op: String::new(),
@@ -285,8 +301,14 @@ impl Trace {
 
     /// Compiles (or finds) and runs the trace; written storages that are
     /// still alive get the results; returns the extra outputs' buffers.
-    pub fn cut(mut self, reason: &str) -> Result<Vec<Arc<Buffer>>> {
-        let result = self.execute(reason);
+    pub fn cut(self, reason: &str) -> Result<Vec<Arc<Buffer>>> {
+        self.cut_planned(reason).map(|(extra, _)| extra)
+    }
+
+    /// Like [`Trace::cut`], also saying how the program was fed, so that
+    /// strict mode can replay it for the same op signature.
+    pub fn cut_planned(mut self, reason: &str) -> Result<(Vec<Arc<Buffer>>, Option<Recipe>)> {
+        let result = self.execute(reason).map(|extra| (extra, self.recipe.take()));
         if result.is_err() {
             // The writes never happened: give storages back their old values.
             for (w, old) in std::mem::take(&mut self.prior) {
@@ -343,6 +365,7 @@ impl Trace {
                 name: &site_name,
             },
         )?;
+        self.recipe = Some(self.recipe_for(&exe, &targets, n_outputs - n_storage_outputs, !checks.is_empty()));
         let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
         for (i, input) in self.inputs.iter().enumerate() {
             match input {
@@ -355,8 +378,7 @@ impl Trace {
             }
         }
         let args: Vec<&Buffer> = owned.iter().map(|b| b.as_ref()).collect();
-        let (results, done) = exe.execute_with_event(&args, Some(device), &[])?;
-        remember(done);
+        let results = exe.execute(&args, Some(device), &[])?;
         metrics::count_execution(self.ops);
         let mut results: Vec<Arc<Buffer>> = results.into_iter().map(Arc::new).collect();
         if !checks.is_empty() {
@@ -379,6 +401,33 @@ impl Trace {
             .into_iter()
             .take(n_outputs - n_storage_outputs)
             .collect())
+    }
+
+    fn recipe_for(&self, exe: &Arc<LoadedExecutable>, targets: &[(Arc<Storage>, DType)], extra: usize, checks: bool) -> Recipe {
+        let mut storage_of = vec![None; self.inputs.len()];
+        for (&id, &v) in &self.read_params {
+            if let tpu_graph::Op::Parameter(i) = self.g.node_of(v).op {
+                storage_of[i as usize] = Some(id);
+            }
+        }
+        let params = self
+            .inputs
+            .iter()
+            .zip(storage_of)
+            .zip(&self.g.params)
+            .map(|((input, id), &p)| match (input, id) {
+                (Some(Input::Host(hv)), _) => RecipeInput::Host(*hv, self.g.dtype(p)),
+                (Some(Input::Buffer(_)), Some(id)) => RecipeInput::Storage(id),
+                _ => RecipeInput::Other,
+            })
+            .collect();
+        Recipe {
+            exe: exe.clone(),
+            params,
+            outputs: targets.iter().map(|(s, d)| (s.id, *d)).collect(),
+            donated: self.g.aliases.iter().map(|(p, _)| *p).collect(),
+            plain: extra == 0 && !checks,
+        }
     }
 
     /// Waits for every output to be computed (debug mode): errors surface at the op.
