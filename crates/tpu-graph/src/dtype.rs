@@ -111,6 +111,11 @@ impl DType {
         matches!(self, DType::U8 | DType::U32 | DType::U64 | DType::Bool)
     }
 
+    /// PyTorch's `canCast`: no float to integral, no non-bool to bool.
+    pub fn can_cast(from: DType, to: DType) -> bool {
+        !(from.is_float() && !to.is_float() || from != DType::Bool && to == DType::Bool)
+    }
+
     /// PyTorch's `promoteTypes` for two dtypes.
     pub fn promote(a: DType, b: DType) -> DType {
         use DType::*;

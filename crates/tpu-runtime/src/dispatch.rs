@@ -338,6 +338,13 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
     }
     let mut resize = Vec::new();
     for (k, &i) in writes.iter().enumerate() {
+        let (from, to) = (t.g.dtype(results[k]), out_types[k].dtype);
+        if !DType::can_cast(from, to) {
+            crate::invalid!("result type {from} can't be cast to the desired output type {to}");
+        }
+        let _ = i;
+    }
+    for (k, &i) in writes.iter().enumerate() {
         let want = &out_types[k].shape;
         let got = t.g.shape(results[k]).to_vec();
         if &got != want {

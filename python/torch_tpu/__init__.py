@@ -1,0 +1,133 @@
+"""PyTorch on XLA devices through PJRT, as the native device ``"tpu"``.
+
+``import torch_tpu`` loads the Rust runtime and the C++ shim (which registers
+PyTorch's PrivateUse1 backend), names the backend ``"tpu"`` and installs the
+``torch.tpu`` device module. After that, ordinary PyTorch code runs on
+``device="tpu"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from torch_tpu import _core
+from torch_tpu import device as _device_module
+from torch_tpu._metrics import format_report
+
+__all__ = [
+    "__version__",
+    "eager_mode",
+    "get_eager_mode",
+    "lowered_ops",
+    "metrics",
+    "metrics_report",
+    "platform",
+    "reset_metrics",
+    "set_cpu_fallback",
+    "set_eager_mode",
+    "set_nan_check",
+    "sync",
+]
+
+EAGER_MODES = ("debug", "strict", "fused")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("torch-tpu", "torch_tpu"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "0.0.0+unknown"
+
+
+__version__: str = _version()
+
+
+def _register_backend() -> None:
+    """Names PrivateUse1 "tpu" and installs ``torch.tpu``; safe to call twice."""
+    # Renaming to the same name again is allowed; it also sets up the Python
+    # side (torch.device repr, profiler activity) when the shim named it in C++.
+    torch.utils.rename_privateuse1_backend("tpu")
+    if not hasattr(torch.Tensor, "is_tpu"):
+        torch.utils.generate_methods_for_privateuse1_backend()
+    if not hasattr(torch, "tpu"):
+        torch._register_device_module("tpu", _device_module)
+
+
+_register_backend()
+
+
+def platform() -> str:
+    """The PJRT platform the device runs on: ``"tpu"``, ``"cuda"`` or ``"cpu"``."""
+    return _core.platform()
+
+
+def set_eager_mode(mode: str) -> None:
+    """Selects how ops run: ``"debug"`` (synchronous, raises at the failing op),
+    ``"strict"`` (one cached executable per op, asynchronous) or ``"fused"``
+    (ops are recorded and run as one program at the next cut point)."""
+    if mode not in EAGER_MODES:
+        raise ValueError(f"unknown eager mode {mode!r}; expected one of {', '.join(EAGER_MODES)}")
+    _core.set_eager_mode(mode)
+
+
+def get_eager_mode() -> str:
+    """The current eager mode."""
+    return _core.get_eager_mode()
+
+
+@contextlib.contextmanager
+def eager_mode(mode: str) -> Iterator[None]:
+    """Runs the block in ``mode`` and restores the previous mode afterwards,
+    also when the block raises."""
+    previous = get_eager_mode()
+    set_eager_mode(mode)
+    try:
+        yield
+    finally:
+        set_eager_mode(previous)
+
+
+def sync(wait: bool = True) -> None:
+    """Runs all pending work now (a cut point); with ``wait``, also waits for
+    the device to finish it."""
+    _core.sync(wait)
+
+
+def metrics() -> dict[str, Any]:
+    """The runtime's counters: ops dispatched, executions, compiles, cache
+    hits and misses, CPU fallbacks by op, bytes moved, cut reasons, ..."""
+    return dict(_core.metrics())
+
+
+def metrics_report() -> str:
+    """The metrics as a readable table (print it)."""
+    return format_report(metrics())
+
+
+def reset_metrics() -> None:
+    """Sets all counters back to zero."""
+    _core.reset_metrics()
+
+
+def set_nan_check(enabled: bool) -> None:
+    """In debug mode, raise at the op that produced a NaN or Inf."""
+    _core.set_nan_check(bool(enabled))
+
+
+def set_cpu_fallback(enabled: bool) -> None:
+    """Run ops that have no lowering on the CPU (counted in the metrics)
+    instead of raising ``NotImplementedError``."""
+    _core.set_cpu_fallback(bool(enabled))
+
+
+def lowered_ops() -> list[str]:
+    """The ATen ops the runtime can lower to XLA."""
+    return list(_core.lowered_ops())

@@ -1,0 +1,262 @@
+"""The ``torch.tpu`` device module, named after ``torch.cuda``."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from torch_tpu import _core
+
+__all__ = [
+    "current_device",
+    "device",
+    "device_count",
+    "empty_cache",
+    "get_amp_supported_dtype",
+    "get_device_name",
+    "get_device_properties",
+    "get_rng_state",
+    "get_rng_state_all",
+    "init",
+    "initial_seed",
+    "is_available",
+    "is_bf16_supported",
+    "is_initialized",
+    "manual_seed",
+    "manual_seed_all",
+    "max_memory_allocated",
+    "max_memory_reserved",
+    "memory_allocated",
+    "memory_reserved",
+    "memory_stats",
+    "reset_peak_memory_stats",
+    "seed",
+    "seed_all",
+    "set_device",
+    "set_rng_state",
+    "set_rng_state_all",
+    "synchronize",
+]
+
+Device = int | str | torch.device | None
+
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _device_index(dev: Device) -> int:
+    """The index named by ``dev``; ``None`` and a bare ``"tpu"`` mean the current device."""
+    if dev is None:
+        return current_device()
+    if isinstance(dev, int):
+        return dev
+    if isinstance(dev, str):
+        dev = torch.device(dev)
+    if isinstance(dev, torch.device):
+        if dev.type != "tpu":
+            raise ValueError(f"expected a tpu device, got {dev}")
+        return current_device() if dev.index is None else dev.index
+    raise TypeError(f"expected an int, str or torch.device, got {type(dev).__name__}")
+
+
+def _as_seed(seed: int) -> int:
+    # Same mapping as torch.manual_seed: negative seeds wrap into uint64 (two's complement).
+    seed = int(seed)
+    if seed < 0:
+        seed += _U64 + 1
+    if not 0 <= seed <= _U64:
+        raise RuntimeError(f"seed must be within [-0x8000_0000_0000_0000, 0xffff_ffff_ffff_ffff], got {seed}")
+    return seed
+
+
+# --- devices ---------------------------------------------------------------
+
+
+def is_available() -> bool:
+    """True if at least one device is there."""
+    try:
+        return _core.device_count() > 0
+    except RuntimeError:
+        return False
+
+
+def device_count() -> int:
+    """The number of devices of the PJRT platform in use."""
+    return _core.device_count()
+
+
+def current_device() -> int:
+    """The index of the current device."""
+    return _core.current_device()
+
+
+def set_device(device: Device) -> None:
+    """Makes ``device`` the current device."""
+    index = _device_index(device)
+    if index >= 0:
+        _core.set_device(index)
+
+
+class device:
+    """Context manager that makes ``device`` current and restores the previous one."""
+
+    def __init__(self, device: Device) -> None:
+        self.idx = -1 if device is None else _device_index(device)
+        self.prev_idx = -1
+
+    def __enter__(self) -> device:
+        self.prev_idx = current_device()
+        if self.idx >= 0 and self.idx != self.prev_idx:
+            _core.set_device(self.idx)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.idx >= 0 and self.idx != self.prev_idx:
+            _core.set_device(self.prev_idx)
+
+
+def synchronize(device: Device = None) -> None:
+    """Runs all pending work and waits for the device to finish it."""
+    _core.sync(True)
+
+
+def get_device_name(device: Device = None) -> str:
+    """The name of a device, as the PJRT plugin reports it."""
+    return _core.device_name(_device_index(device))
+
+
+@dataclass(frozen=True)
+class TpuDeviceProperties:
+    name: str
+    platform: str
+    index: int
+
+    @property
+    def type(self) -> str:
+        return "tpu"
+
+
+def get_device_properties(device: Device = None) -> TpuDeviceProperties:
+    """Name, PJRT platform and index of a device."""
+    index = _device_index(device)
+    return TpuDeviceProperties(name=_core.device_name(index), platform=_core.platform(), index=index)
+
+
+def is_initialized() -> bool:
+    """Always True: the runtime starts when ``torch_tpu`` is imported."""
+    return True
+
+
+def init() -> None:
+    """Nothing to do: the runtime starts when ``torch_tpu`` is imported."""
+
+
+def _lazy_init() -> None:
+    pass
+
+
+def _is_in_bad_fork() -> bool:
+    return False
+
+
+def is_bf16_supported(including_emulation: bool = True) -> bool:
+    return True
+
+
+def get_amp_supported_dtype() -> list[torch.dtype]:
+    """The dtypes ``torch.autocast("tpu", dtype=...)`` accepts."""
+    return [torch.bfloat16, torch.float16]
+
+
+# --- random numbers ----------------------------------------------------------
+
+
+def manual_seed(seed: int) -> None:
+    """Seeds the current device's default generator."""
+    _core.manual_seed(current_device(), _as_seed(seed))
+
+
+def manual_seed_all(seed: int) -> None:
+    """Seeds every device's default generator (``torch.manual_seed`` calls this)."""
+    s = _as_seed(seed)
+    for i in range(device_count()):
+        _core.manual_seed(i, s)
+
+
+def seed() -> int:
+    """Seeds the current device with a random number and returns it."""
+    s = random.getrandbits(63)
+    manual_seed(s)
+    return s
+
+
+def seed_all() -> int:
+    """Seeds every device with one random number and returns it."""
+    s = random.getrandbits(63)
+    manual_seed_all(s)
+    return s
+
+
+def initial_seed() -> int:
+    """The seed the current device's default generator was last seeded with."""
+    return _core.initial_seed(current_device())
+
+
+def get_rng_state(device: Device = "tpu") -> torch.Tensor:
+    """The generator state of a device, as a CPU ``uint8`` tensor."""
+    state = _core.get_rng_state(_device_index(device))
+    return torch.frombuffer(bytearray(state), dtype=torch.uint8).clone()
+
+
+def set_rng_state(new_state: torch.Tensor, device: Device = "tpu") -> None:
+    """Restores a state from :func:`get_rng_state`."""
+    data = new_state.detach().to("cpu", torch.uint8).contiguous().flatten()
+    _core.set_rng_state(_device_index(device), bytes(data.tolist()))
+
+
+def get_rng_state_all() -> list[torch.Tensor]:
+    return [get_rng_state(i) for i in range(device_count())]
+
+
+def set_rng_state_all(new_states: list[torch.Tensor]) -> None:
+    for i, state in enumerate(new_states):
+        set_rng_state(state, i)
+
+
+# --- memory -------------------------------------------------------------------
+
+
+def memory_allocated(device: Device = None) -> int:
+    """Bytes held by live tensors' storages on a device."""
+    return _core.memory_allocated(_device_index(device))
+
+
+def max_memory_allocated(device: Device = None) -> int:
+    """The peak of :func:`memory_allocated` since start or the last reset."""
+    return _core.max_memory_allocated(_device_index(device))
+
+
+def reset_peak_memory_stats(device: Device = None) -> None:
+    _core.reset_peak_memory_stats(_device_index(device))
+
+
+def memory_stats(device: Device = None) -> dict[str, Any]:
+    """The runtime's memory counters for a device."""
+    return dict(_core.memory_stats(_device_index(device)))
+
+
+def memory_reserved(device: Device = None) -> int:
+    """Same as :func:`memory_allocated`: the runtime keeps no cache of freed buffers."""
+    return memory_allocated(device)
+
+
+def max_memory_reserved(device: Device = None) -> int:
+    """Same as :func:`max_memory_allocated`."""
+    return max_memory_allocated(device)
+
+
+def empty_cache() -> None:
+    """Releases buffers the runtime holds but no tensor uses."""
+    _core.empty_cache()
