@@ -436,25 +436,53 @@ void fallback(const c10::OperatorHandle& handle, torch::jit::Stack* stack) {
 
 }  // namespace
 
+// The boxed fallback, also registered per op by tpu_shim_register_direct.
+void fallback_entry(const c10::OperatorHandle& handle, torch::jit::Stack* stack) { fallback(handle, stack); }
+
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&fallback>());
 }
 
-// Hot functional ops that would otherwise reach the backend as their out=
-// variant through a composite kernel (empty_strided + op.out, ~0.7 us more).
-// Only ops with their own autograd formula belong here: registering a kernel
-// for a CompositeImplicitAutograd op would cut it off from autograd.
-constexpr const char* kDirectOps[] = {
-    "add.Tensor", "sub.Tensor", "mul.Tensor", "div.Tensor", "add_.Tensor", "sub_.Tensor", "mul_.Tensor",
-    "div_.Tensor", "neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "abs", "pow.Tensor_Scalar",
-    "mm", "addmm", "bmm", "sum.dim_IntList", "mean.dim", "_softmax", "_log_softmax",
-    "_softmax_backward_data", "_log_softmax_backward_data", "threshold_backward", "gelu", "gelu_backward",
-    "silu", "silu_backward", "eq.Tensor", "ne.Tensor", "lt.Tensor", "gt.Tensor", "where.self",
-    "addcmul_", "addcdiv_", "lerp_.Scalar", "mul.Scalar", "add.Scalar",
-};
-
-TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
-  for (const char* name : kDirectOps) m.impl(name, torch::CppFunction::makeFromBoxedFunction<&fallback>());
-}
-
 }  // namespace torch_tpu
+
+// Routes lowered ops that have a composite kernel (CompositeExplicitAutograd or
+// ...NonFunctional) and an autograd kernel straight to the fallback: the
+// composite kernel would otherwise win over the fallback (so a lowering of
+// e.g. `convolution` would never run) or add an empty_strided + op.out detour.
+// CompositeImplicitAutograd ops are left alone: a backend kernel would cut
+// them off from autograd. Returns how many ops were registered, -1 on error.
+extern "C" int32_t tpu_shim_register_direct(const char* const* names, int32_t n) {
+  try {
+    static torch::Library* lib =
+        new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::PrivateUse1, __FILE__, __LINE__);
+    int32_t count = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      std::string full(names[i]);
+      const auto dot = full.find('.');
+      const std::string base = full.substr(0, dot);
+      const std::string overload = dot == std::string::npos ? "" : full.substr(dot + 1);
+      auto op = c10::Dispatcher::singleton().findOp({"aten::" + base, overload});
+      if (!op) continue;
+      using K = c10::DispatchKey;
+      const bool composite = op->hasKernelForDispatchKey(K::CompositeExplicitAutograd) ||
+                             op->hasKernelForDispatchKey(K::CompositeExplicitAutogradNonFunctional);
+      if (!composite || op->hasKernelForDispatchKey(K::CompositeImplicitAutograd) ||
+          op->hasKernelForDispatchKey(K::PrivateUse1) || !op->hasKernelForDispatchKey(K::Autograd)) {
+        continue;
+      }
+      // Factories and device moves (a `device` argument, or no tensor input) keep
+      // their composite kernels, which allocate through this backend anyway.
+      bool has_tensor = false, has_device = false;
+      for (const auto& a : op->schema().arguments()) {
+        has_device |= a.name() == "device";
+        has_tensor |= a.type()->kind() == c10::TypeKind::TensorType;
+      }
+      if (has_device || !has_tensor) continue;
+      lib->impl(full.c_str(), torch::CppFunction::makeFromBoxedFunction<&torch_tpu::fallback_entry>());
+      ++count;
+    }
+    return count;
+  } catch (...) {
+    return -1;
+  }
+}

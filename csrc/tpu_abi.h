@@ -132,6 +132,9 @@ int32_t tpu_shim_set_rng_state(int32_t device_index, const uint8_t* state, int64
 // Draws a seed from the default generator of a device (for ops with no Generator argument).
 uint64_t tpu_shim_draw_seed(int32_t device_index);
 int32_t tpu_shim_current_device(void);
+// Registers the lowered ops (overload names such as "add.Tensor") that a
+// composite kernel would otherwise keep from the fallback; returns the count.
+int32_t tpu_shim_register_direct(const char* const* names, int32_t n);
 int32_t tpu_shim_set_device(int32_t device_index);
 
 #ifdef __cplusplus

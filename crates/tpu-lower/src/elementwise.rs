@@ -529,19 +529,9 @@ fn zero(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.g.full_like(x, 0.0, c.g.dtype(x))])
 }
 
-/// `copy_(self, src)` between tpu tensors: convert and broadcast to `self`.
-fn copy(c: &mut LowerCtx, a: &Args) -> Out {
-    let t = c.g.ty(a.t(0)?).clone();
-    Ok(vec![c.g.coerce(a.t(1)?, t.dtype, &t.shape)?])
-}
-
-/// `_to_copy(self, *, dtype, ...)`: a converted copy.
-fn to_copy(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let d = a.opt_dtype(1)?.unwrap_or(c.g.dtype(x));
-    let y = c.g.convert(x, d);
-    // A copy must be a new value even without conversion; the caller stores it in a new storage.
-    Ok(vec![y])
+/// `clone(self)`: a copy on a new storage (copies across devices go through `_copy_from`).
+fn clone(_c: &mut LowerCtx, a: &Args) -> Out {
+    Ok(vec![a.t(0)?])
 }
 
 /// `arange.start_out(start, end, step, *, out)`: computed in float64/int64, cast to `out`.
@@ -892,7 +882,6 @@ pub fn register(r: &mut Registry) {
         fill,
     );
     r.add(&["zero_", "zero", "zeros_like"], zero);
-    r.add(&["copy_", "copy"], copy);
-    r.add(&["_to_copy", "clone"], to_copy);
+    r.add(&["clone"], clone);
     r.add(&["arange.start_out"], arange);
 }

@@ -455,6 +455,7 @@ extern "C" {
     fn tpu_shim_set_rng_state(device_index: i32, state: *const u8, len: i64) -> i32;
     fn tpu_shim_draw_seed(device_index: i32) -> u64;
     fn tpu_shim_current_device() -> i32;
+    fn tpu_shim_register_direct(names: *const *const c_char, n: i32) -> i32;
     fn tpu_shim_set_device(device_index: i32) -> i32;
 }
 
@@ -477,6 +478,12 @@ pub fn get_rng_state(device: usize) -> Vec<u8> {
 }
 pub fn set_rng_state(device: usize, state: &[u8]) -> bool {
     unsafe { tpu_shim_set_rng_state(device as i32, state.as_ptr(), state.len() as i64) == 0 }
+}
+/// Routes every lowered op with a composite kernel straight to the fallback.
+pub fn register_direct_ops() -> i32 {
+    let names: Vec<CString> = tpu_lower::Registry::global().names().into_iter().filter_map(|n| CString::new(n).ok()).collect();
+    let ptrs: Vec<*const c_char> = names.iter().map(|c| c.as_ptr()).collect();
+    unsafe { tpu_shim_register_direct(ptrs.as_ptr(), ptrs.len() as i32) }
 }
 pub fn current_device() -> i32 {
     unsafe { tpu_shim_current_device() }

@@ -199,6 +199,7 @@ fn lowered_ops() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI_VERSION", abi::ABI_VERSION)?;
+    m.add("DIRECT_OPS", abi::register_direct_ops())?;
     m.add_function(wrap_pyfunction!(platform_name, m)?)?;
     m.add("platform", m.getattr("platform_name")?)?;
     m.add_function(wrap_pyfunction!(plugin_path, m)?)?;
