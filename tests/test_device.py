@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import gc
+import re
 from collections.abc import Callable
 
 import pytest

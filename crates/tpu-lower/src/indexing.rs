@@ -61,6 +61,7 @@ fn gather(c: &mut LowerCtx, a: &Args) -> Out {
             .reshape(x, c.g.shape(index).to_vec().as_slice())?]);
     }
     check_same_rank(c, "gather", x, index)?;
+    c.check_index(index, c.g.shape(x)[dim], "gather()")?;
     let coords = dim_coords(c, index, dim)?;
     let attrs = GatherAttrs {
         offset_dims: vec![],
@@ -162,6 +163,7 @@ fn index_select(c: &mut LowerCtx, a: &Args) -> Out {
     if r == 0 {
         return Ok(vec![x]);
     }
+    c.check_index(index, c.g.shape(x)[dim], "index_select()")?;
     let m = c.g.ty(index).numel();
     let idx = c.g.convert(index, DType::I64);
     let idx = c.g.reshape(idx, &[m, 1])?;
@@ -199,7 +201,10 @@ fn take_rows(c: &mut LowerCtx, w: ValueId, indices: ValueId) -> Result<ValueId> 
 
 /// `embedding(weight, indices, padding_idx, scale_grad_by_freq, sparse)`.
 fn embedding(c: &mut LowerCtx, a: &Args) -> Out {
-    Ok(vec![take_rows(c, a.t(0)?, a.t(1)?)?])
+    let (w, idx) = (a.t(0)?, a.t(1)?);
+    let rows = c.g.shape(w).first().copied().unwrap_or(0);
+    c.check_index(idx, rows, "embedding")?;
+    Ok(vec![take_rows(c, w, idx)?])
 }
 
 /// Adds `updates [M, ..]` into rows `idx [M, 1]` of `base [W, ..]`.

@@ -29,6 +29,9 @@ pub struct LowerCtx<'a> {
     pub out_types: &'a [ValueType],
     /// Parameters fed from the host, in creation order.
     pub host: Vec<(ValueId, HostValue)>,
+    /// Value checks (a bool scalar that must be true, and the error if not),
+    /// collected only when the caller asks for them (debug mode).
+    pub checks: Option<Vec<(ValueId, String)>>,
 }
 
 impl<'a> LowerCtx<'a> {
@@ -37,6 +40,7 @@ impl<'a> LowerCtx<'a> {
             g,
             out_types,
             host: Vec::new(),
+            checks: None,
         }
     }
 
@@ -59,6 +63,31 @@ impl<'a> LowerCtx<'a> {
         let p = self.g.parameter(ValueType::new(DType::U64, &[2]));
         self.host.push((p, HostValue::Seed(seed)));
         p
+    }
+
+    /// Requires an integer index tensor, and in debug mode checks that every
+    /// index lies in `0..size` (an out-of-range index raises at the op).
+    pub fn check_index(&mut self, idx: ValueId, size: i64, what: &str) -> Result<()> {
+        let d = self.g.dtype(idx);
+        if !d.is_int() {
+            return Err(LowerError::Invalid(format!(
+                "{what}: expected an index tensor of type long or int, got {d}"
+            )));
+        }
+        if self.checks.is_none() {
+            return Ok(());
+        }
+        use tpu_graph::{BinaryKind, CmpDir, ReduceKind};
+        let lo = self.g.full_like(idx, 0.0, d);
+        let hi = self.g.full_like(idx, size as f64, d);
+        let ge = self.g.compare(CmpDir::Ge, idx, lo)?;
+        let lt = self.g.compare(CmpDir::Lt, idx, hi)?;
+        let ok = self.g.binary(BinaryKind::And, ge, lt)?;
+        let dims: Vec<i64> = (0..self.g.rank(ok) as i64).collect();
+        let all = self.g.reduce(ReduceKind::And, ok, &dims)?;
+        let msg = format!("{what}: index out of range in self (size {size})");
+        self.checks.as_mut().expect("checked").push((all, msg));
+        Ok(())
     }
 
     /// RNG state parameter seeded from the default generator at every run.

@@ -348,6 +348,7 @@ pub unsafe extern "C" fn tpu_dispatch(
                 let msg = format!("{}: {e}", dispatch::describe_call(&op, &call));
                 Err(match e {
                     Error::OutOfMemory(_) => Error::OutOfMemory(msg),
+                    Error::Index(_) => Error::Index(msg),
                     Error::Pjrt(p) if p.is_resource_exhausted() => Error::OutOfMemory(msg),
                     _ => Error::Invalid(msg),
                 })

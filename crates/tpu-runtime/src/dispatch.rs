@@ -154,6 +154,7 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
         Mode::Debug => {
             let mut t = Trace::new(device);
             t.nan_check = mode::NAN_CHECK.load(std::sync::atomic::Ordering::Relaxed);
+            t.checks = Some(Vec::new());
             let rets = record(&mut t, op, rule, args)?;
             let written: Vec<Arc<Storage>> = written_storages(args, &rets);
             t.cut("op")?;
@@ -326,8 +327,12 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
         });
     }
     let mut ctx = LowerCtx::new(&mut t.g, &out_types);
+    if t.checks.is_some() {
+        ctx.checks = Some(Vec::new());
+    }
     let results = rule(&mut ctx, &Args(&lower_args))?;
     let host_inputs = std::mem::take(&mut ctx.host);
+    let checks = ctx.checks.take();
     t.add_host_inputs(host_inputs);
     if results.len() < writes.len() {
         crate::invalid!(
@@ -363,6 +368,9 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
         if let ArgIn::Tensor(x) = &args[i].arg {
             t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
         }
+    }
+    if let (Some(all), Some(new)) = (t.checks.as_mut(), checks) {
+        all.extend(new);
     }
     t.note_op(op);
     let any_out = args.iter().any(|a| a.is_out);

@@ -7,6 +7,9 @@ pub enum Error {
     /// Bad shapes, dtypes, devices or values: `RuntimeError`.
     #[error("{0}")]
     Invalid(String),
+    /// An index out of range, found by a debug-mode check: `IndexError`.
+    #[error("{0}")]
+    Index(String),
     /// No lowering for the op: `NotImplementedError`.
     #[error("{0}")]
     NotImplemented(String),
@@ -47,6 +50,7 @@ impl Error {
         match self {
             Error::NotImplemented(_) => 2,
             Error::OutOfMemory(_) => 3,
+            Error::Index(_) => 4,
             Error::Pjrt(e) if e.is_resource_exhausted() => 3,
             _ => 1,
         }

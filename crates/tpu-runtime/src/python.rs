@@ -10,8 +10,22 @@ use pyo3::types::{PyBytes, PyDict};
 use std::sync::atomic::Ordering::Relaxed;
 
 fn py_err(e: Error) -> PyErr {
+    let oom = matches!(&e, Error::OutOfMemory(_)) || matches!(&e, Error::Pjrt(p) if p.is_resource_exhausted());
+    if oom {
+        // torch.OutOfMemoryError, as the op path raises it.
+        let msg = e.to_string();
+        let err = Python::with_gil(|py| -> PyResult<PyErr> {
+            let cls = py.import("torch")?.getattr("OutOfMemoryError")?;
+            let cls = cls.downcast_into::<pyo3::types::PyType>()?;
+            Ok(PyErr::from_type(cls, msg.clone()))
+        });
+        if let Ok(err) = err {
+            return err;
+        }
+    }
     match e {
         Error::NotImplemented(m) => PyNotImplementedError::new_err(m),
+        Error::Index(m) => pyo3::exceptions::PyIndexError::new_err(m),
         other => PyRuntimeError::new_err(other.to_string()),
     }
 }

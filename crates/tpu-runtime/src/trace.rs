@@ -94,6 +94,8 @@ pub struct Trace {
     last_op: String,
     /// Check written float values for NaN/Inf (debug mode).
     pub nan_check: bool,
+    /// Value checks of lowerings (debug mode): bool scalars that must be true.
+    pub checks: Option<Vec<(ValueId, String)>>,
 }
 
 impl Trace {
@@ -114,6 +116,7 @@ impl Trace {
             first_op: String::new(),
             last_op: String::new(),
             nan_check: false,
+            checks: None,
         }
     }
 
@@ -348,6 +351,12 @@ impl Trace {
             }
         }
         let n_outputs = outputs.len();
+        let value_checks = self.checks.take().unwrap_or_default();
+        let mut messages: Vec<String> = checks.iter().map(|_| String::new()).collect();
+        for (v, msg) in value_checks {
+            checks.push(v);
+            messages.push(msg);
+        }
         outputs.extend(checks.iter().copied());
         if outputs.is_empty() {
             return Ok(Vec::new());
@@ -385,8 +394,11 @@ impl Trace {
             for (k, b) in results[n_outputs..].iter().enumerate() {
                 let mut ok = [0u8; 1];
                 b.to_host(&mut ok)?;
-                if ok[0] == 0 {
+                if ok[0] == 0 && messages[k].is_empty() {
                     crate::invalid!("produced NaN or Inf (output {k}); nan check is on");
+                }
+                if ok[0] == 0 {
+                    return Err(Error::Index(messages[k].clone()));
                 }
             }
         }
