@@ -94,7 +94,7 @@ fn strided_read_matches_index_math() {
         let n = view.numel();
         let flat = g.reshape(r, &[n]).unwrap();
         g.outputs = vec![flat];
-        let got = run(&g, &[base.clone()]);
+        let got = run(&g, std::slice::from_ref(&base));
         let want: Vec<f32> = indices(&view).iter().map(|&i| base[i]).collect();
         assert_eq!(got, want, "read of {view:?}");
     }

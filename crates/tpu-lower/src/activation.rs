@@ -264,7 +264,40 @@ fn elu_backward(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.g.convert(r, d)])
 }
 
+/// `softplus(self, beta, threshold)`: `x * beta > threshold ? x : log1p(exp(x * beta)) / beta`.
+fn softplus(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, d) = up(c, a.t(0)?);
+    let beta = host(c, a.scalar(1)?, x)?;
+    let limit = host(c, a.scalar(2)?, x)?;
+    let xb = bin(c, B::Mul, x, beta)?;
+    let big = c.g.compare(CmpDir::Gt, xb, limit)?;
+    let e = c.g.unary(U::Exp, xb)?;
+    let l = c.g.unary(U::Log1p, e)?;
+    let soft = bin(c, B::Div, l, beta)?;
+    let y = c.g.select(big, x, soft)?;
+    Ok(vec![c.g.convert(y, d)])
+}
+
+/// `softplus_backward(grad, self, beta, threshold)`: `grad * sigmoid(x * beta)` below the threshold.
+fn softplus_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (g, _) = up(c, a.t(0)?);
+    let (x, d) = up(c, a.t(1)?);
+    let beta = host(c, a.scalar(2)?, x)?;
+    let limit = host(c, a.scalar(3)?, x)?;
+    let xb = bin(c, B::Mul, x, beta)?;
+    let big = c.g.compare(CmpDir::Gt, xb, limit)?;
+    let s = c.g.unary(U::Logistic, xb)?;
+    let gs = bin(c, B::Mul, g, s)?;
+    let y = c.g.select(big, g, gs)?;
+    Ok(vec![c.g.convert(y, d)])
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(&["softplus", "softplus.out"], softplus);
+    r.add(
+        &["softplus_backward", "softplus_backward.grad_input"],
+        softplus_backward,
+    );
     r.add(&["relu", "relu.out", "relu_"], relu);
     r.add(&["threshold", "threshold.out", "threshold_"], threshold);
     r.add(

@@ -161,6 +161,23 @@ fn isnan(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.g.compare(CmpDir::Ne, x, x)?])
 }
 
+/// `isposinf` / `isneginf`: equal to +inf / -inf (never for integers).
+fn is_inf_signed(c: &mut LowerCtx, a: &Args, sign: f64) -> Out {
+    let x = a.t(0)?;
+    let d = c.g.dtype(x);
+    if !d.is_float() {
+        return Ok(vec![c.g.full_like(x, 0.0, DType::Bool)]);
+    }
+    let inf = c.g.full_like(x, sign * f64::INFINITY, d);
+    Ok(vec![c.g.compare(CmpDir::Eq, x, inf)?])
+}
+fn isposinf(c: &mut LowerCtx, a: &Args) -> Out {
+    is_inf_signed(c, a, 1.0)
+}
+fn isneginf(c: &mut LowerCtx, a: &Args) -> Out {
+    is_inf_signed(c, a, -1.0)
+}
+
 fn isfinite(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     if !c.g.dtype(x).is_float() {
@@ -198,7 +215,8 @@ fn add_sub(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     let (x, mut y) = operands(c, a, d)?;
     if let Some(alpha) = a.opt_scalar(2)? {
         if alpha.as_f64() != 1.0 {
-            let k = c.scalar_full(alpha, d, &c.g.shape(y).to_vec())?;
+            let shape = c.g.shape(y).to_vec();
+            let k = c.scalar_full(alpha, d, &shape)?;
             y = c.g.binary(B::Mul, y, k)?;
         }
     }
@@ -490,7 +508,8 @@ fn addc(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     let scaled = if value.as_f64() == 1.0 {
         prod
     } else {
-        let k = c.scalar_full(value, d, &c.g.shape(prod).to_vec())?;
+        let shape = c.g.shape(prod).to_vec();
+        let k = c.scalar_full(value, d, &shape)?;
         c.g.binary(B::Mul, prod, k)?
     };
     Ok(vec![c.g.binary_bcast(B::Add, s, scaled, d)?])
@@ -544,7 +563,9 @@ fn arange(c: &mut LowerCtx, a: &Args) -> Out {
     }
     // The length PyTorch's arange computes; the out tensor is resized to it.
     let n = match (start, end, step) {
-        (ScalarArg::Int(s), ScalarArg::Int(e), ScalarArg::Int(st)) => ((e - s) + st - st.signum()) / st,
+        (ScalarArg::Int(s), ScalarArg::Int(e), ScalarArg::Int(st)) => {
+            ((e - s) + st - st.signum()) / st
+        }
         _ => span.ceil() as i64,
     }
     .max(0);
@@ -615,6 +636,8 @@ pub fn register(r: &mut Registry) {
     r.add(overloads!("logical_not"), logical_not);
     r.add(&["isnan"], isnan);
     r.add(&["isfinite"], isfinite);
+    r.add(&["isposinf", "isposinf.out"], isposinf);
+    r.add(&["isneginf", "isneginf.out"], isneginf);
     r.add(
         &[
             "add.Tensor",

@@ -33,6 +33,16 @@ pub(crate) fn uniform01(
     Ok(c.g.binary_const(B::Sub, f, 1.0)?)
 }
 
+/// Uniform f32 values `k / 2^m` in `[0, 1)`, with `m` the significand width of
+/// the half type `d`, so that converting to `d` never rounds up to 1.
+fn uniform01_half(c: &mut LowerCtx, state: ValueId, shape: &[i64], d: DType) -> Result<ValueId> {
+    let m = if d == DType::BF16 { 8.0 } else { 11.0 };
+    let (_, bits) = c.g.rng_bit_generator(state, DType::U32, shape)?;
+    let k = c.g.binary_const(B::ShiftRightLogical, bits, 32.0 - m)?;
+    let k = c.g.convert(k, DType::F32);
+    Ok(c.g.mul_const(k, (2f64).powf(-m))?)
+}
+
 /// The dtype random floats are drawn in for a result of dtype `d`.
 fn draw_dtype(d: DType) -> DType {
     if d == DType::F64 {
@@ -82,7 +92,11 @@ fn uniform_(c: &mut LowerCtx, a: &Args) -> Out {
     let shape = c.g.shape(x).to_vec();
     let wd = draw_dtype(d);
     let state = c.rng_state_arg(a, 3)?;
-    let u = uniform01(c, state, &shape, wd)?;
+    let u = if matches!(d, DType::BF16 | DType::F16) {
+        uniform01_half(c, state, &shape, d)?
+    } else {
+        uniform01(c, state, &shape, wd)?
+    };
     let from = a.float_or(1, 0.0)?;
     let to = a.float_or(2, 1.0)?;
     let lo = c.scalar_full(ScalarArg::Float(from), wd, &shape)?;

@@ -9,9 +9,7 @@
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::helpers::{opmath, wrap_dim};
-use tpu_graph::{
-    BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId,
-};
+use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
 
 type Out = Result<Vec<ValueId>>;
 

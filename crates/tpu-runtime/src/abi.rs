@@ -73,13 +73,15 @@ impl HostSpan {
         // the tensor outlives the dispatch call that uses this span.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
-    pub fn as_mut_slice(&self) -> &mut [u8] {
+    /// Writes contiguous bytes `src` into the span's strided view.
+    pub fn write_strided(&self, src: &[u8], sizes: &[i64], strides: &[i64], item: usize) {
         if self.len == 0 {
-            return &mut [];
+            return;
         }
         // SAFETY: as for `as_slice`; the shim passes a mutable data pointer for
-        // written tensors, and only the destination of a copy is written, once.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+        // written tensors (the destination of a copy), which only this call writes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) };
+        crate::host::scatter(src, dst, sizes, strides, item);
     }
 }
 
@@ -100,9 +102,17 @@ unsafe fn op_name(name: *const c_char, overload: *const c_char) -> std::rc::Rc<s
             .entry((name as usize, overload as usize))
             .or_insert_with(|| {
                 let name = CStr::from_ptr(name).to_string_lossy();
-                let overload = if overload.is_null() { "".into() } else { CStr::from_ptr(overload).to_string_lossy() };
+                let overload = if overload.is_null() {
+                    "".into()
+                } else {
+                    CStr::from_ptr(overload).to_string_lossy()
+                };
                 let base = name.strip_prefix("aten::").unwrap_or(&name);
-                let op = if overload.is_empty() { base.to_string() } else { format!("{base}.{overload}") };
+                let op = if overload.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}.{overload}")
+                };
                 op.into()
             })
             .clone()
@@ -338,7 +348,11 @@ pub unsafe extern "C" fn tpu_dispatch(
             }
             Err(Error::NotImplemented(_)) if crate::mode::cpu_fallback_allowed(&op) => Ok(10),
             Err(Error::ResizeOutputs(list)) => {
-                let (p, n) = publish(list.into_iter().map(|(i, sizes)| Ret::Resize(i, sizes)).collect());
+                let (p, n) = publish(
+                    list.into_iter()
+                        .map(|(i, sizes)| Ret::Resize(i, sizes))
+                        .collect(),
+                );
                 *rets = p;
                 *nrets = n;
                 Ok(11)
@@ -482,7 +496,11 @@ pub fn set_rng_state(device: usize, state: &[u8]) -> bool {
 }
 /// Routes every lowered op with a composite kernel straight to the fallback.
 pub fn register_direct_ops() -> i32 {
-    let names: Vec<CString> = tpu_lower::Registry::global().names().into_iter().filter_map(|n| CString::new(n).ok()).collect();
+    let names: Vec<CString> = tpu_lower::Registry::global()
+        .names()
+        .into_iter()
+        .filter_map(|n| CString::new(n).ok())
+        .collect();
     let ptrs: Vec<*const c_char> = names.iter().map(|c| c.as_ptr()).collect();
     unsafe { tpu_shim_register_direct(ptrs.as_ptr(), ptrs.len() as i32) }
 }

@@ -266,7 +266,10 @@ fn check_cpu_args(op: &str, args: &[CallArg]) -> Result<()> {
     for a in args {
         let cpu = match &a.arg {
             ArgIn::Tensor(t @ TensorIn::Host { .. }) => Some(t),
-            ArgIn::Tensors(ts) => ts.iter().flatten().find(|t| matches!(t, TensorIn::Host { .. })),
+            ArgIn::Tensors(ts) => ts
+                .iter()
+                .flatten()
+                .find(|t| matches!(t, TensorIn::Host { .. })),
             _ => None,
         };
         if let Some(t) = cpu.filter(|t| !t.sizes().is_empty()) {
@@ -358,7 +361,9 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
                 resize.push((i, got));
                 continue;
             }
-            crate::invalid!("result of shape {got:?} does not match the in-place target of shape {want:?}");
+            crate::invalid!(
+                "result of shape {got:?} does not match the in-place target of shape {want:?}"
+            );
         }
     }
     if !resize.is_empty() {

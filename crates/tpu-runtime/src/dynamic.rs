@@ -88,7 +88,11 @@ fn new_result(t: &mut Trace, v: ValueId) -> Result<Ret> {
     let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device);
     let flat = t.g.reshape(v, &[ty.numel()])?;
     t.write_storage(&s, flat);
-    Ok(Ret::New { storage: s, sizes: ty.shape, dtype: ty.dtype })
+    Ok(Ret::New {
+        storage: s,
+        sizes: ty.shape,
+        dtype: ty.dtype,
+    })
 }
 
 /// `nonzero(self)`: int64 `[count, ndim]` coordinates, row-major order.
@@ -109,8 +113,10 @@ fn nonzero(args: &[CallArg]) -> Result<Vec<Ret>> {
     let mut stride = 1i64;
     for &s in sizes.iter().rev() {
         let k = t.g.iota(DType::I64, &[total], 0)?;
-        let q = t.g.binary_const(tpu_graph::BinaryKind::Div, k, stride as f64)?;
-        let c = t.g.binary_const(tpu_graph::BinaryKind::Rem, q, s.max(1) as f64)?;
+        let q =
+            t.g.binary_const(tpu_graph::BinaryKind::Div, k, stride as f64)?;
+        let c =
+            t.g.binary_const(tpu_graph::BinaryKind::Rem, q, s.max(1) as f64)?;
         coords.push(t.g.reshape(c, &[total, 1])?);
         stride *= s;
     }

@@ -84,7 +84,9 @@ pub fn upload(data: &[u8], dtype: DType, dims: &[i64], device: usize) -> Result<
 
 /// Uploaded host scalars, reused: optimizer hyper-parameters and Python
 /// numbers repeat every step.
-static SCALARS: Mutex<Option<HashMap<(DType, Vec<u8>, usize), Arc<Buffer>>>> = Mutex::new(None);
+/// (dtype, element bytes, device) → buffer.
+type ScalarCache = HashMap<(DType, Vec<u8>, usize), Arc<Buffer>>;
+static SCALARS: Mutex<Option<ScalarCache>> = Mutex::new(None);
 
 pub fn host_value_buffer(hv: &HostValue, dtype: DType, device: usize) -> Result<Arc<Buffer>> {
     let bytes = match *hv {

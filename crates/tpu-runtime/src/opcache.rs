@@ -33,7 +33,11 @@ enum Sink {
 
 enum RetTemplate {
     Arg(usize),
-    New { nbytes: usize, sizes: Vec<i64>, dtype: DType },
+    New {
+        nbytes: usize,
+        sizes: Vec<i64>,
+        dtype: DType,
+    },
 }
 
 pub struct Plan {
@@ -48,11 +52,17 @@ pub struct Plan {
 static PLANS: Mutex<Option<rustc_hash::FxHashMap<u64, Arc<Plan>>>> = Mutex::new(None);
 
 /// Tensors of the call in order, with their (argument, list) positions.
-fn tensors<'a>(args: &'a [CallArg<'a>]) -> impl Iterator<Item = ((usize, Option<usize>), &'a TensorIn<'a>)> {
+fn tensors<'a>(
+    args: &'a [CallArg<'a>],
+) -> impl Iterator<Item = ((usize, Option<usize>), &'a TensorIn<'a>)> {
     args.iter().enumerate().flat_map(|(i, a)| {
         let v: Vec<_> = match &a.arg {
             ArgIn::Tensor(t) => vec![((i, None), t)],
-            ArgIn::Tensors(ts) => ts.iter().enumerate().filter_map(|(k, t)| t.as_ref().map(|t| ((i, Some(k)), t))).collect(),
+            ArgIn::Tensors(ts) => ts
+                .iter()
+                .enumerate()
+                .filter_map(|(k, t)| t.as_ref().map(|t| ((i, Some(k)), t)))
+                .collect(),
             ArgIn::Value(_) => vec![],
         };
         v
@@ -106,7 +116,12 @@ pub fn signature(op: &str, args: &[CallArg]) -> Option<u64> {
 
 fn hash_tensor(t: &TensorIn, ids: &mut Vec<u64>, h: &mut impl Hasher) -> Option<()> {
     match t {
-        TensorIn::Tpu { storage, view, dtype, device } => {
+        TensorIn::Tpu {
+            storage,
+            view,
+            dtype,
+            device,
+        } => {
             // Which earlier tensor shares this storage: reads are deduplicated by storage.
             let same = ids.iter().position(|&id| id == storage.id);
             ids.push(storage.id);
@@ -117,7 +132,13 @@ fn hash_tensor(t: &TensorIn, ids: &mut Vec<u64>, h: &mut impl Hasher) -> Option<
                 Value::Pending(_) => return None,
             }
         }
-        TensorIn::Host { span, sizes, dtype, wrapped, .. } => {
+        TensorIn::Host {
+            span,
+            sizes,
+            dtype,
+            wrapped,
+            ..
+        } => {
             if !sizes.is_empty() {
                 return None;
             }
@@ -136,7 +157,11 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
     if !recipe.plain {
         return;
     }
-    let pos_of = |id: u64| tensors(args).find_map(|(p, t)| matches!(t, TensorIn::Tpu { storage, .. } if storage.id == id).then_some(p));
+    let pos_of = |id: u64| {
+        tensors(args).find_map(|(p, t)| {
+            matches!(t, TensorIn::Tpu { storage, .. } if storage.id == id).then_some(p)
+        })
+    };
     let mut feeds = Vec::with_capacity(recipe.params.len());
     for p in &recipe.params {
         feeds.push(match p {
@@ -148,7 +173,16 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
             _ => return,
         });
     }
-    let new_ids: Vec<u64> = rets.iter().filter_map(|r| if let Ret::New { storage, .. } = r { Some(storage.id) } else { None }).collect();
+    let new_ids: Vec<u64> = rets
+        .iter()
+        .filter_map(|r| {
+            if let Ret::New { storage, .. } = r {
+                Some(storage.id)
+            } else {
+                None
+            }
+        })
+        .collect();
     let mut sinks = Vec::with_capacity(recipe.outputs.len());
     for &(id, dtype) in &recipe.outputs {
         sinks.push(match new_ids.iter().position(|&n| n == id) {
@@ -163,12 +197,27 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
         .iter()
         .map(|r| match r {
             Ret::Arg(i) => Some(RetTemplate::Arg(*i)),
-            Ret::New { storage, sizes, dtype } => Some(RetTemplate::New { nbytes: storage.nbytes, sizes: sizes.clone(), dtype: *dtype }),
+            Ret::New {
+                storage,
+                sizes,
+                dtype,
+            } => Some(RetTemplate::New {
+                nbytes: storage.nbytes,
+                sizes: sizes.clone(),
+                dtype: *dtype,
+            }),
             _ => None,
         })
         .collect::<Option<Vec<_>>>();
     let Some(rets) = rets else { return };
-    let plan = Plan { recipe: recipe.exe, feeds, sinks, rets, donated: recipe.donated, device };
+    let plan = Plan {
+        recipe: recipe.exe,
+        feeds,
+        sinks,
+        rets,
+        donated: recipe.donated,
+        device,
+    };
     let mut plans = PLANS.lock().unwrap();
     let plans = plans.get_or_insert_with(Default::default);
     if plans.len() > 16384 {
@@ -206,7 +255,11 @@ pub fn replay(plan: &Plan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
         });
     }
     // A donated buffer must be held only by its storage and by us.
-    if plan.donated.iter().any(|&p| Arc::strong_count(&bufs[p]) > 2) {
+    if plan
+        .donated
+        .iter()
+        .any(|&p| Arc::strong_count(&bufs[p]) > 2)
+    {
         return None;
     }
     Some(run(plan, args, bufs))
@@ -241,9 +294,11 @@ fn run(plan: &Plan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Ve
         .iter()
         .map(|r| match r {
             RetTemplate::Arg(i) => Ret::Arg(*i),
-            RetTemplate::New { sizes, dtype, .. } => {
-                Ret::New { storage: news.next().expect("one storage per new result"), sizes: sizes.clone(), dtype: *dtype }
-            }
+            RetTemplate::New { sizes, dtype, .. } => Ret::New {
+                storage: news.next().expect("one storage per new result"),
+                sizes: sizes.clone(),
+                dtype: *dtype,
+            },
         })
         .collect())
 }

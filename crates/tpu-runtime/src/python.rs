@@ -10,7 +10,8 @@ use pyo3::types::{PyBytes, PyDict};
 use std::sync::atomic::Ordering::Relaxed;
 
 fn py_err(e: Error) -> PyErr {
-    let oom = matches!(&e, Error::OutOfMemory(_)) || matches!(&e, Error::Pjrt(p) if p.is_resource_exhausted());
+    let oom = matches!(&e, Error::OutOfMemory(_))
+        || matches!(&e, Error::Pjrt(p) if p.is_resource_exhausted());
     if oom {
         // torch.OutOfMemoryError, as the op path raises it.
         let msg = e.to_string();

@@ -100,7 +100,13 @@ pub fn free(s: Arc<Storage>) {
 
 /// Every live storage.
 pub fn live() -> Vec<Arc<Storage>> {
-    REGISTRY.lock().unwrap().by_addr.values().filter_map(|w| w.upgrade()).collect()
+    REGISTRY
+        .lock()
+        .unwrap()
+        .by_addr
+        .values()
+        .filter_map(|w| w.upgrade())
+        .collect()
 }
 
 /// The storage whose address range contains `addr`.

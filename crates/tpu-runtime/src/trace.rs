@@ -311,7 +311,9 @@ impl Trace {
     /// Like [`Trace::cut`], also saying how the program was fed, so that
     /// strict mode can replay it for the same op signature.
     pub fn cut_planned(mut self, reason: &str) -> Result<(Vec<Arc<Buffer>>, Option<Recipe>)> {
-        let result = self.execute(reason).map(|extra| (extra, self.recipe.take()));
+        let result = self
+            .execute(reason)
+            .map(|extra| (extra, self.recipe.take()));
         if result.is_err() {
             // The writes never happened: give storages back their old values.
             for (w, old) in std::mem::take(&mut self.prior) {
@@ -374,7 +376,12 @@ impl Trace {
                 name: &site_name,
             },
         )?;
-        self.recipe = Some(self.recipe_for(&exe, &targets, n_outputs - n_storage_outputs, !checks.is_empty()));
+        self.recipe = Some(self.recipe_for(
+            &exe,
+            &targets,
+            n_outputs - n_storage_outputs,
+            !checks.is_empty(),
+        ));
         let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
         for (i, input) in self.inputs.iter().enumerate() {
             match input {
@@ -415,7 +422,13 @@ impl Trace {
             .collect())
     }
 
-    fn recipe_for(&self, exe: &Arc<LoadedExecutable>, targets: &[(Arc<Storage>, DType)], extra: usize, checks: bool) -> Recipe {
+    fn recipe_for(
+        &self,
+        exe: &Arc<LoadedExecutable>,
+        targets: &[(Arc<Storage>, DType)],
+        extra: usize,
+        checks: bool,
+    ) -> Recipe {
         let mut storage_of = vec![None; self.inputs.len()];
         for (&id, &v) in &self.read_params {
             if let tpu_graph::Op::Parameter(i) = self.g.node_of(v).op {

@@ -17,7 +17,10 @@ pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
         "_copy_from_and_resize" => {
             let (src, dst) = (tensor(args, 0)?, tensor(args, 1)?);
             if src.sizes() != dst.sizes() {
-                return Err(crate::error::Error::ResizeOutputs(vec![(1, src.sizes().to_vec())]));
+                return Err(crate::error::Error::ResizeOutputs(vec![(
+                    1,
+                    src.sizes().to_vec(),
+                )]));
             }
             copy_from(args)?
         }
@@ -49,7 +52,11 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
     let src = tensor(args, 0)?;
     let dst = tensor(args, 1)?;
     if src.sizes() != dst.sizes() && matches!(dst, TensorIn::Host { .. }) {
-        crate::invalid!("copy from a tpu tensor of sizes {:?} into a CPU tensor of sizes {:?}", src.sizes(), dst.sizes());
+        crate::invalid!(
+            "copy from a tpu tensor of sizes {:?} into a CPU tensor of sizes {:?}",
+            src.sizes(),
+            dst.sizes()
+        );
     }
     match (src, dst) {
         (
@@ -83,10 +90,22 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
             metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
             metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
             buf.to_host(&mut bytes)?;
-            host::scatter(&bytes, span.as_mut_slice(), sizes, strides, dtype.size());
+            span.write_strided(&bytes, sizes, strides, dtype.size());
         }
-        (TensorIn::Tpu { device: from, .. }, TensorIn::Tpu { storage, view, dtype, device }) => {
-            let dst_ref = TensorRef { storage, view: view.clone(), dtype: *dtype };
+        (
+            TensorIn::Tpu { device: from, .. },
+            TensorIn::Tpu {
+                storage,
+                view,
+                dtype,
+                device,
+            },
+        ) => {
+            let dst_ref = TensorRef {
+                storage,
+                view: view.clone(),
+                dtype: *dtype,
+            };
             // Across devices the source moves first; on one device the copy is recorded.
             let moved = if from != device {
                 let b = materialize(src, src.dtype())?;
