@@ -258,11 +258,24 @@ fn promoted_binary(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
 fn mul(c: &mut LowerCtx, a: &Args) -> Out {
     promoted_binary(c, a, B::Mul)
 }
+/// `maximum`/`minimum`: a NaN in either operand gives NaN (XLA:CPU only
+/// propagates a NaN from its first operand).
+fn nan_max_min(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let m = promoted_binary(c, a, kind)?[0];
+    if !c.g.dtype(m).is_float() {
+        return Ok(vec![m]);
+    }
+    let (x, y) = (c.g.node_of(m).inputs[0], c.g.node_of(m).inputs[1]);
+    let xnan = c.g.compare(CmpDir::Ne, x, x)?;
+    let m = c.g.select(xnan, x, m)?;
+    let ynan = c.g.compare(CmpDir::Ne, y, y)?;
+    Ok(vec![c.g.select(ynan, y, m)?])
+}
 fn maximum(c: &mut LowerCtx, a: &Args) -> Out {
-    promoted_binary(c, a, B::Max)
+    nan_max_min(c, a, B::Max)
 }
 fn minimum(c: &mut LowerCtx, a: &Args) -> Out {
-    promoted_binary(c, a, B::Min)
+    nan_max_min(c, a, B::Min)
 }
 fn fmod(c: &mut LowerCtx, a: &Args) -> Out {
     promoted_binary(c, a, B::Rem)

@@ -322,6 +322,7 @@ impl Registry {
             crate::indexing::register(&mut r);
             crate::shape::register(&mut r);
             crate::random::register(&mut r);
+            crate::special::register(&mut r);
             r
         })
     }

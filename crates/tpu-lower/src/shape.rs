@@ -218,14 +218,18 @@ fn full(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.scalar_full(s, d, &size)?])
 }
 
-/// `eye.out(n)` / `eye.m_out(n, m)`: shape and dtype from `out`.
-fn eye_out(c: &mut LowerCtx, _a: &Args) -> Out {
+/// `eye.out(n)` / `eye.m_out(n, m)`: shape from the arguments (`out` may not
+/// be resized yet), dtype from `out`.
+fn eye_out(c: &mut LowerCtx, a: &Args) -> Out {
     let t = c.out_type(0)?.clone();
-    if t.rank() != 2 {
-        bail!("eye: expected a 2-D output, got {t}");
+    let n = a.int(0)?;
+    let m = if a.has(1) { a.int(1)? } else { n };
+    if n < 0 || m < 0 {
+        bail!("eye: n and m must be non-negative, got {n} and {m}");
     }
-    let row = c.g.iota(DType::I64, &t.shape, 0)?;
-    let col = c.g.iota(DType::I64, &t.shape, 1)?;
+    let shape = [n, m];
+    let row = c.g.iota(DType::I64, &shape, 0)?;
+    let col = c.g.iota(DType::I64, &shape, 1)?;
     let on = c.g.compare(CmpDir::Eq, row, col)?;
     Ok(vec![c.g.convert(on, t.dtype)])
 }
@@ -249,6 +253,10 @@ fn linspace_out(c: &mut LowerCtx, a: &Args) -> Out {
         DType::F64
     };
     let wd = tpu_graph::helpers::opmath(wd);
+    if steps == 1 {
+        let v = c.scalar_full(ScalarArg::Float(start), wd, &[n])?;
+        return Ok(vec![c.g.convert(v, t.dtype)]);
+    }
     let step = if steps > 1 {
         (end - start) / (steps - 1) as f64
     } else {
