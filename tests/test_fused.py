@@ -28,9 +28,7 @@ import torch_tpu
 from helpers import TPU, run_python
 from test_training import CNN, MLP, TinyGPT
 
-pytestmark = pytest.mark.skipif(
-    "fused" not in torch_tpu.EAGER_MODES, reason="the runtime has no fused mode"
-)
+pytestmark = pytest.mark.skipif("fused" not in torch_tpu.EAGER_MODES, reason="the runtime has no fused mode")
 
 
 @pytest.fixture(autouse=True)
@@ -384,7 +382,7 @@ def test_repeating_layers_within_a_step() -> None:
     centers = torch.randn(4, 16) * 2
     ys = [torch.randint(0, 4, (8,)) for _ in range(24)]
     batches = [(centers[y] + torch.randn(8, 16), y) for y in ys]
-    opt_fn = lambda p: torch.optim.SGD(p, lr=0.1)  # noqa: E731
+    opt_fn = lambda p: torch.optim.SGD(p, lr=0.1)
     cpu_losses = _train(cpu_model, opt_fn, batches, False, True)
     # The detector needs one step more here: the repeated blocks mislead its first guess.
     losses, after = _train_tpu(model.to(TPU), opt_fn, batches, False, read_each=False, warmup=WARMUP + 1)
@@ -535,8 +533,7 @@ def test_training_step_runs_as_one_graph(model: str, read_each: bool) -> None:
     torch_tpu.reset_metrics()
     _, after = _train_tpu(build().to(TPU), opt_fn, batches, lm, read_each, warmup=WARMUP + 1)
     assert after["executions"] == steps, (
-        f"{model}: {after['executions']} graphs ran in {steps} steady steps (expected one per step);"
-        f" cuts {cuts()}"
+        f"{model}: {after['executions']} graphs ran in {steps} steady steps (expected one per step); cuts {cuts()}"
     )
 
 

@@ -64,6 +64,17 @@ def _register_backend() -> None:
 _register_backend()
 
 
+def _on_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """After ``optimizer.step()`` a training step is over: in fused mode the
+    pending graph is cut there, so every step runs the same graph."""
+    _core.mark_step()
+
+
+if not getattr(torch.optim.Optimizer, "_torch_tpu_step_hook", False):
+    torch.optim.optimizer.register_optimizer_step_post_hook(_on_optimizer_step)
+    torch.optim.Optimizer._torch_tpu_step_hook = True  # type: ignore[attr-defined]
+
+
 def platform() -> str:
     """The PJRT platform the device runs on: ``"tpu"``, ``"cuda"`` or ``"cpu"``."""
     return _core.platform()
@@ -126,6 +137,17 @@ def set_cpu_fallback(enabled: bool) -> None:
     """Run ops that have no lowering on the CPU (counted in the metrics)
     instead of raising ``NotImplementedError``."""
     _core.set_cpu_fallback(bool(enabled))
+
+
+def mark_step() -> None:
+    """Marks the end of a training step (called after every ``optimizer.step()``):
+    in fused mode the pending graph runs now, without waiting for it."""
+    _core.mark_step()
+
+
+def clear_executable_cache() -> None:
+    """Drops the in-memory executables (the disk cache stays)."""
+    _core.clear_executable_cache()
 
 
 def lowered_ops() -> list[str]:

@@ -586,21 +586,265 @@ fn insertion(c: &mut LowerCtx, seq: ValueId, x: ValueId, right: bool, int32: boo
     let n = c.g.convert(below, out);
     Ok(vec![c.g.reduce(ReduceKind::Sum, n, &[r as i64])?])
 }
+/// `seq` gathered along its last dim by `sorter` (`seq[..., sorter[..., i]]`).
+fn sorted_by(c: &mut LowerCtx, seq: ValueId, sorter: ValueId) -> Result<ValueId> {
+    let shape = c.g.shape(seq).to_vec();
+    let r = shape.len();
+    if r == 0 {
+        return Ok(seq);
+    }
+    let m = shape[r - 1];
+    let mut full = shape.clone();
+    full.push(m);
+    let lead: Vec<i64> = (0..r as i64 - 1).collect();
+    let s_dims: Vec<i64> = lead.iter().copied().chain([r as i64 - 1]).collect();
+    let v_dims: Vec<i64> = lead.iter().copied().chain([r as i64]).collect();
+    let sorter = c.g.convert(sorter, DType::I64);
+    let sb = c.g.broadcast_in_dim(sorter, &full, &s_dims)?;
+    let j = c.g.iota(DType::I64, &full, r as i64)?;
+    let pick = cmp(c, CmpDir::Eq, sb, j)?;
+    let vb = c.g.broadcast_in_dim(seq, &full, &v_dims)?;
+    let zero = k(c, vb, 0.0);
+    let picked = c.g.select(pick, vb, zero)?;
+    let picked = if c.g.dtype(picked) == DType::Bool {
+        c.g.reduce(ReduceKind::Or, picked, &[r as i64])?
+    } else {
+        c.g.reduce(ReduceKind::Sum, picked, &[r as i64])?
+    };
+    Ok(picked)
+}
+
 fn bucketize(c: &mut LowerCtx, a: &Args) -> Out {
     let x = operand(c, a, 0, c.g.dtype(a.t(1)?))?;
     insertion(c, a.t(1)?, x, a.bool_or(3, false)?, a.bool_or(2, false)?)
 }
 fn searchsorted(c: &mut LowerCtx, a: &Args) -> Out {
-    if a.has(5) {
-        bail!("searchsorted: sorter is not supported on tpu");
+    let mut seq = a.t(0)?;
+    if let Some(sorter) = a.opt_t(5)? {
+        seq = sorted_by(c, seq, sorter)?;
     }
-    let seq = a.t(0)?;
     let x = operand(c, a, 1, c.g.dtype(seq))?;
     let right = a.bool_or(3, false)? || a.str(4)? == Some("right");
     insertion(c, seq, x, right, a.bool_or(2, false)?)
 }
 
+/// `grad` (in `x`'s opmath dtype, broadcast to `x`) and `x` of a backward op `(grad, self, ...)`.
+fn grad_and_x(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, ValueId, DType)> {
+    let (g, x) = (a.t(0)?, a.t(1)?);
+    let d = c.g.dtype(x);
+    let shape = c.g.shape(x).to_vec();
+    let g = c.g.coerce(g, opmath(d), &shape)?;
+    Ok((g, c.g.convert(x, opmath(d)), d))
+}
+
+/// `grad` where `keep`, else 0.
+fn grad_where(c: &mut LowerCtx, keep: ValueId, g: ValueId, d: DType) -> Out {
+    let zero = k(c, g, 0.0);
+    let r = c.g.select(keep, g, zero)?;
+    done(c, r, d)
+}
+
+/// hardshrink/softshrink backward: `|x| <= lambd ? 0 : grad`.
+fn shrink_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (g, x, d) = grad_and_x(c, a)?;
+    let ax = un(c, U::Abs, x)?;
+    let keep = cmp_k(c, CmpDir::Gt, ax, a.float_or(2, 0.5)?)?;
+    grad_where(c, keep, g, d)
+}
+
+fn hardsigmoid_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (g, x, d) = grad_and_x(c, a)?;
+    let lo = cmp_k(c, CmpDir::Gt, x, -3.0)?;
+    let hi = cmp_k(c, CmpDir::Lt, x, 3.0)?;
+    let keep = bin(c, B::And, lo, hi)?;
+    let g6 = c.g.mul_const(g, 1.0 / 6.0)?;
+    grad_where(c, keep, g6, d)
+}
+
+/// `x < -3 ? 0 : x <= 3 ? grad (x / 3 + 0.5) : grad`.
+fn hardswish_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (g, x, d) = grad_and_x(c, a)?;
+    let t = c.g.mul_const(x, 1.0 / 3.0)?;
+    let half = k(c, x, 0.5);
+    let t = bin(c, B::Add, t, half)?;
+    let mid = bin(c, B::Mul, g, t)?;
+    let le3 = cmp_k(c, CmpDir::Le, x, 3.0)?;
+    let r = c.g.select(le3, mid, g)?;
+    let keep = cmp_k(c, CmpDir::Ge, x, -3.0)?;
+    grad_where(c, keep, r, d)
+}
+
+/// `logit_backward(grad, x, eps)`: `grad / (x (1 - x))`, 0 outside [eps, 1 - eps]
+/// (NaN outside [0, 1] without eps).
+fn logit_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (g, x, d) = grad_and_x(c, a)?;
+    let one = k(c, x, 1.0);
+    let omx = bin(c, B::Sub, one, x)?;
+    let den = bin(c, B::Mul, x, omx)?;
+    let q = bin(c, B::Div, g, den)?;
+    let (lo, hi, fill) = match a.opt_scalar(2)? {
+        Some(e) => (e.as_f64(), 1.0 - e.as_f64(), 0.0),
+        None => (0.0, 1.0, f64::NAN),
+    };
+    let below = cmp_k(c, CmpDir::Lt, x, lo)?;
+    let above = cmp_k(c, CmpDir::Gt, x, hi)?;
+    let out = bin(c, B::Or, below, above)?;
+    let f = k(c, q, fill);
+    let r = c.g.select(out, f, q)?;
+    done(c, r, d)
+}
+
+/// `glu_backward(grad, x, dim)`: `[grad sigmoid(b), grad a sigmoid(b) (1 - sigmoid(b))]`.
+fn glu_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (g, x) = (a.t(0)?, a.t(1)?);
+    let dim = tpu_graph::helpers::wrap_dim(a.int(2)?, c.g.rank(x))?;
+    let n = c.g.shape(x)[dim];
+    let first = c.g.slice_dim(x, dim, 0, n / 2)?;
+    let second = c.g.slice_dim(x, dim, n / 2, n)?;
+    let s = un(c, U::Logistic, second)?;
+    let ga = bin(c, B::Mul, g, s)?;
+    let one = k(c, s, 1.0);
+    let oms = bin(c, B::Sub, one, s)?;
+    let gb = bin(c, B::Mul, ga, first)?;
+    let gb = bin(c, B::Mul, gb, oms)?;
+    Ok(vec![c.g.concatenate(&[ga, gb], dim as i64)?])
+}
+
+/// Huber / smooth L1 backward `(grad, self, target, reduction, delta|beta)`.
+fn piecewise_loss_backward(c: &mut LowerCtx, a: &Args, huber: bool) -> Out {
+    let (x, t) = (a.t(1)?, a.t(2)?);
+    let d = c.g.dtype(x);
+    let w = opmath(d);
+    let e = c.g.binary_bcast(B::Sub, x, t, w)?;
+    let shape = c.g.shape(e).to_vec();
+    let mut g = c.g.coerce(a.t(0)?, w, &shape)?;
+    if a.int_or(3, 1)? == 1 {
+        let n = shape.iter().product::<i64>().max(1);
+        g = c.g.mul_const(g, 1.0 / n as f64)?;
+    }
+    let p = a.float_or(4, 1.0)?;
+    let sign = un(c, U::Sign, e)?;
+    let ae = un(c, U::Abs, e)?;
+    let inner = if huber {
+        e
+    } else if p == 0.0 {
+        sign
+    } else {
+        c.g.mul_const(e, 1.0 / p)?
+    };
+    let outer = if huber { c.g.mul_const(sign, p)? } else { sign };
+    let small = cmp_k(c, CmpDir::Lt, ae, p)?;
+    let small = if huber {
+        cmp_k(c, CmpDir::Le, ae, p)?
+    } else {
+        small
+    };
+    let dl = c.g.select(small, inner, outer)?;
+    let r = bin(c, B::Mul, dl, g)?;
+    done(c, r, d)
+}
+fn huber_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    piecewise_loss_backward(c, a, true)
+}
+fn smooth_l1_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    piecewise_loss_backward(c, a, false)
+}
+
+/// `_prelu_kernel_backward(grad, x, weight) -> (grad_input, grad_weight)`; the weight
+/// gradient keeps the broadcast shape (autograd sums it to the weight's shape).
+fn prelu_kernel_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (g, x, w) = (a.t(0)?, a.t(1)?, a.t(2)?);
+    let d = c.g.dtype(x);
+    let wg = c.g.binary_bcast(B::Mul, w, g, d)?;
+    let shape = c.g.shape(wg).to_vec();
+    let x = c.g.broadcast_to(x, &shape)?;
+    let g = c.g.coerce(g, d, &shape)?;
+    let pos = cmp_k(c, CmpDir::Gt, x, 0.0)?;
+    let gi = c.g.select(pos, g, wg)?;
+    let xg = bin(c, B::Mul, x, g)?;
+    let zero = k(c, xg, 0.0);
+    let gw = c.g.select(pos, zero, xg)?;
+    Ok(vec![gi, gw])
+}
+
+/// `index_fill(self, dim, index, value)`: `value` in the slices of `dim` named by `index`.
+fn index_fill(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let shape = c.g.shape(x).to_vec();
+    let d = c.g.dtype(x);
+    let r = shape.len();
+    let dim = tpu_graph::helpers::wrap_dim(a.int(1)?, r.max(1))?;
+    let idx = a.t(2)?;
+    let n = c.g.ty(idx).numel();
+    let idx = c.g.reshape(idx, &[n])?;
+    let idx = c.g.convert(idx, DType::I64);
+    if r == 0 {
+        let v = operand(c, a, 3, d)?;
+        let eq = cmp_k(c, CmpDir::Eq, idx, 0.0)?;
+        let hit = c.g.reduce(ReduceKind::Or, eq, &[0])?;
+        return Ok(vec![c.g.select(hit, v, x)?]);
+    }
+    let size = shape[dim];
+    let pos = c.g.iota(DType::I64, &[size, n], 0)?;
+    let ib = c.g.broadcast_in_dim(idx, &[size, n], &[1])?;
+    let sz = c.g.full_like(ib, size as f64, DType::I64);
+    let wrapped = c.g.binary(B::Add, ib, sz)?;
+    let neg = cmp_k(c, CmpDir::Lt, ib, 0.0)?;
+    let ib = c.g.select(neg, wrapped, ib)?;
+    let eq = cmp(c, CmpDir::Eq, pos, ib)?;
+    let hit = c.g.reduce(ReduceKind::Or, eq, &[1])?;
+    let hit = c.g.broadcast_in_dim(hit, &shape, &[dim as i64])?;
+    let v = operand(c, a, 3, d)?;
+    let v = c.g.broadcast_to(v, &shape)?;
+    Ok(vec![c.g.select(hit, v, x)?])
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(
+        &[
+            "hardshrink_backward",
+            "hardshrink_backward.grad_input",
+            "softshrink_backward",
+            "softshrink_backward.grad_input",
+        ],
+        shrink_backward,
+    );
+    r.add(
+        &["hardsigmoid_backward", "hardsigmoid_backward.grad_input"],
+        hardsigmoid_backward,
+    );
+    r.add(
+        &["hardswish_backward", "hardswish_backward.out"],
+        hardswish_backward,
+    );
+    r.add(
+        &["logit_backward", "logit_backward.grad_input"],
+        logit_backward,
+    );
+    r.add(&["glu_backward", "glu_backward.grad_input"], glu_backward);
+    r.add(
+        &["huber_loss_backward", "huber_loss_backward.out"],
+        huber_loss_backward,
+    );
+    r.add(
+        &[
+            "smooth_l1_loss_backward",
+            "smooth_l1_loss_backward.grad_input",
+        ],
+        smooth_l1_loss_backward,
+    );
+    r.add(&["_prelu_kernel_backward"], prelu_kernel_backward);
+    r.add(
+        &[
+            "index_fill.int_Scalar",
+            "index_fill.int_Tensor",
+            "index_fill_.int_Scalar",
+            "index_fill_.int_Tensor",
+            "index_fill.int_Scalar_out",
+            "index_fill.int_Tensor_out",
+        ],
+        index_fill,
+    );
     r.add(&["logaddexp", "logaddexp.out"], logaddexp);
     r.add(&["logaddexp2", "logaddexp2.out"], logaddexp2);
     r.add(

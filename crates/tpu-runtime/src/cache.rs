@@ -165,5 +165,7 @@ fn dump(key: &GraphKey, text: &str) {
 }
 
 pub fn clear() {
-    *MEMORY.lock().unwrap() = None;
+    *MEMORY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
 }

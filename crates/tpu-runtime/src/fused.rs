@@ -2,9 +2,12 @@
 //! host, `sync()`, a size limit, a mode switch, or a detected step boundary —
 //! and then runs as one program. Every cut is counted by reason.
 //!
-//! Step boundaries: when the stream of op signatures (name, shapes, dtypes)
-//! repeats — a training loop without host reads — the trace is cut once per
-//! repetition, so every step runs the same graph and nothing recompiles.
+//! Step boundaries: `optimizer.step()` marks the end of a training step (a
+//! hook installed by `torch_tpu`), and the trace is cut there. Loops without
+//! an optimizer are found from the stream of op signatures (name, shapes,
+//! dtypes): when a long enough sequence repeats three times in a row, the
+//! trace is cut once per repetition. Either way every step runs the same graph
+//! and nothing recompiles.
 
 use crate::error::Result;
 use crate::metrics;
@@ -13,8 +16,11 @@ use crate::trace::Trace;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Shortest op sequence taken for a step.
-const MIN_PERIOD: usize = 8;
+/// Shortest op sequence taken for a step: shorter repeats are layers or
+/// elementwise chains inside a step, which must not be cut apart.
+const MIN_PERIOD: usize = 48;
+/// How often a sequence must occur in a row before it is taken for a step.
+const REPEATS: usize = 3;
 
 #[derive(Default)]
 struct StepDetector {
@@ -56,7 +62,7 @@ impl StepDetector {
             }
         }
         self.last_seen.insert(sig, n);
-        if self.candidate >= MIN_PERIOD && self.run >= self.candidate {
+        if self.candidate >= MIN_PERIOD && self.run >= (REPEATS - 1) * self.candidate {
             self.step = Some(self.seq[n + 1 - self.candidate..].to_vec());
             self.restart();
             return true;
@@ -76,6 +82,8 @@ impl StepDetector {
 struct State {
     open: Option<Trace>,
     steps: StepDetector,
+    /// `mark_step` was called: steps are marked, not detected.
+    marked: bool,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -118,7 +126,9 @@ fn record<R>(
     sig: Option<u64>,
     f: impl FnOnce(&mut Trace) -> Result<R>,
 ) -> Result<R> {
-    let mut guard = STATE.lock().unwrap();
+    let mut guard = STATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let state = guard.get_or_insert_with(State::default);
     if state.open.as_ref().is_some_and(|t| t.device != device) {
         let t = state.open.take().expect("checked");
@@ -127,7 +137,7 @@ fn record<R>(
     }
     let t = state.open.get_or_insert_with(|| Trace::new(device));
     let r = f(t)?;
-    let step_end = sig.is_some_and(|s| state.steps.push(s));
+    let step_end = !state.marked && sig.is_some_and(|s| state.steps.push(s));
     let full = t.ops >= max_ops();
     if step_end || full {
         let t = state.open.take().expect("open");
@@ -146,10 +156,25 @@ fn record<R>(
     Ok(r)
 }
 
+/// The end of a training step: runs the open trace (without waiting).
+pub fn mark_step() -> Result<()> {
+    STATE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(State::default)
+        .marked = true;
+    if crate::mode::current() == crate::mode::Mode::Fused {
+        cut("optimizer step")?;
+    }
+    Ok(())
+}
+
 /// Runs the open trace, if any.
 pub fn cut(reason: &str) -> Result<()> {
     let t = {
-        let mut guard = STATE.lock().unwrap();
+        let mut guard = STATE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let state = guard.get_or_insert_with(State::default);
         state.steps.restart();
         state.open.take()

@@ -95,7 +95,9 @@ pub fn host_value_buffer(hv: &HostValue, dtype: DType, device: usize) -> Result<
         HostValue::DefaultSeed => return seed_buffer(crate::abi::draw_seed(device), device),
     };
     let key = (dtype, bytes, device);
-    let mut cache = SCALARS.lock().unwrap();
+    let mut cache = SCALARS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let cache = cache.get_or_insert_with(HashMap::new);
     if let Some(b) = cache.get(&key) {
         return Ok(b.clone());

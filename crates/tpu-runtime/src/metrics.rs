@@ -66,7 +66,9 @@ pub fn count_execution(ops: usize) {
 }
 
 fn bump(table: impl FnOnce(&mut Tables) -> &mut BTreeMap<String, u64>, key: &str) {
-    let mut t = TABLES.lock().unwrap();
+    let mut t = TABLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     *table(&mut t).entry(key.to_string()).or_insert(0) += 1;
 }
 
@@ -101,5 +103,7 @@ pub fn reset() {
     ] {
         a.store(0, Relaxed);
     }
-    *TABLES.lock().unwrap() = Tables::default();
+    *TABLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Tables::default();
 }

@@ -73,7 +73,9 @@ fn init_env() {
                 .split(',')
                 .map(|s| s.trim().trim_start_matches("aten::").to_string())
                 .collect();
-            *CPU_FALLBACK_OPS.lock().unwrap() = Some(ops);
+            *CPU_FALLBACK_OPS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ops);
         }
         let _ = MODE.compare_exchange(u8::MAX, from_env() as u8, Relaxed, Relaxed);
     });

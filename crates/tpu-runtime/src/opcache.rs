@@ -149,7 +149,12 @@ fn hash_tensor(t: &TensorIn, ids: &mut Vec<u64>, h: &mut impl Hasher) -> Option<
 }
 
 pub fn lookup(sig: u64) -> Option<Arc<Plan>> {
-    PLANS.lock().unwrap().as_ref()?.get(&sig).cloned()
+    PLANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()?
+        .get(&sig)
+        .cloned()
 }
 
 /// Keeps the plan of a first call, when every input and output maps to an argument.
@@ -218,7 +223,9 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
         donated: recipe.donated,
         device,
     };
-    let mut plans = PLANS.lock().unwrap();
+    let mut plans = PLANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let plans = plans.get_or_insert_with(Default::default);
     if plans.len() > 16384 {
         plans.clear();

@@ -72,6 +72,18 @@ fn set_eager_mode(py: Python<'_>, mode: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// The end of a training step: cuts the fused trace (without waiting) and
+/// leaves step detection to these marks from then on.
+#[pyfunction]
+fn mark_step(py: Python<'_>) -> PyResult<()> {
+    py.allow_threads(fused::mark_step).map_err(py_err)
+}
+
+#[pyfunction]
+fn clear_executable_cache() {
+    cache::clear();
+}
+
 #[pyfunction]
 fn get_eager_mode() -> &'static str {
     mode::current().name()
@@ -108,7 +120,9 @@ fn metrics_dict(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("bytes_to_device", g(&c.bytes_to_device))?;
     d.set_item("bytes_to_host", g(&c.bytes_to_host))?;
     d.set_item("transfers_to_host", g(&c.transfers_to_host))?;
-    let t = metrics::TABLES.lock().unwrap();
+    let t = metrics::TABLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     d.set_item("cpu_fallbacks", t.cpu_fallbacks.clone())?;
     d.set_item("cut_reasons", t.cut_reasons.clone())?;
     d.set_item("recompiles", t.recompiles.clone())?;
@@ -223,6 +237,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_eager_mode, m)?)?;
     m.add_function(wrap_pyfunction!(get_eager_mode, m)?)?;
     m.add_function(wrap_pyfunction!(sync, m)?)?;
+    m.add_function(wrap_pyfunction!(mark_step, m)?)?;
+    m.add_function(wrap_pyfunction!(clear_executable_cache, m)?)?;
     m.add_function(wrap_pyfunction!(metrics_dict, m)?)?;
     m.add("metrics", m.getattr("metrics_dict")?)?;
     m.add_function(wrap_pyfunction!(reset_metrics, m)?)?;

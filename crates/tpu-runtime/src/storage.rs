@@ -33,10 +33,16 @@ pub struct Storage {
 
 impl Storage {
     pub fn value(&self) -> Value {
-        self.value.lock().unwrap().clone()
+        self.value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
     pub fn set(&self, v: Value) {
-        *self.value.lock().unwrap() = v;
+        *self
+            .value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = v;
     }
 }
 
@@ -75,7 +81,9 @@ pub fn new_storage(nbytes: usize, device: usize) -> Arc<Storage> {
         device,
         value: Mutex::new(Value::Empty),
     });
-    let mut guard = REGISTRY.lock().unwrap();
+    let mut guard = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let r = &mut *guard;
     r.by_addr.insert(addr, Arc::downgrade(&s));
     for v in [&mut r.allocated, &mut r.peak, &mut r.count] {
@@ -92,7 +100,9 @@ pub fn new_storage(nbytes: usize, device: usize) -> Arc<Storage> {
 /// Drops PyTorch's reference; the device buffer goes when the last holder
 /// (a pending trace may still hold the storage's inputs) lets go.
 pub fn free(s: Arc<Storage>) {
-    let mut r = REGISTRY.lock().unwrap();
+    let mut r = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     r.by_addr.remove(&s.addr);
     r.allocated[s.device] -= s.nbytes as i64;
     r.count[s.device] -= 1;
@@ -111,7 +121,9 @@ pub fn live() -> Vec<Arc<Storage>> {
 
 /// The storage whose address range contains `addr`.
 pub fn from_addr(addr: u64) -> Option<Arc<Storage>> {
-    let r = REGISTRY.lock().unwrap();
+    let r = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (_, w) = r.by_addr.range(..=addr).next_back()?;
     let s = w.upgrade()?;
     (addr < s.addr + s.nbytes.max(1) as u64).then_some(s)
@@ -124,7 +136,9 @@ pub struct MemoryStats {
 }
 
 pub fn memory_stats(device: usize) -> MemoryStats {
-    let r = REGISTRY.lock().unwrap();
+    let r = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let get = |v: &Vec<i64>| v.get(device).copied().unwrap_or(0);
     MemoryStats {
         allocated: get(&r.allocated),
@@ -134,7 +148,9 @@ pub fn memory_stats(device: usize) -> MemoryStats {
 }
 
 pub fn reset_peak(device: usize) {
-    let mut r = REGISTRY.lock().unwrap();
+    let mut r = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     grow(&mut r.peak, device);
     r.peak[device] = r.allocated.get(device).copied().unwrap_or(0);
 }

@@ -318,7 +318,10 @@ impl Trace {
             // The writes never happened: give storages back their old values.
             for (w, old) in std::mem::take(&mut self.prior) {
                 if let Some(s) = w.upgrade() {
-                    let mut val = s.value.lock().unwrap();
+                    let mut val = s
+                        .value
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if matches!(*val, Value::Pending(p) if p.trace == self.id) {
                         *val = old;
                     }
@@ -411,7 +414,10 @@ impl Trace {
         }
         let extra = results.split_off(n_storage_outputs);
         for ((s, dtype), buf) in targets.into_iter().zip(results) {
-            let mut val = s.value.lock().unwrap();
+            let mut val = s
+                .value
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if matches!(*val, Value::Pending(p) if p.trace == self.id) {
                 *val = Value::Device(buf, dtype);
             }
