@@ -71,7 +71,9 @@ def _on_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any)
 
 
 if not getattr(torch.optim.Optimizer, "_torch_tpu_step_hook", False):
-    torch.optim.optimizer.register_optimizer_step_post_hook(_on_optimizer_step)
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    register_optimizer_step_post_hook(_on_optimizer_step)
     torch.optim.Optimizer._torch_tpu_step_hook = True  # type: ignore[attr-defined]
 
 
