@@ -74,7 +74,7 @@ fn gather(c: &mut LowerCtx, a: &Args) -> Out {
 }
 
 /// Scatter of `src` (sliced to the index's shape) into `self` along `dim`.
-fn scatter_dim(
+pub(crate) fn scatter_dim(
     c: &mut LowerCtx,
     x: ValueId,
     dim: usize,

@@ -16,10 +16,10 @@ use crate::trace::Trace;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Shortest op sequence taken for a step: shorter repeats are layers or
-/// elementwise chains inside a step, which must not be cut apart.
-const MIN_PERIOD: usize = 48;
-/// How often a sequence must occur in a row before it is taken for a step.
+/// Shortest op sequence taken for a step.
+const MIN_PERIOD: usize = 8;
+/// How often a sequence must occur in a row before it is taken for a step:
+/// twice is common inside one step (two identical layers).
 const REPEATS: usize = 3;
 
 #[derive(Default)]
@@ -164,7 +164,7 @@ pub fn mark_step() -> Result<()> {
         .get_or_insert_with(State::default)
         .marked = true;
     if crate::mode::current() == crate::mode::Mode::Fused {
-        cut("optimizer step")?;
+        cut("step boundary")?;
     }
     Ok(())
 }
@@ -177,6 +177,10 @@ pub fn cut(reason: &str) -> Result<()> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let state = guard.get_or_insert_with(State::default);
         state.steps.restart();
+        // An explicit sync starts over: steps are detected again until the next optimizer step.
+        if reason == "sync" {
+            state.marked = false;
+        }
         state.open.take()
     };
     match t {

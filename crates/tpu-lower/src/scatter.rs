@@ -1,0 +1,233 @@
+//! Scatter-based ops on top of `indexing::scatter_dim`: index_add, index_copy,
+//! index_reduce, scatter_reduce (sum, prod, mean, amax, amin, with or without
+//! `self`), and max_unpool (a scatter of the pooled values into zeros).
+
+use crate::args::Arg;
+use crate::indexing::scatter_dim;
+use crate::registry::{Args, LowerCtx, Registry};
+use crate::{bail, Result};
+use tpu_graph::helpers::wrap_dim;
+use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, ValueId};
+
+type Out = Result<Vec<ValueId>>;
+
+/// A 1-D `index` along `dim`, broadcast to `source`'s shape (for index_* ops).
+fn spread_index(c: &mut LowerCtx, index: ValueId, source: ValueId, dim: usize) -> Result<ValueId> {
+    let shape = c.g.shape(source).to_vec();
+    let n = c.g.ty(index).numel();
+    let idx = c.g.reshape(index, &[n])?;
+    if shape.is_empty() {
+        return Ok(c.g.reshape(idx, &[])?);
+    }
+    Ok(c.g.broadcast_in_dim(idx, &shape, &[dim as i64])?)
+}
+
+/// `(self, dim, index, source)` of index_add/index_copy/index_reduce, with the
+/// index spread over `source`; a 0-d `source` becomes `[1]` to match `index`.
+fn index_operands(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, usize, ValueId, ValueId)> {
+    let (x, index, mut src) = (a.t(0)?, a.t(2)?, a.t(3)?);
+    let r = c.g.rank(x);
+    let dim = wrap_dim(a.int(1)?, r.max(1))?;
+    if r == 0 {
+        let v = c.g.reshape(src, &[])?;
+        return Ok((x, 0, c.g.reshape(index, &[])?, v));
+    }
+    if c.g.rank(src) == 0 {
+        src = c.g.reshape(src, &[1])?;
+    }
+    let idx = spread_index(c, index, src, dim)?;
+    Ok((x, dim, idx, src))
+}
+
+/// `index_add(self, dim, index, source, alpha)`.
+fn index_add(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, dim, idx, mut src) = index_operands(c, a)?;
+    if c.g.rank(x) == 0 {
+        let s = c.g.convert(src, c.g.dtype(x));
+        return Ok(vec![c.g.binary(B::Add, x, s)?]);
+    }
+    if let Some(alpha) = a.opt_scalar(4)? {
+        if alpha.as_f64() != 1.0 {
+            let d = c.g.dtype(x);
+            let s = c.g.convert(src, d);
+            let k = c.scalar_full(alpha, d, &c.g.shape(s).to_vec())?;
+            src = c.g.binary(B::Mul, s, k)?;
+        }
+    }
+    Ok(vec![scatter_dim(c, x, dim, idx, src, Some(R::Sum))?])
+}
+
+/// `index_copy(self, dim, index, source)`.
+fn index_copy(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, dim, idx, src) = index_operands(c, a)?;
+    if c.g.rank(x) == 0 {
+        return Ok(vec![c.g.convert(src, c.g.dtype(x))]);
+    }
+    Ok(vec![scatter_dim(c, x, dim, idx, src, None)?])
+}
+
+/// Identity of a scatter reduction in dtype `d`.
+fn identity(kind: R, d: DType) -> f64 {
+    match kind {
+        R::Prod => 1.0,
+        R::Max if d.is_float() => f64::NEG_INFINITY,
+        R::Min if d.is_float() => f64::INFINITY,
+        R::Max => i64::MIN as f64,
+        R::Min => i64::MAX as f64,
+        _ => 0.0,
+    }
+}
+
+/// Scatter-reduces `src` into `x` at `idx` along `dim` (`reduce` as PyTorch names it).
+fn reduce_into(
+    c: &mut LowerCtx,
+    x: ValueId,
+    dim: usize,
+    idx: ValueId,
+    src: ValueId,
+    reduce: &str,
+    include_self: bool,
+) -> Result<ValueId> {
+    let d = c.g.dtype(x);
+    let kind = match reduce {
+        "sum" => R::Sum,
+        "prod" => R::Prod,
+        "mean" => R::Sum,
+        "amax" => R::Max,
+        "amin" => R::Min,
+        m => bail!("reduce argument must be one of sum, prod, mean, amax, amin, got {m}"),
+    };
+    let base = if include_self {
+        x
+    } else {
+        let v = identity(kind, d);
+        let v = c.g.scalar(v, d);
+        scatter_dim(c, x, dim, idx, v, None)?
+    };
+    let total = scatter_dim(c, base, dim, idx, src, Some(kind))?;
+    if reduce != "mean" {
+        return Ok(total);
+    }
+    // Count the values combined at each position (self counts once if included).
+    let ones = c.g.full_like(x, 1.0, d);
+    let cnt_base = if include_self {
+        ones
+    } else {
+        let zero = c.g.scalar(0.0, d);
+        scatter_dim(c, ones, dim, idx, zero, None)?
+    };
+    let one = c.g.scalar(1.0, d);
+    let cnt = scatter_dim(c, cnt_base, dim, idx, one, Some(R::Sum))?;
+    let zero = c.g.full_like(cnt, 0.0, d);
+    let none = c.g.compare(CmpDir::Eq, cnt, zero)?;
+    let ones = c.g.full_like(cnt, 1.0, d);
+    let cnt = c.g.select(none, ones, cnt)?;
+    let q = c.g.binary(B::Div, total, cnt)?;
+    if d.is_float() {
+        return Ok(q);
+    }
+    // Integer mean rounds toward -inf as PyTorch's `div_(rounding_mode="floor")`.
+    let back = c.g.binary(B::Mul, q, cnt)?;
+    let inexact = c.g.compare(CmpDir::Ne, back, total)?;
+    let neg = c.g.compare(CmpDir::Lt, total, zero)?;
+    let fix = c.g.binary(B::And, inexact, neg)?;
+    let qm = c.g.binary(B::Sub, q, ones)?;
+    Ok(c.g.select(fix, qm, q)?)
+}
+
+/// `scatter_reduce.two(self, dim, index, src, reduce, *, include_self)`.
+fn scatter_reduce(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, index, src) = (a.t(0)?, a.t(2)?, a.t(3)?);
+    let r = c.g.rank(x);
+    let dim = wrap_dim(a.int(1)?, r.max(1))?;
+    let reduce = a.str(4)?.unwrap_or("sum").to_owned();
+    let include_self = a.bool_or(5, true)?;
+    if c.g.ty(index).numel() == 0 {
+        return Ok(vec![x]);
+    }
+    Ok(vec![reduce_into(
+        c,
+        x,
+        dim,
+        index,
+        src,
+        &reduce,
+        include_self,
+    )?])
+}
+
+/// `index_reduce(self, dim, index, source, reduce, *, include_self)`.
+fn index_reduce(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, dim, idx, src) = index_operands(c, a)?;
+    let reduce = a.str(4)?.unwrap_or("prod").to_owned();
+    let include_self = a.bool_or(5, true)?;
+    if c.g.rank(x) == 0 {
+        bail!("index_reduce: 0-d self is not supported on tpu");
+    }
+    Ok(vec![reduce_into(
+        c,
+        x,
+        dim,
+        idx,
+        src,
+        &reduce,
+        include_self,
+    )?])
+}
+
+/// `max_unpool{2,3}d(self, indices, output_size, ...)`: values scattered into
+/// zeros at their flat spatial indices.
+fn max_unpool(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, indices) = (a.t(0)?, a.t(1)?);
+    let out_size = a.ints(2)?;
+    let k = out_size.len();
+    let shape = c.g.shape(x).to_vec();
+    if shape.len() < k || c.g.shape(indices) != shape.as_slice() {
+        bail!("max_unpool: expected indices of the same shape as the input");
+    }
+    let lead = &shape[..shape.len() - k];
+    let n_in: i64 = shape[shape.len() - k..].iter().product();
+    let n_out: i64 = out_size.iter().product();
+    let flat_in: Vec<i64> = lead.iter().copied().chain([n_in]).collect();
+    let flat_out: Vec<i64> = lead.iter().copied().chain([n_out]).collect();
+    let xv = c.g.reshape(x, &flat_in)?;
+    let iv = c.g.reshape(indices, &flat_in)?;
+    let zeros = c.g.full_like(xv, 0.0, c.g.dtype(x));
+    let zeros = c.g.broadcast_to(zeros, &flat_in)?;
+    let base = if n_out == n_in {
+        zeros
+    } else {
+        let z = c.g.scalar(0.0, c.g.dtype(x));
+        c.g.broadcast_to(z, &flat_out)?
+    };
+    let out = scatter_dim(c, base, lead.len(), iv, xv, None)?;
+    let full: Vec<i64> = lead.iter().copied().chain(out_size).collect();
+    Ok(vec![c.g.reshape(out, &full)?])
+}
+
+pub fn register(r: &mut Registry) {
+    r.add(&["index_add", "index_add.out", "index_add_"], index_add);
+    r.add(&["index_copy", "index_copy.out", "index_copy_"], index_copy);
+    r.add(
+        &["index_reduce", "index_reduce.out", "index_reduce_"],
+        index_reduce,
+    );
+    r.add(
+        &[
+            "scatter_reduce.two",
+            "scatter_reduce.two_out",
+            "scatter_reduce_.two",
+        ],
+        scatter_reduce,
+    );
+    r.add(
+        &[
+            "max_unpool2d",
+            "max_unpool2d.out",
+            "max_unpool3d",
+            "max_unpool3d.out",
+        ],
+        max_unpool,
+    );
+    let _ = Arg::None;
+}
