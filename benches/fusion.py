@@ -373,17 +373,27 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     # (b) MLP step, (c) GPT step
-    for label, make in (("(b) MLP training step (SGD)", make_mlp), ("(c) GPT training step (AdamW)", make_gpt)):
-        trainers = {"cpu": make("cpu", quick)}
+    # Each at full size (compute-bound on the CPU plugin) and small (dispatch-bound,
+    # where per-op overhead dominates, as on a fast accelerator).
+    steps = [
+        ("(b) MLP training step (SGD)", make_mlp, quick),
+        ("(c) GPT training step (AdamW)", make_gpt, quick),
+        ("(b-small) MLP training step (SGD)", make_mlp, True),
+        ("(c-small) GPT training step (AdamW)", make_gpt, True),
+    ]
+    if quick:
+        steps = steps[:2]
+    for label, make, small in steps:
+        trainers = {"cpu": make("cpu", small)}
         for mode in ("strict", "fused"):
             with torch_tpu.eager_mode(mode):
-                trainers[mode] = make("tpu", quick)
+                trainers[mode] = make("tpu", small)
         desc = label
         if make is make_mlp:
             t = trainers["cpu"]
             desc += f", batch {t.x.shape[0]}, {sum(p.numel() for p in t.model.parameters()) / 1e6:.2f}M params"
         else:
-            vocab, d, _heads, layers, ctx, batch = GPT_CFG["quick" if quick else "full"]
+            vocab, d, _heads, layers, ctx, batch = GPT_CFG["quick" if small else "full"]
             desc += f", {layers} blocks d={d} ctx={ctx} batch={batch} vocab={vocab}"
         results[desc] = measure(desc, {c: trainers[c].step for c in COLUMNS}, iters_train, warmup, repeats)
         with torch_tpu.eager_mode("fused"):

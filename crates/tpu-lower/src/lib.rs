@@ -2,7 +2,7 @@
 //! arguments (already read as graph values) to graph nodes.
 //!
 //! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
-//! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`); each family shares helpers from
+//! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`, `scatter`); each family shares helpers from
 //! `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
@@ -17,6 +17,7 @@ pub mod promote;
 pub mod random;
 pub mod reduction;
 pub mod registry;
+pub mod scatter;
 pub mod shape;
 pub mod special;
 

@@ -323,6 +323,7 @@ impl Registry {
             crate::shape::register(&mut r);
             crate::random::register(&mut r);
             crate::special::register(&mut r);
+            crate::scatter::register(&mut r);
             r
         })
     }

@@ -2,7 +2,6 @@
 //! index_reduce, scatter_reduce (sum, prod, mean, amax, amin, with or without
 //! `self`), and max_unpool (a scatter of the pooled values into zeros).
 
-use crate::args::Arg;
 use crate::indexing::scatter_dim;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
@@ -23,15 +22,14 @@ fn spread_index(c: &mut LowerCtx, index: ValueId, source: ValueId, dim: usize) -
 }
 
 /// `(self, dim, index, source)` of index_add/index_copy/index_reduce, with the
-/// index spread over `source`; a 0-d `source` becomes `[1]` to match `index`.
+/// index spread over `source`; a 0-d `self`/`source` becomes `[1]` (the caller
+/// reshapes the result back with `unscalar`).
 fn index_operands(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, usize, ValueId, ValueId)> {
-    let (x, index, mut src) = (a.t(0)?, a.t(2)?, a.t(3)?);
-    let r = c.g.rank(x);
-    let dim = wrap_dim(a.int(1)?, r.max(1))?;
-    if r == 0 {
-        let v = c.g.reshape(src, &[])?;
-        return Ok((x, 0, c.g.reshape(index, &[])?, v));
+    let (mut x, index, mut src) = (a.t(0)?, a.t(2)?, a.t(3)?);
+    if c.g.rank(x) == 0 {
+        x = c.g.reshape(x, &[1])?;
     }
+    let dim = wrap_dim(a.int(1)?, c.g.rank(x))?;
     if c.g.rank(src) == 0 {
         src = c.g.reshape(src, &[1])?;
     }
@@ -39,35 +37,44 @@ fn index_operands(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, usize, ValueId
     Ok((x, dim, idx, src))
 }
 
+/// The result in the shape of `self` (argument 0).
+fn unscalar(c: &mut LowerCtx, a: &Args, v: ValueId) -> Out {
+    let shape = c.g.shape(a.t(0)?).to_vec();
+    Ok(vec![c.g.reshape(v, &shape)?])
+}
+
 /// `index_add(self, dim, index, source, alpha)`.
 fn index_add(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, dim, idx, mut src) = index_operands(c, a)?;
-    if c.g.rank(x) == 0 {
-        let s = c.g.convert(src, c.g.dtype(x));
-        return Ok(vec![c.g.binary(B::Add, x, s)?]);
-    }
     if let Some(alpha) = a.opt_scalar(4)? {
         if alpha.as_f64() != 1.0 {
             let d = c.g.dtype(x);
             let s = c.g.convert(src, d);
-            let k = c.scalar_full(alpha, d, &c.g.shape(s).to_vec())?;
+            let shape = c.g.shape(s).to_vec();
+            let k = c.scalar_full(alpha, d, &shape)?;
             src = c.g.binary(B::Mul, s, k)?;
         }
     }
-    Ok(vec![scatter_dim(c, x, dim, idx, src, Some(R::Sum))?])
+    let v = scatter_dim(c, x, dim, idx, src, Some(R::Sum))?;
+    unscalar(c, a, v)
 }
 
 /// `index_copy(self, dim, index, source)`.
 fn index_copy(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, dim, idx, src) = index_operands(c, a)?;
-    if c.g.rank(x) == 0 {
-        return Ok(vec![c.g.convert(src, c.g.dtype(x))]);
-    }
-    Ok(vec![scatter_dim(c, x, dim, idx, src, None)?])
+    let v = scatter_dim(c, x, dim, idx, src, None)?;
+    unscalar(c, a, v)
 }
 
 /// Identity of a scatter reduction in dtype `d`.
 fn identity(kind: R, d: DType) -> f64 {
+    if d == DType::Bool {
+        return if matches!(kind, R::Min | R::Prod | R::And) {
+            1.0
+        } else {
+            0.0
+        };
+    }
     match kind {
         R::Prod => 1.0,
         R::Max if d.is_float() => f64::NEG_INFINITY,
@@ -96,6 +103,11 @@ fn reduce_into(
         "amax" => R::Max,
         "amin" => R::Min,
         m => bail!("reduce argument must be one of sum, prod, mean, amax, amin, got {m}"),
+    };
+    let kind = match (kind, d) {
+        (R::Max | R::Sum, DType::Bool) => R::Or,
+        (R::Min | R::Prod, DType::Bool) => R::And,
+        (k, _) => k,
     };
     let base = if include_self {
         x
@@ -161,18 +173,8 @@ fn index_reduce(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, dim, idx, src) = index_operands(c, a)?;
     let reduce = a.str(4)?.unwrap_or("prod").to_owned();
     let include_self = a.bool_or(5, true)?;
-    if c.g.rank(x) == 0 {
-        bail!("index_reduce: 0-d self is not supported on tpu");
-    }
-    Ok(vec![reduce_into(
-        c,
-        x,
-        dim,
-        idx,
-        src,
-        &reduce,
-        include_self,
-    )?])
+    let v = reduce_into(c, x, dim, idx, src, &reduce, include_self)?;
+    unscalar(c, a, v)
 }
 
 /// `max_unpool{2,3}d(self, indices, output_size, ...)`: values scattered into
@@ -192,14 +194,8 @@ fn max_unpool(c: &mut LowerCtx, a: &Args) -> Out {
     let flat_out: Vec<i64> = lead.iter().copied().chain([n_out]).collect();
     let xv = c.g.reshape(x, &flat_in)?;
     let iv = c.g.reshape(indices, &flat_in)?;
-    let zeros = c.g.full_like(xv, 0.0, c.g.dtype(x));
-    let zeros = c.g.broadcast_to(zeros, &flat_in)?;
-    let base = if n_out == n_in {
-        zeros
-    } else {
-        let z = c.g.scalar(0.0, c.g.dtype(x));
-        c.g.broadcast_to(z, &flat_out)?
-    };
+    let z = c.g.scalar(0.0, c.g.dtype(x));
+    let base = c.g.broadcast_to(z, &flat_out)?;
     let out = scatter_dim(c, base, lead.len(), iv, xv, None)?;
     let full: Vec<i64> = lead.iter().copied().chain(out_size).collect();
     Ok(vec![c.g.reshape(out, &full)?])
@@ -229,5 +225,4 @@ pub fn register(r: &mut Registry) {
         ],
         max_unpool,
     );
-    let _ = Arg::None;
 }

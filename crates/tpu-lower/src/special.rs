@@ -799,7 +799,167 @@ fn index_fill(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.g.select(hit, v, x)?])
 }
 
+/// Adaptive-average-pooling weights `[out, in]`: row `o` averages inputs
+/// `floor(o in / out) .. ceil((o + 1) in / out)`.
+fn adaptive_weights(c: &mut LowerCtx, n_in: i64, n_out: i64, d: DType) -> Result<ValueId> {
+    let shape = [n_out, n_in];
+    let o = c.g.iota(DType::I64, &shape, 0)?;
+    let i = c.g.iota(DType::I64, &shape, 1)?;
+    let (kin, kout) = (k(c, o, n_in as f64), k(c, o, n_out as f64));
+    let start = bin(c, B::Mul, o, kin)?;
+    let start = bin(c, B::Div, start, kout)?;
+    let one = k(c, o, 1.0);
+    let o1 = bin(c, B::Add, o, one)?;
+    let end = bin(c, B::Mul, o1, kin)?;
+    let end = bin(c, B::Add, end, kout)?;
+    let end = bin(c, B::Sub, end, one)?;
+    let end = bin(c, B::Div, end, kout)?;
+    let ge = cmp(c, CmpDir::Ge, i, start)?;
+    let lt = cmp(c, CmpDir::Lt, i, end)?;
+    let inside = bin(c, B::And, ge, lt)?;
+    let cnt = bin(c, B::Sub, end, start)?;
+    let cnt = c.g.convert(cnt, d);
+    let m = c.g.convert(inside, d);
+    bin(c, B::Div, m, cnt)
+}
+
+/// Contracts the last dim of `x [.., n]` with `w [m, n]` (or `w [n, m]` if `transposed`).
+fn apply_last(c: &mut LowerCtx, x: ValueId, w: ValueId, transposed: bool) -> Result<ValueId> {
+    let r = c.g.rank(x) as i64;
+    let dims = tpu_graph::DotDims {
+        lhs_batch: vec![],
+        rhs_batch: vec![],
+        lhs_contract: vec![r - 1],
+        rhs_contract: vec![if transposed { 0 } else { 1 }],
+    };
+    Ok(c.g.dot(x, w, dims)?)
+}
+
+/// Applies per-spatial-dim weights (`[out, in]` each) to the last `ws.len()` dims of `x`.
+fn separable(c: &mut LowerCtx, x: ValueId, ws: &[ValueId], transposed: bool) -> Result<ValueId> {
+    let mut v = x;
+    let r = c.g.rank(x);
+    let k = ws.len();
+    for w in ws {
+        // Contract the first remaining spatial dim, which is then appended last.
+        let perm: Vec<i64> = (0..r - k)
+            .chain(r - k + 1..r)
+            .chain([r - k])
+            .map(|i| i as i64)
+            .collect();
+        let t = c.g.transpose(v, &perm)?;
+        v = apply_last(c, t, *w, transposed)?;
+    }
+    Ok(v)
+}
+
+/// `_adaptive_avg_pool{2,3}d(self, output_size)`.
+fn adaptive_avg_pool(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let out = a.ints(1)?;
+    let shape = c.g.shape(x).to_vec();
+    let k = out.len();
+    if shape.len() < k {
+        bail!(
+            "adaptive_avg_pool: input of rank {} for {k} spatial dims",
+            shape.len()
+        );
+    }
+    let d = c.g.dtype(x);
+    let w = opmath(d);
+    let mut ws = Vec::with_capacity(k);
+    for (j, &o) in out.iter().enumerate() {
+        ws.push(adaptive_weights(c, shape[shape.len() - k + j], o, w)?);
+    }
+    let xu = c.g.convert(x, w);
+    let y = separable(c, xu, &ws, false)?;
+    done(c, y, d)
+}
+
+/// `_adaptive_avg_pool{k}d_backward(grad_output, self)`: the transposed weights.
+fn adaptive_avg_pool_backward(c: &mut LowerCtx, a: &Args, k: usize) -> Out {
+    let (g, x) = (a.t(0)?, a.t(1)?);
+    let gs = c.g.shape(g).to_vec();
+    let xs = c.g.shape(x).to_vec();
+    if gs.len() < k || xs.len() != gs.len() {
+        bail!("adaptive_avg_pool{k}d_backward: grad {gs:?} and input {xs:?} do not match");
+    }
+    let d = c.g.dtype(x);
+    let w = opmath(d);
+    let mut ws = Vec::with_capacity(k);
+    for j in 0..k {
+        let (n_in, n_out) = (xs[xs.len() - k + j], gs[gs.len() - k + j]);
+        ws.push(adaptive_weights(c, n_in, n_out, w)?);
+    }
+    let gu = c.g.convert(g, w);
+    let y = separable(c, gu, &ws, true)?;
+    done(c, y, d)
+}
+
+fn adaptive_avg_pool2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    adaptive_avg_pool_backward(c, a, 2)
+}
+fn adaptive_avg_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    adaptive_avg_pool_backward(c, a, 3)
+}
+
+/// `linalg_cross(self, other, dim)`: the cross product of size-3 vectors along `dim`.
+fn linalg_cross(c: &mut LowerCtx, a: &Args) -> Out {
+    let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
+    let (x, y) = (a.t(0)?, a.t(1)?);
+    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
+    let x = c.g.coerce(x, d, &shape)?;
+    let y = c.g.coerce(y, d, &shape)?;
+    let dim = tpu_graph::helpers::wrap_dim(a.int_or(2, -1)?, shape.len())?;
+    if shape[dim] != 3 {
+        bail!(
+            "linalg.cross: inputs dimension {dim} must have length 3, got {}",
+            shape[dim]
+        );
+    }
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for i in 0..3 {
+        xs.push(c.g.slice_dim(x, dim, i, i + 1)?);
+        ys.push(c.g.slice_dim(y, dim, i, i + 1)?);
+    }
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let (j, l) = ((i + 1) % 3, (i + 2) % 3);
+        let p = bin(c, B::Mul, xs[j], ys[l])?;
+        let q = bin(c, B::Mul, xs[l], ys[j])?;
+        parts.push(bin(c, B::Sub, p, q)?);
+    }
+    Ok(vec![c.g.concatenate(&parts, dim as i64)?])
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(
+        &[
+            "_adaptive_avg_pool2d",
+            "_adaptive_avg_pool2d.out",
+            "_adaptive_avg_pool3d",
+            "_adaptive_avg_pool3d.out",
+            "adaptive_avg_pool3d.out",
+        ],
+        adaptive_avg_pool,
+    );
+    r.add(
+        &[
+            "_adaptive_avg_pool2d_backward",
+            "_adaptive_avg_pool2d_backward.out",
+        ],
+        adaptive_avg_pool2d_backward,
+    );
+    r.add(
+        &[
+            "_adaptive_avg_pool3d_backward",
+            "_adaptive_avg_pool3d_backward.out",
+            "adaptive_avg_pool3d_backward.grad_input",
+        ],
+        adaptive_avg_pool3d_backward,
+    );
+    r.add(&["linalg_cross", "linalg_cross.out"], linalg_cross);
     r.add(
         &[
             "hardshrink_backward",

@@ -92,7 +92,26 @@ thread_local! {
     static RESULTS: RefCell<(Vec<TpuRet>, Vec<Vec<i64>>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `"add.out"` for `("aten::add", "out")`, made once per op and thread.
+/// `"add.out"` for `("aten::add", "out")`: the overload name without the `aten::` namespace.
+///
+/// # Safety
+/// NUL-terminated strings (`overload` may be null).
+unsafe fn overload_name(name: *const c_char, overload: *const c_char) -> String {
+    let name = CStr::from_ptr(name).to_string_lossy();
+    let overload = if overload.is_null() {
+        "".into()
+    } else {
+        CStr::from_ptr(overload).to_string_lossy()
+    };
+    let base = name.strip_prefix("aten::").unwrap_or(&name);
+    if overload.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{overload}")
+    }
+}
+
+/// [`overload_name`], made once per op and thread.
 ///
 /// # Safety
 /// NUL-terminated strings that live as long as the process (schema strings).
@@ -100,21 +119,7 @@ unsafe fn op_name(name: *const c_char, overload: *const c_char) -> std::rc::Rc<s
     OP_NAMES.with(|m| {
         m.borrow_mut()
             .entry((name as usize, overload as usize))
-            .or_insert_with(|| {
-                let name = CStr::from_ptr(name).to_string_lossy();
-                let overload = if overload.is_null() {
-                    "".into()
-                } else {
-                    CStr::from_ptr(overload).to_string_lossy()
-                };
-                let base = name.strip_prefix("aten::").unwrap_or(&name);
-                let op = if overload.is_empty() {
-                    base.to_string()
-                } else {
-                    format!("{base}.{overload}")
-                };
-                op.into()
-            })
+            .or_insert_with(|| overload_name(name, overload).into())
             .clone()
     })
 }
@@ -448,19 +453,7 @@ pub extern "C" fn tpu_device_count() -> i32 {
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn tpu_count_cpu_fallback(name: *const c_char, overload: *const c_char) {
-    let name = CStr::from_ptr(name).to_string_lossy();
-    let overload = if overload.is_null() {
-        "".into()
-    } else {
-        CStr::from_ptr(overload).to_string_lossy()
-    };
-    let base = name.strip_prefix("aten::").unwrap_or(&name);
-    let op = if overload.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}.{overload}")
-    };
-    metrics::count_cpu_fallback(&op);
+    metrics::count_cpu_fallback(&overload_name(name, overload));
 }
 
 extern "C" {

@@ -114,16 +114,9 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
             } else {
                 None
             };
-            in_trace(*device, "copy", |t| {
-                let v = match moved {
-                    Some(b) => t.param(ValueType::new(src.dtype(), src.sizes()), Input::Buffer(b)),
-                    None => dispatch::read_arg(t, src)?.v,
-                };
-                let v = t.g.convert(v, *dtype);
-                let v = t.g.broadcast_to(v, &view.sizes)?;
-                t.write(&dst_ref, v)?;
-                t.note_op("copy_");
-                Ok(())
+            record_copy(*device, &dst_ref, |t| match moved {
+                Some(b) => Ok(t.param(ValueType::new(src.dtype(), src.sizes()), Input::Buffer(b))),
+                None => Ok(dispatch::read_arg(t, src)?.v),
             })?;
         }
         (TensorIn::Host { .. }, TensorIn::Host { .. }) => {
@@ -155,8 +148,19 @@ fn upload_into(src: &TensorIn, dst: &TensorRef, device: usize) -> Result<()> {
         return Ok(());
     }
     let buf = Arc::new(host::upload(&bytes, *dtype, sizes, device)?);
+    record_copy(device, dst, |t| {
+        Ok(t.param(ValueType::new(*dtype, sizes), Input::Buffer(buf)))
+    })
+}
+
+/// Records `dst.copy_(v)` (converted and broadcast) for the value `source` gives.
+fn record_copy(
+    device: usize,
+    dst: &TensorRef,
+    source: impl FnOnce(&mut Trace) -> Result<tpu_graph::ValueId>,
+) -> Result<()> {
     in_trace(device, "copy", |t| {
-        let v = t.param(ValueType::new(*dtype, sizes), Input::Buffer(buf));
+        let v = source(t)?;
         let v = t.g.convert(v, dst.dtype);
         let v = t.g.broadcast_to(v, &dst.view.sizes)?;
         t.write(dst, v)?;
