@@ -38,7 +38,33 @@ float_unary! {
     rsqrt => U::Rsqrt, sin => U::Sin, cos => U::Cos, tan => U::Tan, tanh => U::Tanh,
     sigmoid => U::Logistic, erf => U::Erf, erfinv => U::Erfinv, asin => U::Asin, acos => U::Acos,
     atan => U::Atan, sinh => U::Sinh, cosh => U::Cosh, asinh => U::Asinh, acosh => U::Acosh,
-    atanh => U::Atanh, lgamma => U::Lgamma, digamma => U::Digamma,
+    atanh => U::Atanh, lgamma => U::Lgamma,
+}
+
+/// `digamma`, with PyTorch's poles: -inf at +0 and +inf at -0 (XLA gives NaN there).
+pub(crate) fn digamma(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = float_dtype(c.g.dtype(x));
+    let x = c.g.convert(x, d);
+    let y = c.g.unary(U::Digamma, x)?;
+    let zero = c.g.full_like(x, 0.0, d);
+    let is0 = c.g.compare(CmpDir::Eq, x, zero)?;
+    let inf = c.g.full_like(x, f64::INFINITY, d);
+    let bits = c.g.bitcast(
+        x,
+        if d.size() == 2 {
+            DType::I16
+        } else if d.size() == 4 {
+            DType::I32
+        } else {
+            DType::I64
+        },
+    )?;
+    let izero = c.g.full_like(bits, 0.0, c.g.dtype(bits));
+    let neg_zero = c.g.compare(CmpDir::Lt, bits, izero)?;
+    let ninf = c.g.unary(U::Neg, inf)?;
+    let pole = c.g.select(neg_zero, inf, ninf)?;
+    Ok(vec![c.g.select(is0, pole, y)?])
 }
 
 /// `log2`, `log10`, `exp2`: a float op scaled by a constant.

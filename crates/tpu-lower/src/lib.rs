@@ -2,8 +2,9 @@
 //! arguments (already read as graph values) to graph nodes.
 //!
 //! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
-//! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`, `scatter`); each family shares helpers from
-//! `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
+//! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`,
+//! `nn_extra`, `search`, `resample`, `scatter`); each family shares helpers
+//! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
 pub mod activation;
@@ -13,11 +14,14 @@ pub mod elementwise;
 pub mod indexing;
 pub mod linalg;
 pub mod nn;
+pub mod nn_extra;
 pub mod promote;
 pub mod random;
 pub mod reduction;
 pub mod registry;
+pub mod resample;
 pub mod scatter;
+pub mod search;
 pub mod shape;
 pub mod special;
 

@@ -323,6 +323,9 @@ impl Registry {
             crate::shape::register(&mut r);
             crate::random::register(&mut r);
             crate::special::register(&mut r);
+            crate::nn_extra::register(&mut r);
+            crate::search::register(&mut r);
+            crate::resample::register(&mut r);
             crate::scatter::register(&mut r);
             r
         })

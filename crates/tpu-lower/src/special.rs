@@ -1,20 +1,22 @@
-//! Special functions and small composite ops that reach the backend as their
-//! own ATen ops: logaddexp, xlogy, entr, copysign, heaviside, hypot, sinc,
-//! logit, nan_to_num, ndtri, angle, signbit; shrink/hard activations, glu,
-//! log_sigmoid, huber/smooth-l1 losses, prelu; trace, nansum, count_nonzero,
-//! aminmax, isin, bucketize/searchsorted. Half types compute in f32.
+//! Special functions and elementwise math that reach the backend as their own
+//! ATen ops: logaddexp(2), xlogy, xlog1py, entr, signbit, copysign, heaviside,
+//! hypot, erfc, sinc, logit (and its backward), nan_to_num, ndtri, angle,
+//! Hurwitz zeta and polygamma.
+//! Half types compute in f32. The small helpers here are shared by the
+//! `nn_extra`, `search` and `resample` families.
 
 use crate::args::{Arg, ScalarArg};
+use crate::nn_extra::grad_and_x;
 use crate::promote::{float_dtype, result_type};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::helpers::opmath;
-use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind, UnaryKind as U, ValueId};
+use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
 
 type Out = Result<Vec<ValueId>>;
 
 /// Argument `i` (a tensor or a host scalar) in `dtype`.
-fn operand(c: &mut LowerCtx, a: &Args, i: usize, dtype: DType) -> Result<ValueId> {
+pub(crate) fn operand(c: &mut LowerCtx, a: &Args, i: usize, dtype: DType) -> Result<ValueId> {
     match a.arg(i) {
         Arg::Tensor(t) => Ok(c.g.convert(t.v, dtype)),
         _ => {
@@ -26,7 +28,7 @@ fn operand(c: &mut LowerCtx, a: &Args, i: usize, dtype: DType) -> Result<ValueId
 
 /// Arguments 0 and 1 promoted (to float if `float`), broadcast, in opmath;
 /// returns them with the result dtype.
-fn pair(c: &mut LowerCtx, a: &Args, float: bool) -> Result<(ValueId, ValueId, DType)> {
+pub(crate) fn pair(c: &mut LowerCtx, a: &Args, float: bool) -> Result<(ValueId, ValueId, DType)> {
     let mut d = result_type(c.g, &[a.arg(0), a.arg(1)]);
     if float {
         d = float_dtype(d);
@@ -43,38 +45,38 @@ fn pair(c: &mut LowerCtx, a: &Args, float: bool) -> Result<(ValueId, ValueId, DT
 }
 
 /// Argument 0 as float in opmath, with the result dtype.
-fn float_arg(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, DType)> {
+pub(crate) fn float_arg(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, DType)> {
     let x = a.t(0)?;
     let d = float_dtype(c.g.dtype(x));
     Ok((c.g.convert(x, opmath(d)), d))
 }
 
-fn k(c: &mut LowerCtx, like: ValueId, v: f64) -> ValueId {
+pub(crate) fn k(c: &mut LowerCtx, like: ValueId, v: f64) -> ValueId {
     c.g.full_like(like, v, c.g.dtype(like))
 }
 
-fn un(c: &mut LowerCtx, kind: U, x: ValueId) -> Result<ValueId> {
+pub(crate) fn un(c: &mut LowerCtx, kind: U, x: ValueId) -> Result<ValueId> {
     Ok(c.g.unary(kind, x)?)
 }
 
-fn bin(c: &mut LowerCtx, kind: B, x: ValueId, y: ValueId) -> Result<ValueId> {
+pub(crate) fn bin(c: &mut LowerCtx, kind: B, x: ValueId, y: ValueId) -> Result<ValueId> {
     Ok(c.g.binary(kind, x, y)?)
 }
 
-fn cmp(c: &mut LowerCtx, dir: CmpDir, x: ValueId, y: ValueId) -> Result<ValueId> {
+pub(crate) fn cmp(c: &mut LowerCtx, dir: CmpDir, x: ValueId, y: ValueId) -> Result<ValueId> {
     Ok(c.g.compare(dir, x, y)?)
 }
 
-fn cmp_k(c: &mut LowerCtx, dir: CmpDir, x: ValueId, v: f64) -> Result<ValueId> {
+pub(crate) fn cmp_k(c: &mut LowerCtx, dir: CmpDir, x: ValueId, v: f64) -> Result<ValueId> {
     let kv = k(c, x, v);
     cmp(c, dir, x, kv)
 }
 
-fn isnan(c: &mut LowerCtx, x: ValueId) -> Result<ValueId> {
+pub(crate) fn isnan(c: &mut LowerCtx, x: ValueId) -> Result<ValueId> {
     cmp(c, CmpDir::Ne, x, x)
 }
 
-fn done(c: &mut LowerCtx, v: ValueId, d: DType) -> Out {
+pub(crate) fn done(c: &mut LowerCtx, v: ValueId, d: DType) -> Out {
     Ok(vec![c.g.convert(v, d)])
 }
 
@@ -288,392 +290,6 @@ fn angle(c: &mut LowerCtx, a: &Args) -> Out {
     done(c, r, d)
 }
 
-/// `hardshrink(x, l)`: `|x| <= l ? 0 : x`.
-fn hardshrink(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let l = a.float_or(1, 0.5)?;
-    let ax = un(c, U::Abs, x)?;
-    let small = cmp_k(c, CmpDir::Le, ax, l)?;
-    let zero = k(c, x, 0.0);
-    Ok(vec![c.g.select(small, zero, x)?])
-}
-
-/// `softshrink(x, l)`: `x - l` above l, `x + l` below -l, else 0.
-fn softshrink(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let l = a.float_or(1, 0.5)?;
-    let lo = k(c, x, l);
-    let above = cmp(c, CmpDir::Gt, x, lo)?;
-    let below = cmp_k(c, CmpDir::Lt, x, -l)?;
-    let minus = bin(c, B::Sub, x, lo)?;
-    let plus = bin(c, B::Add, x, lo)?;
-    let zero = k(c, x, 0.0);
-    let r = c.g.select(below, plus, zero)?;
-    let r = c.g.select(above, minus, r)?;
-    let nan = isnan(c, x)?;
-    Ok(vec![c.g.select(nan, x, r)?])
-}
-
-/// `clamp(x / 6 + 0.5, 0, 1)` in opmath.
-fn hardsigmoid_of(c: &mut LowerCtx, x: ValueId) -> Result<ValueId> {
-    let s = c.g.mul_const(x, 1.0 / 6.0)?;
-    let half = k(c, x, 0.5);
-    let s = bin(c, B::Add, s, half)?;
-    let (lo, hi) = (k(c, x, 0.0), k(c, x, 1.0));
-    Ok(c.g.clamp(lo, s, hi)?)
-}
-fn hardsigmoid(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let (xu, d) = (c.g.convert(x, opmath(c.g.dtype(x))), c.g.dtype(x));
-    let r = hardsigmoid_of(c, xu)?;
-    done(c, r, d)
-}
-fn hardswish(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let (xu, d) = (c.g.convert(x, opmath(c.g.dtype(x))), c.g.dtype(x));
-    let h = hardsigmoid_of(c, xu)?;
-    let r = bin(c, B::Mul, xu, h)?;
-    done(c, r, d)
-}
-
-/// `log1p(exp(x))`, linear above 20 as PyTorch's softplus.
-fn softplus_of(c: &mut LowerCtx, x: ValueId) -> Result<ValueId> {
-    let e = un(c, U::Exp, x)?;
-    let l = un(c, U::Log1p, e)?;
-    let big = cmp_k(c, CmpDir::Gt, x, 20.0)?;
-    Ok(c.g.select(big, x, l)?)
-}
-fn mish(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let (xu, d) = (c.g.convert(x, opmath(c.g.dtype(x))), c.g.dtype(x));
-    let sp = softplus_of(c, xu)?;
-    let t = un(c, U::Tanh, sp)?;
-    let r = bin(c, B::Mul, xu, t)?;
-    done(c, r, d)
-}
-
-/// `glu(x, dim)`: first half times the sigmoid of the second.
-fn glu(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let r = c.g.rank(x);
-    let dim = tpu_graph::helpers::wrap_dim(a.int_or(1, -1)?, r)?;
-    let n = c.g.shape(x)[dim];
-    if n % 2 != 0 {
-        bail!("glu: Halving dimension must be even, but dimension {dim} is size {n}");
-    }
-    let first = c.g.slice_dim(x, dim, 0, n / 2)?;
-    let second = c.g.slice_dim(x, dim, n / 2, n)?;
-    let s = un(c, U::Logistic, second)?;
-    Ok(vec![bin(c, B::Mul, first, s)?])
-}
-
-/// `log_sigmoid_forward(x) -> (out, buffer)`: `min(x, 0) - log1p(exp(-|x|))`; the buffer is unused.
-fn log_sigmoid_forward(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let d = c.g.dtype(x);
-    let xu = c.g.convert(x, opmath(d));
-    let zero = k(c, xu, 0.0);
-    let m = bin(c, B::Min, xu, zero)?;
-    let ax = un(c, U::Abs, xu)?;
-    let n = un(c, U::Neg, ax)?;
-    let e = un(c, U::Exp, n)?;
-    let l = un(c, U::Log1p, e)?;
-    let r = bin(c, B::Sub, m, l)?;
-    let nan = isnan(c, xu)?;
-    let r = c.g.select(nan, xu, r)?;
-    let buffer = c.g.constant(tpu_graph::ConstVal::Int(0), d, &[0]);
-    Ok(vec![c.g.convert(r, d), buffer])
-}
-
-/// `log_sigmoid_backward(grad, x, buffer)`: `grad * sigmoid(-x)`.
-fn log_sigmoid_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    let (g, x) = (a.t(0)?, a.t(1)?);
-    let d = c.g.dtype(g);
-    let xu = c.g.convert(x, opmath(d));
-    let n = un(c, U::Neg, xu)?;
-    let s = un(c, U::Logistic, n)?;
-    let gu = c.g.convert(g, opmath(d));
-    let r = c.g.binary_bcast(B::Mul, gu, s, opmath(d))?;
-    done(c, r, d)
-}
-
-/// Applies a loss reduction (0 none, 1 mean, 2 sum).
-fn reduce_loss(c: &mut LowerCtx, l: ValueId, reduction: i64) -> Result<ValueId> {
-    let dims: Vec<usize> = (0..c.g.rank(l)).collect();
-    match reduction {
-        0 => Ok(l),
-        1 => {
-            let s = c.g.reduce_keep(ReduceKind::Sum, l, &dims, false)?;
-            let n = c.g.count_over(l, &dims, c.g.dtype(l));
-            Ok(c.g.binary(B::Div, s, n)?)
-        }
-        2 => Ok(c.g.reduce_keep(ReduceKind::Sum, l, &dims, false)?),
-        r => bail!("invalid reduction {r}"),
-    }
-}
-
-/// Huber (`scale_quadratic = 0.5`, linear `delta (|e| - delta/2)`) and smooth L1
-/// (`0.5 e^2 / beta`, linear `|e| - beta/2`) losses.
-fn piecewise_loss(c: &mut LowerCtx, a: &Args, huber: bool) -> Out {
-    let (x, y) = (a.t(0)?, a.t(1)?);
-    let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
-    let w = opmath(d);
-    let reduction = a.int_or(2, 1)?;
-    let p = a.float_or(3, 1.0)?;
-    let e = c.g.binary_bcast(B::Sub, x, y, w)?;
-    let ae = un(c, U::Abs, e)?;
-    let sq = bin(c, B::Mul, e, e)?;
-    let (quad, lin) = if huber {
-        let q = c.g.mul_const(sq, 0.5)?;
-        let h = k(c, ae, 0.5 * p);
-        let l = bin(c, B::Sub, ae, h)?;
-        (q, c.g.mul_const(l, p)?)
-    } else {
-        if p == 0.0 {
-            let r = reduce_loss(c, ae, reduction)?;
-            return done(c, r, d);
-        }
-        let q = c.g.mul_const(sq, 0.5 / p)?;
-        let h = k(c, ae, 0.5 * p);
-        (q, bin(c, B::Sub, ae, h)?)
-    };
-    let small = cmp_k(c, CmpDir::Lt, ae, p)?;
-    let l = c.g.select(small, quad, lin)?;
-    let r = reduce_loss(c, l, reduction)?;
-    done(c, r, d)
-}
-fn huber_loss(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss(c, a, true)
-}
-fn smooth_l1_loss(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss(c, a, false)
-}
-
-/// `_prelu_kernel(x, weight)`: `x > 0 ? x : weight * x`, weight broadcast.
-fn prelu_kernel(c: &mut LowerCtx, a: &Args) -> Out {
-    let (x, w) = (a.t(0)?, a.t(1)?);
-    let d = c.g.dtype(x);
-    let wx = c.g.binary_bcast(B::Mul, w, x, d)?;
-    let shape = c.g.shape(wx).to_vec();
-    let x = c.g.broadcast_to(x, &shape)?;
-    let pos = cmp_k(c, CmpDir::Gt, x, 0.0)?;
-    Ok(vec![c.g.select(pos, x, wx)?])
-}
-
-/// `trace(x)`: the sum of the diagonal (int64 for integer inputs).
-fn trace(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    if c.g.rank(x) != 2 {
-        bail!(
-            "trace: expected a matrix, but got tensor with dim {}",
-            c.g.rank(x)
-        );
-    }
-    let shape = c.g.shape(x).to_vec();
-    let d = c.g.dtype(x);
-    let out = if d.is_float() { d } else { DType::I64 };
-    let row = c.g.iota(DType::I64, &shape, 0)?;
-    let col = c.g.iota(DType::I64, &shape, 1)?;
-    let on = cmp(c, CmpDir::Eq, row, col)?;
-    let xo = c.g.convert(x, opmath(out));
-    let zero = k(c, xo, 0.0);
-    let m = c.g.select(on, xo, zero)?;
-    let s = c.g.reduce_keep(ReduceKind::Sum, m, &[0, 1], false)?;
-    done(c, s, out)
-}
-
-/// `nansum(x, dim, keepdim, dtype)`: NaN counts as zero.
-fn nansum(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let d = a.opt_dtype(3)?.unwrap_or_else(|| {
-        let d = c.g.dtype(x);
-        if d.is_float() {
-            d
-        } else {
-            DType::I64
-        }
-    });
-    let dims = c.g.reduce_dims(x, &a.ints_or_empty(1)?)?;
-    let xw = c.g.convert(x, opmath(d));
-    let nan = isnan(c, xw)?;
-    let zero = k(c, xw, 0.0);
-    let v = c.g.select(nan, zero, xw)?;
-    let s =
-        c.g.reduce_keep(ReduceKind::Sum, v, &dims, a.bool_or(2, false)?)?;
-    done(c, s, d)
-}
-
-/// `count_nonzero(x, dims)`: int64 counts.
-fn count_nonzero(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let dims = match a.arg(1) {
-        Arg::None => vec![],
-        _ => a.ints(1)?,
-    };
-    let dims = c.g.reduce_dims(x, &dims)?;
-    let zero = k(c, x, 0.0);
-    let nz = cmp(c, CmpDir::Ne, x, zero)?;
-    let n = c.g.convert(nz, DType::I64);
-    Ok(vec![c.g.reduce_keep(ReduceKind::Sum, n, &dims, false)?])
-}
-
-/// `aminmax(x, dim=None, keepdim=False) -> (min, max)`.
-fn aminmax(c: &mut LowerCtx, a: &Args) -> Out {
-    let mut x = a.t(0)?;
-    let keep = a.bool_or(2, false)?;
-    let dims = match a.opt_int(1)? {
-        Some(dim) => vec![tpu_graph::helpers::wrap_dim(dim, c.g.rank(x).max(1))?],
-        None => {
-            if keep {
-                (0..c.g.rank(x)).collect()
-            } else {
-                let n = c.g.ty(x).numel();
-                x = c.g.reshape(x, &[n])?;
-                vec![0]
-            }
-        }
-    };
-    if c.g.rank(x) == 0 {
-        return Ok(vec![x, x]);
-    }
-    let lo = c.g.reduce_keep(ReduceKind::Min, x, &dims, keep)?;
-    let hi = c.g.reduce_keep(ReduceKind::Max, x, &dims, keep)?;
-    Ok(vec![lo, hi])
-}
-
-/// `isin(elements, test_elements, assume_unique, invert)`.
-fn isin(c: &mut LowerCtx, a: &Args) -> Out {
-    let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
-    let e = operand(c, a, 0, d)?;
-    let t = operand(c, a, 1, d)?;
-    let invert = a.bool_or(3, false)?;
-    let shape = c.g.shape(e).to_vec();
-    let n = c.g.ty(t).numel();
-    let t = c.g.reshape(t, &[n])?;
-    let r = shape.len();
-    let mut full = shape.clone();
-    full.push(n);
-    let eb =
-        c.g.broadcast_in_dim(e, &full, &(0..r as i64).collect::<Vec<_>>())?;
-    let tb = c.g.broadcast_in_dim(t, &full, &[r as i64])?;
-    let eq = cmp(c, CmpDir::Eq, eb, tb)?;
-    let any = c.g.reduce(ReduceKind::Or, eq, &[r as i64])?;
-    Ok(vec![if invert { un(c, U::Not, any)? } else { any }])
-}
-
-/// Insertion points of `x` in the sorted last dim of `seq` (1-D `seq` applies to every element).
-fn insertion(c: &mut LowerCtx, seq: ValueId, x: ValueId, right: bool, int32: bool) -> Out {
-    let d = DType::promote(c.g.dtype(seq), c.g.dtype(x));
-    let (seq, x) = (c.g.convert(seq, d), c.g.convert(x, d));
-    let xs = c.g.shape(x).to_vec();
-    let r = xs.len();
-    let m = *c.g.shape(seq).last().unwrap_or(&1);
-    let mut full = xs.clone();
-    full.push(m);
-    let xb =
-        c.g.broadcast_in_dim(x, &full, &(0..r as i64).collect::<Vec<_>>())?;
-    let sb = if c.g.rank(seq) == 1 {
-        c.g.broadcast_in_dim(seq, &full, &[r as i64])?
-    } else {
-        if r == 0 || c.g.rank(seq) != r || c.g.shape(seq)[..r - 1] != xs[..r - 1] {
-            bail!("searchsorted: boundaries and input must have the same leading dims");
-        }
-        let dims: Vec<i64> = (0..r as i64 - 1).chain([r as i64]).collect();
-        c.g.broadcast_in_dim(seq, &full, &dims)?
-    };
-    let below = cmp(c, if right { CmpDir::Le } else { CmpDir::Lt }, sb, xb)?;
-    let out = if int32 { DType::I32 } else { DType::I64 };
-    let n = c.g.convert(below, out);
-    Ok(vec![c.g.reduce(ReduceKind::Sum, n, &[r as i64])?])
-}
-/// `seq` gathered along its last dim by `sorter` (`seq[..., sorter[..., i]]`).
-fn sorted_by(c: &mut LowerCtx, seq: ValueId, sorter: ValueId) -> Result<ValueId> {
-    let shape = c.g.shape(seq).to_vec();
-    let r = shape.len();
-    if r == 0 {
-        return Ok(seq);
-    }
-    let m = shape[r - 1];
-    let mut full = shape.clone();
-    full.push(m);
-    let lead: Vec<i64> = (0..r as i64 - 1).collect();
-    let s_dims: Vec<i64> = lead.iter().copied().chain([r as i64 - 1]).collect();
-    let v_dims: Vec<i64> = lead.iter().copied().chain([r as i64]).collect();
-    let sorter = c.g.convert(sorter, DType::I64);
-    let sb = c.g.broadcast_in_dim(sorter, &full, &s_dims)?;
-    let j = c.g.iota(DType::I64, &full, r as i64)?;
-    let pick = cmp(c, CmpDir::Eq, sb, j)?;
-    let vb = c.g.broadcast_in_dim(seq, &full, &v_dims)?;
-    let zero = k(c, vb, 0.0);
-    let picked = c.g.select(pick, vb, zero)?;
-    let picked = if c.g.dtype(picked) == DType::Bool {
-        c.g.reduce(ReduceKind::Or, picked, &[r as i64])?
-    } else {
-        c.g.reduce(ReduceKind::Sum, picked, &[r as i64])?
-    };
-    Ok(picked)
-}
-
-fn bucketize(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = operand(c, a, 0, c.g.dtype(a.t(1)?))?;
-    insertion(c, a.t(1)?, x, a.bool_or(3, false)?, a.bool_or(2, false)?)
-}
-fn searchsorted(c: &mut LowerCtx, a: &Args) -> Out {
-    let mut seq = a.t(0)?;
-    if let Some(sorter) = a.opt_t(5)? {
-        seq = sorted_by(c, seq, sorter)?;
-    }
-    let x = operand(c, a, 1, c.g.dtype(seq))?;
-    let right = a.bool_or(3, false)? || a.str(4)? == Some("right");
-    insertion(c, seq, x, right, a.bool_or(2, false)?)
-}
-
-/// `grad` (in `x`'s opmath dtype, broadcast to `x`) and `x` of a backward op `(grad, self, ...)`.
-fn grad_and_x(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, ValueId, DType)> {
-    let (g, x) = (a.t(0)?, a.t(1)?);
-    let d = c.g.dtype(x);
-    let shape = c.g.shape(x).to_vec();
-    let g = c.g.coerce(g, opmath(d), &shape)?;
-    Ok((g, c.g.convert(x, opmath(d)), d))
-}
-
-/// `grad` where `keep`, else 0.
-fn grad_where(c: &mut LowerCtx, keep: ValueId, g: ValueId, d: DType) -> Out {
-    let zero = k(c, g, 0.0);
-    let r = c.g.select(keep, g, zero)?;
-    done(c, r, d)
-}
-
-/// hardshrink/softshrink backward: `|x| <= lambd ? 0 : grad`.
-fn shrink_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    let (g, x, d) = grad_and_x(c, a)?;
-    let ax = un(c, U::Abs, x)?;
-    let keep = cmp_k(c, CmpDir::Gt, ax, a.float_or(2, 0.5)?)?;
-    grad_where(c, keep, g, d)
-}
-
-fn hardsigmoid_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    let (g, x, d) = grad_and_x(c, a)?;
-    let lo = cmp_k(c, CmpDir::Gt, x, -3.0)?;
-    let hi = cmp_k(c, CmpDir::Lt, x, 3.0)?;
-    let keep = bin(c, B::And, lo, hi)?;
-    let g6 = c.g.mul_const(g, 1.0 / 6.0)?;
-    grad_where(c, keep, g6, d)
-}
-
-/// `x < -3 ? 0 : x <= 3 ? grad (x / 3 + 0.5) : grad`.
-fn hardswish_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    let (g, x, d) = grad_and_x(c, a)?;
-    let t = c.g.mul_const(x, 1.0 / 3.0)?;
-    let half = k(c, x, 0.5);
-    let t = bin(c, B::Add, t, half)?;
-    let mid = bin(c, B::Mul, g, t)?;
-    let le3 = cmp_k(c, CmpDir::Le, x, 3.0)?;
-    let r = c.g.select(le3, mid, g)?;
-    let keep = cmp_k(c, CmpDir::Ge, x, -3.0)?;
-    grad_where(c, keep, r, d)
-}
-
 /// `logit_backward(grad, x, eps)`: `grad / (x (1 - x))`, 0 outside [eps, 1 - eps]
 /// (NaN outside [0, 1] without eps).
 fn logit_backward(c: &mut LowerCtx, a: &Args) -> Out {
@@ -694,316 +310,132 @@ fn logit_backward(c: &mut LowerCtx, a: &Args) -> Out {
     done(c, r, d)
 }
 
-/// `glu_backward(grad, x, dim)`: `[grad sigmoid(b), grad a sigmoid(b) (1 - sigmoid(b))]`.
-fn glu_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    let (g, x) = (a.t(0)?, a.t(1)?);
-    let dim = tpu_graph::helpers::wrap_dim(a.int(2)?, c.g.rank(x))?;
-    let n = c.g.shape(x)[dim];
-    let first = c.g.slice_dim(x, dim, 0, n / 2)?;
-    let second = c.g.slice_dim(x, dim, n / 2, n)?;
-    let s = un(c, U::Logistic, second)?;
-    let ga = bin(c, B::Mul, g, s)?;
-    let one = k(c, s, 1.0);
-    let oms = bin(c, B::Sub, one, s)?;
-    let gb = bin(c, B::Mul, ga, first)?;
-    let gb = bin(c, B::Mul, gb, oms)?;
-    Ok(vec![c.g.concatenate(&[ga, gb], dim as i64)?])
+/// `(2k)! / B_2k` for k = 1..12: the Euler-Maclaurin tail of Cephes' `zeta`.
+const ZETA_A: [f64; 12] = [
+    12.0,
+    -720.0,
+    30240.0,
+    -1209600.0,
+    47900160.0,
+    -1.892_437_580_318_379_2e9,
+    7.472_424_96e10,
+    -2.950_130_727_918_164e12,
+    1.164_678_281_435_006_7e14,
+    -4.597_978_722_407_473e15,
+    1.815_210_540_194_354_6e17,
+    -7.166_165_256_175_667e18,
+];
+/// Direct terms summed before the tail (Cephes sums at least 9, and up to `q + j > 9`).
+const ZETA_TERMS: i64 = 30;
+
+/// Hurwitz zeta `sum_j (q + j)^-x` as Cephes computes it (PyTorch's `zeta`),
+/// with the direct sum unrolled to `ZETA_TERMS` terms (exact for q >= -20).
+fn hurwitz_zeta(c: &mut LowerCtx, x: ValueId, q: ValueId) -> Result<ValueId> {
+    let nx = un(c, U::Neg, x)?;
+    let mut s = bin(c, B::Pow, q, nx)?;
+    let zero = k(c, q, 0.0);
+    // Terms j = 1.. while j <= 9 or q + j <= 10; `w` is the first point left out.
+    let ten = k(c, q, 10.0);
+    for j in 1..=ZETA_TERMS {
+        let a = c.g.binary_const(B::Add, q, j as f64)?;
+        let b = bin(c, B::Pow, a, nx)?;
+        let b = if j <= 9 {
+            b
+        } else {
+            let take = cmp(c, CmpDir::Le, a, ten)?;
+            c.g.select(take, b, zero)?
+        };
+        s = bin(c, B::Add, s, b)?;
+    }
+    // i_end = max(9, floor(9 - q) + 1), so w = q + i_end.
+    let nine = k(c, q, 9.0);
+    let t = bin(c, B::Sub, nine, q)?;
+    let t = un(c, U::Floor, t)?;
+    let t = c.g.binary_const(B::Add, t, 1.0)?;
+    let t = bin(c, B::Max, t, nine)?;
+    let lim = k(c, q, ZETA_TERMS as f64);
+    let t = bin(c, B::Min, t, lim)?;
+    let w = bin(c, B::Add, q, t)?;
+    let mut b = bin(c, B::Pow, w, nx)?;
+    let one = k(c, q, 1.0);
+    let xm1 = bin(c, B::Sub, x, one)?;
+    let bw = bin(c, B::Mul, b, w)?;
+    let tail = bin(c, B::Div, bw, xm1)?;
+    s = bin(c, B::Add, s, tail)?;
+    let hb = c.g.mul_const(b, 0.5)?;
+    s = bin(c, B::Sub, s, hb)?;
+    let mut a = one;
+    let mut kk = 0.0;
+    for coef in ZETA_A {
+        let xk = c.g.binary_const(B::Add, x, kk)?;
+        a = bin(c, B::Mul, a, xk)?;
+        b = bin(c, B::Div, b, w)?;
+        let t = bin(c, B::Mul, a, b)?;
+        let t = c.g.mul_const(t, 1.0 / coef)?;
+        s = bin(c, B::Add, s, t)?;
+        kk += 1.0;
+        let xk = c.g.binary_const(B::Add, x, kk)?;
+        a = bin(c, B::Mul, a, xk)?;
+        b = bin(c, B::Div, b, w)?;
+        kk += 1.0;
+    }
+    // Domain: x == 1 -> inf, x < 1 -> nan; q a non-positive integer -> inf.
+    let inf = k(c, q, f64::INFINITY);
+    let nan = k(c, q, f64::NAN);
+    let x_is_1 = cmp(c, CmpDir::Eq, x, one)?;
+    let x_lt_1 = cmp(c, CmpDir::Lt, x, one)?;
+    let fq = un(c, U::Floor, q)?;
+    let q_int = cmp(c, CmpDir::Eq, fq, q)?;
+    let q_np = cmp(c, CmpDir::Le, q, zero)?;
+    let pole = bin(c, B::And, q_int, q_np)?;
+    let s = c.g.select(pole, inf, s)?;
+    let s = c.g.select(x_lt_1, nan, s)?;
+    Ok(c.g.select(x_is_1, inf, s)?)
 }
 
-/// Huber / smooth L1 backward `(grad, self, target, reduction, delta|beta)`.
-fn piecewise_loss_backward(c: &mut LowerCtx, a: &Args, huber: bool) -> Out {
-    let (x, t) = (a.t(1)?, a.t(2)?);
-    let d = c.g.dtype(x);
-    let w = opmath(d);
-    let e = c.g.binary_bcast(B::Sub, x, t, w)?;
-    let shape = c.g.shape(e).to_vec();
-    let mut g = c.g.coerce(a.t(0)?, w, &shape)?;
-    if a.int_or(3, 1)? == 1 {
-        let n = shape.iter().product::<i64>().max(1);
-        g = c.g.mul_const(g, 1.0 / n as f64)?;
-    }
-    let p = a.float_or(4, 1.0)?;
-    let sign = un(c, U::Sign, e)?;
-    let ae = un(c, U::Abs, e)?;
-    let inner = if huber {
-        e
-    } else if p == 0.0 {
-        sign
-    } else {
-        c.g.mul_const(e, 1.0 / p)?
-    };
-    let outer = if huber { c.g.mul_const(sign, p)? } else { sign };
-    let small = cmp_k(c, CmpDir::Lt, ae, p)?;
-    let small = if huber {
-        cmp_k(c, CmpDir::Le, ae, p)?
-    } else {
-        small
-    };
-    let dl = c.g.select(small, inner, outer)?;
-    let r = bin(c, B::Mul, dl, g)?;
+/// `special_zeta(x, q)`.
+fn zeta(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, q, d) = pair(c, a, true)?;
+    let r = hurwitz_zeta(c, x, q)?;
     done(c, r, d)
 }
-fn huber_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss_backward(c, a, true)
-}
-fn smooth_l1_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss_backward(c, a, false)
-}
 
-/// `_prelu_kernel_backward(grad, x, weight) -> (grad_input, grad_weight)`; the weight
-/// gradient keeps the broadcast shape (autograd sums it to the weight's shape).
-fn prelu_kernel_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    let (g, x, w) = (a.t(0)?, a.t(1)?, a.t(2)?);
-    let d = c.g.dtype(x);
-    let wg = c.g.binary_bcast(B::Mul, w, g, d)?;
-    let shape = c.g.shape(wg).to_vec();
-    let x = c.g.broadcast_to(x, &shape)?;
-    let g = c.g.coerce(g, d, &shape)?;
-    let pos = cmp_k(c, CmpDir::Gt, x, 0.0)?;
-    let gi = c.g.select(pos, g, wg)?;
-    let xg = bin(c, B::Mul, x, g)?;
-    let zero = k(c, xg, 0.0);
-    let gw = c.g.select(pos, zero, xg)?;
-    Ok(vec![gi, gw])
-}
-
-/// `index_fill(self, dim, index, value)`: `value` in the slices of `dim` named by `index`.
-fn index_fill(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let shape = c.g.shape(x).to_vec();
-    let d = c.g.dtype(x);
-    let r = shape.len();
-    let dim = tpu_graph::helpers::wrap_dim(a.int(1)?, r.max(1))?;
-    let idx = a.t(2)?;
-    let n = c.g.ty(idx).numel();
-    let idx = c.g.reshape(idx, &[n])?;
-    let idx = c.g.convert(idx, DType::I64);
-    if r == 0 {
-        let v = operand(c, a, 3, d)?;
-        let eq = cmp_k(c, CmpDir::Eq, idx, 0.0)?;
-        let hit = c.g.reduce(ReduceKind::Or, eq, &[0])?;
-        return Ok(vec![c.g.select(hit, v, x)?]);
+/// `polygamma(n, x) = (-1)^(n+1) n! zeta(n + 1, x)`; digamma for n = 0.
+fn polygamma(c: &mut LowerCtx, a: &Args) -> Out {
+    let n = a.int(0)?;
+    let x = a.t(1)?;
+    let d = float_dtype(c.g.dtype(x));
+    let xu = c.g.convert(x, opmath(d));
+    if n < 0 {
+        bail!("polygamma(n, x) does not support negative n.");
     }
-    let size = shape[dim];
-    let pos = c.g.iota(DType::I64, &[size, n], 0)?;
-    let ib = c.g.broadcast_in_dim(idx, &[size, n], &[1])?;
-    let sz = c.g.full_like(ib, size as f64, DType::I64);
-    let wrapped = c.g.binary(B::Add, ib, sz)?;
-    let neg = cmp_k(c, CmpDir::Lt, ib, 0.0)?;
-    let ib = c.g.select(neg, wrapped, ib)?;
-    let eq = cmp(c, CmpDir::Eq, pos, ib)?;
-    let hit = c.g.reduce(ReduceKind::Or, eq, &[1])?;
-    let hit = c.g.broadcast_in_dim(hit, &shape, &[dim as i64])?;
-    let v = operand(c, a, 3, d)?;
-    let v = c.g.broadcast_to(v, &shape)?;
-    Ok(vec![c.g.select(hit, v, x)?])
-}
-
-/// Adaptive-average-pooling weights `[out, in]`: row `o` averages inputs
-/// `floor(o in / out) .. ceil((o + 1) in / out)`.
-fn adaptive_weights(c: &mut LowerCtx, n_in: i64, n_out: i64, d: DType) -> Result<ValueId> {
-    let shape = [n_out, n_in];
-    let o = c.g.iota(DType::I64, &shape, 0)?;
-    let i = c.g.iota(DType::I64, &shape, 1)?;
-    let (kin, kout) = (k(c, o, n_in as f64), k(c, o, n_out as f64));
-    let start = bin(c, B::Mul, o, kin)?;
-    let start = bin(c, B::Div, start, kout)?;
-    let one = k(c, o, 1.0);
-    let o1 = bin(c, B::Add, o, one)?;
-    let end = bin(c, B::Mul, o1, kin)?;
-    let end = bin(c, B::Add, end, kout)?;
-    let end = bin(c, B::Sub, end, one)?;
-    let end = bin(c, B::Div, end, kout)?;
-    let ge = cmp(c, CmpDir::Ge, i, start)?;
-    let lt = cmp(c, CmpDir::Lt, i, end)?;
-    let inside = bin(c, B::And, ge, lt)?;
-    let cnt = bin(c, B::Sub, end, start)?;
-    let cnt = c.g.convert(cnt, d);
-    let m = c.g.convert(inside, d);
-    bin(c, B::Div, m, cnt)
-}
-
-/// Contracts the last dim of `x [.., n]` with `w [m, n]` (or `w [n, m]` if `transposed`).
-fn apply_last(c: &mut LowerCtx, x: ValueId, w: ValueId, transposed: bool) -> Result<ValueId> {
-    let r = c.g.rank(x) as i64;
-    let dims = tpu_graph::DotDims {
-        lhs_batch: vec![],
-        rhs_batch: vec![],
-        lhs_contract: vec![r - 1],
-        rhs_contract: vec![if transposed { 0 } else { 1 }],
-    };
-    Ok(c.g.dot(x, w, dims)?)
-}
-
-/// Applies per-spatial-dim weights (`[out, in]` each) to the last `ws.len()` dims of `x`.
-fn separable(c: &mut LowerCtx, x: ValueId, ws: &[ValueId], transposed: bool) -> Result<ValueId> {
-    let mut v = x;
-    let r = c.g.rank(x);
-    let k = ws.len();
-    for w in ws {
-        // Contract the first remaining spatial dim, which is then appended last.
-        let perm: Vec<i64> = (0..r - k)
-            .chain(r - k + 1..r)
-            .chain([r - k])
-            .map(|i| i as i64)
-            .collect();
-        let t = c.g.transpose(v, &perm)?;
-        v = apply_last(c, t, *w, transposed)?;
+    if n == 0 {
+        return crate::elementwise::digamma(c, &Args(&[a.arg(1).clone()]));
     }
-    Ok(v)
-}
-
-/// `_adaptive_avg_pool{2,3}d(self, output_size)`.
-fn adaptive_avg_pool(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let out = a.ints(1)?;
-    let shape = c.g.shape(x).to_vec();
-    let k = out.len();
-    if shape.len() < k {
-        bail!(
-            "adaptive_avg_pool: input of rank {} for {k} spatial dims",
-            shape.len()
-        );
-    }
-    let d = c.g.dtype(x);
-    let w = opmath(d);
-    let mut ws = Vec::with_capacity(k);
-    for (j, &o) in out.iter().enumerate() {
-        ws.push(adaptive_weights(c, shape[shape.len() - k + j], o, w)?);
-    }
-    let xu = c.g.convert(x, w);
-    let y = separable(c, xu, &ws, false)?;
-    done(c, y, d)
-}
-
-/// `_adaptive_avg_pool{k}d_backward(grad_output, self)`: the transposed weights.
-fn adaptive_avg_pool_backward(c: &mut LowerCtx, a: &Args, k: usize) -> Out {
-    let (g, x) = (a.t(0)?, a.t(1)?);
-    let gs = c.g.shape(g).to_vec();
-    let xs = c.g.shape(x).to_vec();
-    if gs.len() < k || xs.len() != gs.len() {
-        bail!("adaptive_avg_pool{k}d_backward: grad {gs:?} and input {xs:?} do not match");
-    }
-    let d = c.g.dtype(x);
-    let w = opmath(d);
-    let mut ws = Vec::with_capacity(k);
-    for j in 0..k {
-        let (n_in, n_out) = (xs[xs.len() - k + j], gs[gs.len() - k + j]);
-        ws.push(adaptive_weights(c, n_in, n_out, w)?);
-    }
-    let gu = c.g.convert(g, w);
-    let y = separable(c, gu, &ws, true)?;
-    done(c, y, d)
-}
-
-fn adaptive_avg_pool2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_avg_pool_backward(c, a, 2)
-}
-fn adaptive_avg_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_avg_pool_backward(c, a, 3)
-}
-
-/// `linalg_cross(self, other, dim)`: the cross product of size-3 vectors along `dim`.
-fn linalg_cross(c: &mut LowerCtx, a: &Args) -> Out {
-    let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
-    let (x, y) = (a.t(0)?, a.t(1)?);
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
-    let x = c.g.coerce(x, d, &shape)?;
-    let y = c.g.coerce(y, d, &shape)?;
-    let dim = tpu_graph::helpers::wrap_dim(a.int_or(2, -1)?, shape.len())?;
-    if shape[dim] != 3 {
-        bail!(
-            "linalg.cross: inputs dimension {dim} must have length 3, got {}",
-            shape[dim]
-        );
-    }
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
-    for i in 0..3 {
-        xs.push(c.g.slice_dim(x, dim, i, i + 1)?);
-        ys.push(c.g.slice_dim(y, dim, i, i + 1)?);
-    }
-    let mut parts = Vec::new();
-    for i in 0..3 {
-        let (j, l) = ((i + 1) % 3, (i + 2) % 3);
-        let p = bin(c, B::Mul, xs[j], ys[l])?;
-        let q = bin(c, B::Mul, xs[l], ys[j])?;
-        parts.push(bin(c, B::Sub, p, q)?);
-    }
-    Ok(vec![c.g.concatenate(&parts, dim as i64)?])
+    let order = k(c, xu, (n + 1) as f64);
+    let z = hurwitz_zeta(c, order, xu)?;
+    let fact: f64 = (1..=n).map(|i| i as f64).product();
+    let sign = if n % 2 == 1 { 1.0 } else { -1.0 };
+    let r = c.g.mul_const(z, sign * fact)?;
+    done(c, r, d)
 }
 
 pub fn register(r: &mut Registry) {
     r.add(
         &[
-            "_adaptive_avg_pool2d",
-            "_adaptive_avg_pool2d.out",
-            "_adaptive_avg_pool3d",
-            "_adaptive_avg_pool3d.out",
-            "adaptive_avg_pool3d.out",
+            "special_zeta",
+            "special_zeta.out",
+            "special_zeta.self_scalar",
+            "special_zeta.other_scalar",
+            "special_zeta.self_scalar_out",
+            "special_zeta.other_scalar_out",
         ],
-        adaptive_avg_pool,
+        zeta,
     );
-    r.add(
-        &[
-            "_adaptive_avg_pool2d_backward",
-            "_adaptive_avg_pool2d_backward.out",
-        ],
-        adaptive_avg_pool2d_backward,
-    );
-    r.add(
-        &[
-            "_adaptive_avg_pool3d_backward",
-            "_adaptive_avg_pool3d_backward.out",
-            "adaptive_avg_pool3d_backward.grad_input",
-        ],
-        adaptive_avg_pool3d_backward,
-    );
-    r.add(&["linalg_cross", "linalg_cross.out"], linalg_cross);
-    r.add(
-        &[
-            "hardshrink_backward",
-            "hardshrink_backward.grad_input",
-            "softshrink_backward",
-            "softshrink_backward.grad_input",
-        ],
-        shrink_backward,
-    );
-    r.add(
-        &["hardsigmoid_backward", "hardsigmoid_backward.grad_input"],
-        hardsigmoid_backward,
-    );
-    r.add(
-        &["hardswish_backward", "hardswish_backward.out"],
-        hardswish_backward,
-    );
+    r.add(&["polygamma", "polygamma.out"], polygamma);
     r.add(
         &["logit_backward", "logit_backward.grad_input"],
         logit_backward,
-    );
-    r.add(&["glu_backward", "glu_backward.grad_input"], glu_backward);
-    r.add(
-        &["huber_loss_backward", "huber_loss_backward.out"],
-        huber_loss_backward,
-    );
-    r.add(
-        &[
-            "smooth_l1_loss_backward",
-            "smooth_l1_loss_backward.grad_input",
-        ],
-        smooth_l1_loss_backward,
-    );
-    r.add(&["_prelu_kernel_backward"], prelu_kernel_backward);
-    r.add(
-        &[
-            "index_fill.int_Scalar",
-            "index_fill.int_Tensor",
-            "index_fill_.int_Scalar",
-            "index_fill_.int_Tensor",
-            "index_fill.int_Scalar_out",
-            "index_fill.int_Tensor_out",
-        ],
-        index_fill,
     );
     r.add(&["logaddexp", "logaddexp.out"], logaddexp);
     r.add(&["logaddexp2", "logaddexp2.out"], logaddexp2);
@@ -1053,61 +485,4 @@ pub fn register(r: &mut Registry) {
     r.add(&["nan_to_num", "nan_to_num.out", "nan_to_num_"], nan_to_num);
     r.add(&["special_ndtri", "special_ndtri.out"], ndtri);
     r.add(&["angle", "angle.out"], angle);
-    r.add(&["hardshrink", "hardshrink.out"], hardshrink);
-    r.add(&["softshrink", "softshrink.out"], softshrink);
-    r.add(
-        &["hardsigmoid", "hardsigmoid.out", "hardsigmoid_"],
-        hardsigmoid,
-    );
-    r.add(&["hardswish", "hardswish.out", "hardswish_"], hardswish);
-    r.add(&["mish", "mish.out", "mish_"], mish);
-    r.add(&["glu", "glu.out"], glu);
-    r.add(
-        &["log_sigmoid_forward", "log_sigmoid_forward.output"],
-        log_sigmoid_forward,
-    );
-    r.add(
-        &["log_sigmoid_backward", "log_sigmoid_backward.grad_input"],
-        log_sigmoid_backward,
-    );
-    r.add(&["huber_loss", "huber_loss.out"], huber_loss);
-    r.add(&["smooth_l1_loss", "smooth_l1_loss.out"], smooth_l1_loss);
-    r.add(&["_prelu_kernel"], prelu_kernel);
-    r.add(&["trace"], trace);
-    r.add(&["nansum", "nansum.out"], nansum);
-    r.add(
-        &[
-            "count_nonzero.dim_IntList",
-            "count_nonzero",
-            "count_nonzero.dim_IntList_out",
-            "count_nonzero.out",
-        ],
-        count_nonzero,
-    );
-    r.add(&["aminmax", "aminmax.out"], aminmax);
-    r.add(
-        &[
-            "isin.Tensor_Tensor",
-            "isin.Tensor_Tensor_out",
-            "isin.Tensor_Scalar",
-            "isin.Scalar_Tensor",
-        ],
-        isin,
-    );
-    r.add(
-        &[
-            "bucketize.Tensor",
-            "bucketize.Tensor_out",
-            "bucketize.Scalar",
-        ],
-        bucketize,
-    );
-    r.add(
-        &[
-            "searchsorted.Tensor",
-            "searchsorted.Tensor_out",
-            "searchsorted.Scalar",
-        ],
-        searchsorted,
-    );
 }

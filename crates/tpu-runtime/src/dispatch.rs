@@ -133,7 +133,8 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
     let device = device_of(args)?;
     match mode::current() {
         Mode::Fused => {
-            let sig = signature(op, args);
+            let in_place = args.iter().any(|a| a.is_write && !a.is_out);
+            let sig = (signature(op, args), in_place);
             fused::with_trace_step(device, sig, |t| record(t, op, rule, args))
         }
         Mode::Strict => {

@@ -32,11 +32,14 @@ struct StepDetector {
     run: usize,
     /// The confirmed step's signatures.
     step: Option<Vec<u64>>,
+    /// Position in `seq` of the last in-place op.
+    last_write: Option<usize>,
 }
 
 impl StepDetector {
-    /// Takes the next op's signature; true when the trace should be cut after it.
-    fn push(&mut self, sig: u64) -> bool {
+    /// Takes the next op's signature (and whether it updates a tensor in
+    /// place); true when the trace should be cut after it.
+    fn push(&mut self, sig: u64, in_place: bool) -> bool {
         if let Some(step) = &self.step {
             if step.get(self.seq.len()) == Some(&sig) {
                 self.seq.push(sig);
@@ -51,6 +54,9 @@ impl StepDetector {
         }
         let n = self.seq.len();
         self.seq.push(sig);
+        if in_place {
+            self.last_write = Some(n);
+        }
         if self.candidate > 0 && n >= self.candidate && self.seq[n - self.candidate] == sig {
             self.run += 1;
         } else {
@@ -62,7 +68,13 @@ impl StepDetector {
             }
         }
         self.last_seen.insert(sig, n);
-        if self.candidate >= MIN_PERIOD && self.run >= (REPEATS - 1) * self.candidate {
+        // A step carries state to the next one through an in-place update (the
+        // parameters); a repeating chain of pure ops is one computation.
+        let updates_state = self.last_write.is_some_and(|w| w + self.candidate > n);
+        if self.candidate >= MIN_PERIOD
+            && self.run >= (REPEATS - 1) * self.candidate
+            && updates_state
+        {
             self.step = Some(self.seq[n + 1 - self.candidate..].to_vec());
             self.restart();
             return true;
@@ -71,6 +83,7 @@ impl StepDetector {
     }
 
     fn restart(&mut self) {
+        self.last_write = None;
         self.seq.clear();
         self.last_seen.clear();
         self.candidate = 0;
@@ -115,7 +128,7 @@ pub fn with_trace<R>(device: usize, f: impl FnOnce(&mut Trace) -> Result<R>) -> 
 /// Like [`with_trace`] for a dispatched op with signature `sig`, which may end a step.
 pub fn with_trace_step<R>(
     device: usize,
-    sig: u64,
+    sig: (u64, bool),
     f: impl FnOnce(&mut Trace) -> Result<R>,
 ) -> Result<R> {
     record(device, Some(sig), f)
@@ -123,7 +136,7 @@ pub fn with_trace_step<R>(
 
 fn record<R>(
     device: usize,
-    sig: Option<u64>,
+    sig: Option<(u64, bool)>,
     f: impl FnOnce(&mut Trace) -> Result<R>,
 ) -> Result<R> {
     let mut guard = STATE
@@ -137,7 +150,7 @@ fn record<R>(
     }
     let t = state.open.get_or_insert_with(|| Trace::new(device));
     let r = f(t)?;
-    let step_end = !state.marked && sig.is_some_and(|s| state.steps.push(s));
+    let step_end = !state.marked && sig.is_some_and(|(s, w)| state.steps.push(s, w));
     let full = t.ops >= max_ops();
     if step_end || full {
         let t = state.open.take().expect("open");
