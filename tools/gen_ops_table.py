@@ -34,8 +34,11 @@ def esc(s: str) -> str:
 def rate_rows(results: list[dict], modes: list[str]) -> list[str]:
     """Pass rates per (dtype, kind) and mode: entries that pass / entries run (skips excluded)."""
     rows = [
-        "| dtype | pass | " + " | ".join(f"{m}: pass" for m in modes) + " | "
-        + " | ".join(f"{m}: pass incl. CPU fallback" for m in modes) + " |",
+        "| dtype | pass | "
+        + " | ".join(f"{m}: pass" for m in modes)
+        + " | "
+        + " | ".join(f"{m}: pass incl. CPU fallback" for m in modes)
+        + " |",
         "|---|---|" + "---|" * (2 * len(modes)),
     ]
     for dtype in DTYPES:

@@ -127,6 +127,9 @@ def _to_tpu(x: Any) -> Any:
 def _clone_cpu(x: Any) -> Any:
     """A private copy of a CPU input (the op may write into it); keeps requires_grad leaves."""
     if isinstance(x, torch.Tensor) and x.layout == torch.strided:
+        base = x._base
+        if base is not None and not x.requires_grad and base.is_contiguous() and base.storage_offset() == 0:
+            return base.detach().clone().as_strided(x.size(), x.stride(), x.storage_offset())
         y = x.detach().clone(memory_format=torch.preserve_format)
         if x.requires_grad:
             y.requires_grad_()
@@ -225,6 +228,15 @@ def _samples(op: Any, dtype: torch.dtype, requires_grad: bool, limit: int) -> li
     return out
 
 
+def _random_sample(op: Any, sample: Any) -> bool:
+    """Samples whose result is random: attention with dropout (``dropout_p > 0``, or
+    ``multi_head_attention_forward`` in training mode)."""
+    kw = sample.kwargs
+    if isinstance(kw.get("dropout_p"), float) and kw["dropout_p"] > 0:
+        return True
+    return op.name == "nn.functional.multi_head_attention_forward" and bool(kw.get("training"))
+
+
 def _cotangents(outs: list[torch.Tensor]) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(SEED + 1)
     return [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in outs]
@@ -250,12 +262,16 @@ def _grads(fn: Callable, sample: Any, inp: Any, args: tuple, kwargs: dict, devic
 def _run_samples(op: Any, dtype: torch.dtype, kind: str, limit: int) -> tuple[str, str]:
     """Runs the samples once in the current mode; returns (status, reason) with status pass/skip,
     or raises (the exception, or a Mismatch)."""
-    values = op.name not in VALUES_NOT_COMPARED
+    entry_values = op.name not in VALUES_NOT_COMPARED
     samples = _samples(op, dtype, kind == "bwd", limit)
     if not samples:
         return "skip", "no sample inputs for this dtype"
     ran = 0
+    notes: set[str] = set()
     for sample in samples:
+        values = entry_values and not _random_sample(op, sample)
+        if not values:
+            notes.add("values not compared (random or uninitialized output)")
         tpu_in = _transform(sample, _to_tpu)
         if op.name in KEEP_ON_CPU:
             tpu_in = (tpu_in[0], tuple(a.cpu() if isinstance(a, torch.Tensor) else a for a in tpu_in[1]), tpu_in[2])
@@ -268,7 +284,12 @@ def _run_samples(op: Any, dtype: torch.dtype, kind: str, limit: int) -> tuple[st
                     raise CpuReferenceError(_short(e)) from None
                 actual = sample.output_process_fn_grad(op(tpu_in[0], *tpu_in[1], **tpu_in[2]))
                 torch_tpu.sync()
-            compare(actual, expected, dtype, values)
+            try:
+                compare(actual, expected, dtype, values)
+            except Mismatch:
+                if dtype not in LOW_PRECISION or not _closer_than_cpu(op, sample, actual, expected):
+                    raise
+                notes.add(f"{DTYPE_NAMES[dtype]}: differs from the CPU but is at least as close to a float64 reference")
             ran += 1
         else:
             try:
@@ -285,7 +306,45 @@ def _run_samples(op: Any, dtype: torch.dtype, kind: str, limit: int) -> tuple[st
             ran += 1
     if ran == 0:
         return "skip", "no sample with differentiable outputs and inputs"
-    return "pass", "" if values else "values not compared (random or uninitialized output)"
+    return "pass", "; ".join(sorted(notes))
+
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _closer_than_cpu(op: Any, sample: Any, actual: Any, expected: Any) -> bool:
+    """A low-precision mismatch is accepted when the tpu result is no further from a
+    float64 reference than the CPU result (PyTorch's CPU kernels round intermediates
+    to bfloat16 where XLA keeps float32): ``|tpu - ref| <= 1.5 |cpu - ref| + atol``."""
+
+    def up(x: Any) -> Any:
+        return x.detach().double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+    try:
+        with torch.no_grad():
+            inp, args, kwargs = _transform(sample, up)
+            ref = sample.output_process_fn_grad(op(inp, *args, **kwargs))
+    except Exception:
+        return False
+    acts, _ = tree_flatten(actual)
+    exps, _ = tree_flatten(expected)
+    refs, _ = tree_flatten(ref)
+    if not (len(acts) == len(exps) == len(refs)):
+        return False
+    for a, e, r in zip(acts, exps, refs):
+        if not isinstance(e, torch.Tensor) or not e.is_floating_point():
+            continue
+        if not isinstance(r, torch.Tensor) or r.shape != e.shape:
+            return False
+        a64, e64, r64 = a.detach().cpu().double(), e.double(), r.double()
+        finite = torch.isfinite(r64)
+        err_tpu = torch.where(finite, (a64 - r64).abs(), 0.0)
+        err_cpu = torch.where(finite, (e64 - r64).abs(), 0.0)
+        if not bool((err_tpu <= 1.5 * err_cpu + 1e-3).all()):
+            return False
+        if not torch.equal(torch.isnan(a64) & ~finite, torch.isnan(e64) & ~finite):
+            return False
+    return True
 
 
 def _fallback_ops() -> dict[str, int]:

@@ -5,6 +5,7 @@ use crate::args::{Arg, ScalarArg};
 use crate::promote::{float_dtype, result_type};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
+use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
 
 type Out = Result<Vec<ValueId>>;
@@ -86,9 +87,11 @@ fn log10(c: &mut LowerCtx, a: &Args) -> Out {
 fn exp2(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let d = float_dtype(c.g.dtype(x));
-    let x = c.g.convert(x, d);
+    // In opmath: x ln 2 rounded to bfloat16 would be far off for larger x.
+    let x = c.g.convert(x, opmath(d));
     let s = c.g.mul_const(x, std::f64::consts::LN_2)?;
-    Ok(vec![c.g.unary(U::Exp, s)?])
+    let y = c.g.unary(U::Exp, s)?;
+    Ok(vec![c.g.convert(y, d)])
 }
 
 fn reciprocal(c: &mut LowerCtx, a: &Args) -> Out {
@@ -542,16 +545,19 @@ fn addc(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
         d = float_dtype(d);
     }
     let (s, t1, t2) = (a.t(0)?, a.t(1)?, a.t(2)?);
-    let prod = c.g.binary_bcast(kind, t1, t2, d)?;
+    // Computed in opmath and rounded once, as PyTorch's kernels.
+    let w = opmath(d);
+    let prod = c.g.binary_bcast(kind, t1, t2, w)?;
     let value = a.opt_scalar(3)?.unwrap_or(ScalarArg::Int(1));
     let scaled = if value.as_f64() == 1.0 {
         prod
     } else {
         let shape = c.g.shape(prod).to_vec();
-        let k = c.scalar_full(value, d, &shape)?;
+        let k = c.scalar_full(value, w, &shape)?;
         c.g.binary(B::Mul, prod, k)?
     };
-    Ok(vec![c.g.binary_bcast(B::Add, s, scaled, d)?])
+    let y = c.g.binary_bcast(B::Add, s, scaled, w)?;
+    Ok(vec![c.g.convert(y, d)])
 }
 fn addcmul(c: &mut LowerCtx, a: &Args) -> Out {
     addc(c, a, B::Mul)
@@ -560,14 +566,32 @@ fn addcdiv(c: &mut LowerCtx, a: &Args) -> Out {
     addc(c, a, B::Div)
 }
 
-/// `self + weight * (end - self)`.
+/// `self + weight * (end - self)` for `|weight| < 0.5`, else
+/// `end - (end - self) * (1 - weight)`, in opmath as PyTorch's kernel.
 fn lerp(c: &mut LowerCtx, a: &Args) -> Out {
     let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
-    let (x, e) = operands(c, a, d)?;
-    let w = operand(c, a, 2, d)?;
+    let m = opmath(d);
+    let (x, e) = operands(c, a, m)?;
+    let w = operand(c, a, 2, m)?;
+    let shape = c.g.shape(x).to_vec();
+    let shape = tpu_graph::helpers::broadcast_shapes(&shape, c.g.shape(w))?;
+    let (x, e, w) = (
+        c.g.broadcast_to(x, &shape)?,
+        c.g.broadcast_to(e, &shape)?,
+        c.g.broadcast_to(w, &shape)?,
+    );
     let diff = c.g.binary(B::Sub, e, x)?;
-    let step = c.g.binary_bcast(B::Mul, w, diff, d)?;
-    Ok(vec![c.g.binary_bcast(B::Add, x, step, d)?])
+    let low = c.g.binary(B::Mul, w, diff)?;
+    let low = c.g.binary(B::Add, x, low)?;
+    let one = c.g.full_like(w, 1.0, m);
+    let omw = c.g.binary(B::Sub, one, w)?;
+    let high = c.g.binary(B::Mul, diff, omw)?;
+    let high = c.g.binary(B::Sub, e, high)?;
+    let aw = c.g.unary(U::Abs, w)?;
+    let half = c.g.full_like(w, 0.5, m);
+    let small = c.g.compare(CmpDir::Lt, aw, half)?;
+    let y = c.g.select(small, low, high)?;
+    Ok(vec![c.g.convert(y, d)])
 }
 
 /// `fill_(self, value)`: the value broadcast to the written tensor.

@@ -1,6 +1,6 @@
 //! More nn functions and their backward ops: hardshrink, softshrink,
 //! hardsigmoid, hardswish, mish, glu, log_sigmoid, huber and smooth-L1 losses,
-//! prelu. Half types compute in f32.
+//! prelu, binary cross-entropy, channel_shuffle. Half types compute in f32.
 
 use crate::promote::result_type;
 use crate::registry::{Args, LowerCtx, Registry};
@@ -302,7 +302,94 @@ fn prelu_kernel_backward(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![gi, gw])
 }
 
+/// `binary_cross_entropy(self, target, weight, reduction)`: logs clamped at -100.
+fn binary_cross_entropy(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, t) = (a.t(0)?, a.t(1)?);
+    let d = c.g.dtype(x);
+    let w = opmath(d);
+    let (xu, tu) = (c.g.convert(x, w), c.g.convert(t, w));
+    let floor = k(c, xu, -100.0);
+    let lx = un(c, U::Log, xu)?;
+    let lx = bin(c, B::Max, lx, floor)?;
+    let one = k(c, xu, 1.0);
+    let omx = bin(c, B::Sub, one, xu)?;
+    let l1x = un(c, U::Log, omx)?;
+    let l1x = bin(c, B::Max, l1x, floor)?;
+    let omt = bin(c, B::Sub, one, tu)?;
+    let p1 = bin(c, B::Mul, tu, lx)?;
+    let p2 = bin(c, B::Mul, omt, l1x)?;
+    let s = bin(c, B::Add, p1, p2)?;
+    let mut l = un(c, U::Neg, s)?;
+    if let Some(wt) = a.opt_t(2)? {
+        l = c.g.binary_bcast(B::Mul, l, wt, w)?;
+    }
+    let r = reduce_loss(c, l, a.int_or(3, 1)?)?;
+    done(c, r, d)
+}
+
+/// `binary_cross_entropy_backward(grad, self, target, weight, reduction)`:
+/// `grad (x - t) / max((1 - x) x, 1e-12)`.
+fn binary_cross_entropy_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, t) = (a.t(1)?, a.t(2)?);
+    let d = c.g.dtype(x);
+    let w = opmath(d);
+    let shape = c.g.shape(x).to_vec();
+    let (xu, tu) = (c.g.convert(x, w), c.g.coerce(t, w, &shape)?);
+    let mut g = c.g.coerce(a.t(0)?, w, &shape)?;
+    if a.int_or(4, 1)? == 1 {
+        let n = shape.iter().product::<i64>().max(1);
+        g = c.g.mul_const(g, 1.0 / n as f64)?;
+    }
+    let one = k(c, xu, 1.0);
+    let omx = bin(c, B::Sub, one, xu)?;
+    let den = bin(c, B::Mul, omx, xu)?;
+    let eps = k(c, xu, 1e-12);
+    let den = bin(c, B::Max, den, eps)?;
+    let num = bin(c, B::Sub, xu, tu)?;
+    let q = bin(c, B::Div, num, den)?;
+    let mut r = bin(c, B::Mul, q, g)?;
+    if let Some(wt) = a.opt_t(3)? {
+        r = c.g.binary_bcast(B::Mul, r, wt, w)?;
+    }
+    done(c, r, d)
+}
+
+/// `channel_shuffle(self, groups)`: `[N, g, C/g, ..] -> [N, C/g, g, ..]`.
+fn channel_shuffle(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let g = a.int(1)?;
+    let shape = c.g.shape(x).to_vec();
+    if shape.len() < 3 || g <= 0 || shape[1] % g != 0 {
+        bail!(
+            "channel_shuffle: {} channels are not divisible into {g} groups",
+            shape.get(1).unwrap_or(&0)
+        );
+    }
+    let mut split = vec![shape[0], g, shape[1] / g];
+    split.extend_from_slice(&shape[2..]);
+    let v = c.g.reshape(x, &split)?;
+    let mut perm: Vec<i64> = (0..split.len() as i64).collect();
+    perm.swap(1, 2);
+    let v = c.g.transpose(v, &perm)?;
+    Ok(vec![c.g.reshape(v, &shape)?])
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(
+        &["binary_cross_entropy", "binary_cross_entropy.out"],
+        binary_cross_entropy,
+    );
+    r.add(
+        &[
+            "binary_cross_entropy_backward",
+            "binary_cross_entropy_backward.grad_input",
+        ],
+        binary_cross_entropy_backward,
+    );
+    r.add(
+        &["channel_shuffle", "native_channel_shuffle"],
+        channel_shuffle,
+    );
     r.add(
         &[
             "hardshrink_backward",

@@ -1,6 +1,7 @@
 //! Resampling as separable weight matrices applied with `dot`: adaptive
 //! average pooling and nearest / nearest-exact / (bi,tri)linear upsampling
-//! (1-3 spatial dims), and their backward ops (the transposed weights).
+//! (1-3 spatial dims), reflection / replication padding, and their backward
+//! ops (the transposed weights).
 
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::special::{bin, cmp, done, k};
@@ -251,7 +252,119 @@ fn upsample_linear_backward(c: &mut LowerCtx, a: &Args) -> Out {
     upsample(c, a, mode, true)
 }
 
+/// Selection weights `[n + lo + hi, n]` of a padded dim: reflection mirrors
+/// around the edges, replication repeats them (negative pads crop).
+fn pad_weights(
+    c: &mut LowerCtx,
+    n: i64,
+    lo: i64,
+    hi: i64,
+    reflect: bool,
+    d: DType,
+) -> Result<ValueId> {
+    let n_out = n + lo + hi;
+    if reflect && (lo >= n || hi >= n) {
+        bail!("reflection_pad: padding ({lo}, {hi}) should be smaller than the input size {n}");
+    }
+    let shape = [n_out, n];
+    let o = c.g.iota(DType::I64, &shape, 0)?;
+    let i = c.g.iota(DType::I64, &shape, 1)?;
+    let src = c.g.binary_const(B::Sub, o, lo as f64)?;
+    let last = k(c, o, (n - 1) as f64);
+    let src = if reflect {
+        let a = c.g.unary(tpu_graph::UnaryKind::Abs, src)?;
+        let t = bin(c, B::Sub, last, a)?;
+        let t = c.g.unary(tpu_graph::UnaryKind::Abs, t)?;
+        bin(c, B::Sub, last, t)?
+    } else {
+        let zero = k(c, o, 0.0);
+        c.g.clamp(zero, src, last)?
+    };
+    let hit = cmp(c, CmpDir::Eq, i, src)?;
+    Ok(c.g.convert(hit, d))
+}
+
+/// `{reflection,replication}_pad{k}d(self, padding)`, or with `backward`
+/// `..._backward(grad_output, self, padding)`; `padding` pairs start at the last dim.
+fn pad(c: &mut LowerCtx, a: &Args, reflect: bool, backward: bool) -> Out {
+    let x = a.t(0)?;
+    let p = a.ints(1 + backward as usize)?;
+    let k_dims = p.len() / 2;
+    let in_shape = c.g.shape(if backward { a.t(1)? } else { x }).to_vec();
+    if p.len() % 2 != 0 || in_shape.len() < k_dims {
+        bail!("pad: padding {p:?} does not fit an input of shape {in_shape:?}");
+    }
+    let d = c.g.dtype(x);
+    let w = if d.is_float() { opmath(d) } else { DType::F64 };
+    let mut ws = Vec::with_capacity(k_dims);
+    for j in 0..k_dims {
+        // Spatial dim j (of the last k) is padded by the pair for dim k - 1 - j from the end.
+        let pair = k_dims - 1 - j;
+        let n = in_shape[in_shape.len() - k_dims + j];
+        ws.push(pad_weights(c, n, p[2 * pair], p[2 * pair + 1], reflect, w)?);
+    }
+    let xu = c.g.convert(x, w);
+    let y = separable(c, xu, &ws, backward)?;
+    done(c, y, d)
+}
+fn reflection_pad(c: &mut LowerCtx, a: &Args) -> Out {
+    pad(c, a, true, false)
+}
+fn reflection_pad_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    pad(c, a, true, true)
+}
+fn replication_pad(c: &mut LowerCtx, a: &Args) -> Out {
+    pad(c, a, false, false)
+}
+fn replication_pad_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    pad(c, a, false, true)
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(
+        &[
+            "reflection_pad1d",
+            "reflection_pad1d.out",
+            "reflection_pad2d",
+            "reflection_pad2d.out",
+            "reflection_pad3d",
+            "reflection_pad3d.out",
+        ],
+        reflection_pad,
+    );
+    r.add(
+        &[
+            "reflection_pad1d_backward",
+            "reflection_pad1d_backward.grad_input",
+            "reflection_pad2d_backward",
+            "reflection_pad2d_backward.grad_input",
+            "reflection_pad3d_backward",
+            "reflection_pad3d_backward.grad_input",
+        ],
+        reflection_pad_backward,
+    );
+    r.add(
+        &[
+            "replication_pad1d",
+            "replication_pad1d.out",
+            "replication_pad2d",
+            "replication_pad2d.out",
+            "replication_pad3d",
+            "replication_pad3d.out",
+        ],
+        replication_pad,
+    );
+    r.add(
+        &[
+            "replication_pad1d_backward",
+            "replication_pad1d_backward.grad_input",
+            "replication_pad2d_backward",
+            "replication_pad2d_backward.grad_input",
+            "replication_pad3d_backward",
+            "replication_pad3d_backward.grad_input",
+        ],
+        replication_pad_backward,
+    );
     r.add(
         &[
             "upsample_nearest1d",

@@ -1,6 +1,6 @@
 //! Scatter-based ops on top of `indexing::scatter_dim`: index_add, index_copy,
 //! index_reduce, scatter_reduce (sum, prod, mean, amax, amin, with or without
-//! `self`), and max_unpool (a scatter of the pooled values into zeros).
+//! `self`), put, and max_unpool (a scatter of the pooled values into zeros).
 
 use crate::indexing::scatter_dim;
 use crate::registry::{Args, LowerCtx, Registry};
@@ -201,7 +201,31 @@ fn max_unpool(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.g.reshape(out, &full)?])
 }
 
+/// `put(self, index, source, accumulate)`: writes (or adds) `source` at flat indices.
+fn put(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, index, src) = (a.t(0)?, a.t(1)?, a.t(2)?);
+    let shape = c.g.shape(x).to_vec();
+    let n = c.g.ty(x).numel();
+    let m = c.g.ty(index).numel();
+    let flat = c.g.reshape(x, &[n])?;
+    let idx = c.g.reshape(index, &[m])?;
+    let idx = c.g.convert(idx, DType::I64);
+    let zero = c.g.full_like(idx, 0.0, DType::I64);
+    let neg = c.g.compare(CmpDir::Lt, idx, zero)?;
+    let wrapped = c.g.binary_const(B::Add, idx, n as f64)?;
+    let idx = c.g.select(neg, wrapped, idx)?;
+    let src = c.g.reshape(src, &[m])?;
+    let combine = if a.bool_or(3, false)? {
+        Some(R::Sum)
+    } else {
+        None
+    };
+    let v = scatter_dim(c, flat, 0, idx, src, combine)?;
+    Ok(vec![c.g.reshape(v, &shape)?])
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(&["put", "put_", "put.out"], put);
     r.add(&["index_add", "index_add.out", "index_add_"], index_add);
     r.add(&["index_copy", "index_copy.out", "index_copy_"], index_copy);
     r.add(

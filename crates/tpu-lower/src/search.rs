@@ -1,5 +1,6 @@
-//! Small reductions and searches: trace, nansum, count_nonzero, aminmax,
-//! isin, bucketize / searchsorted (with sorter), linalg_cross, index_fill.
+//! Small reductions, searches and composites: trace, nansum, count_nonzero,
+//! aminmax, isin, bucketize / searchsorted (with sorter), kthvalue, take,
+//! logcumsumexp, addbmm, logspace, linalg_cross, index_fill.
 //! Searches compare against every boundary (O(n m)), which suits the sizes
 //! these ops see.
 
@@ -243,7 +244,162 @@ fn linalg_cross(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.g.concatenate(&parts, dim as i64)?])
 }
 
+/// `take(self, index)`: elements of the flattened input (negative indices wrap).
+fn take(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, index) = (a.t(0)?, a.t(1)?);
+    let n = c.g.ty(x).numel();
+    let flat = c.g.reshape(x, &[n])?;
+    let ishape = c.g.shape(index).to_vec();
+    let idx = c.g.convert(index, DType::I64);
+    let neg = cmp_k(c, CmpDir::Lt, idx, 0.0)?;
+    let wrapped = c.g.binary_const(B::Add, idx, n as f64)?;
+    let idx = c.g.select(neg, wrapped, idx)?;
+    let mut col = ishape.clone();
+    col.push(1);
+    let idx = c.g.reshape(idx, &col)?;
+    let attrs = tpu_graph::GatherAttrs {
+        offset_dims: vec![],
+        collapsed_slice_dims: vec![0],
+        start_index_map: vec![0],
+        index_vector_dim: ishape.len() as i64,
+        slice_sizes: vec![1],
+    };
+    Ok(vec![c.g.gather(flat, idx, attrs)?])
+}
+
+/// `kthvalue(self, k, dim, keepdim) -> (values, indices)`: the k-th smallest (NaN largest).
+fn kthvalue(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let kth = a.int(1)?;
+    let r = c.g.rank(x);
+    let dim = tpu_graph::helpers::wrap_dim(a.int_or(2, -1)?, r.max(1))?;
+    let keep = a.bool_or(3, false)?;
+    let x1 = if r == 0 { c.g.reshape(x, &[1])? } else { x };
+    let shape = c.g.shape(x1).to_vec();
+    if kth < 1 || kth > shape[dim] {
+        bail!("kthvalue(): selected number k out of range for dimension {dim}");
+    }
+    let iota = c.g.iota(DType::I64, &shape, dim as i64)?;
+    let sorted = c.g.sort(&[x1, iota], dim as i64, false)?;
+    let mut outs = Vec::with_capacity(2);
+    for v in sorted {
+        let s = c.g.slice_dim(v, dim, kth - 1, kth)?;
+        let mut out = shape.clone();
+        if keep || r == 0 {
+            out[dim] = 1;
+            if r == 0 {
+                out.clear();
+            }
+        } else {
+            out.remove(dim);
+        }
+        outs.push(c.g.reshape(s, &out)?);
+    }
+    Ok(outs)
+}
+
+/// `_logcumsumexp(self, dim)`: `m + log(cumsum(exp(x - m)))` with `m` the slice max.
+fn logcumsumexp(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = c.g.dtype(x);
+    let r = c.g.rank(x);
+    if r == 0 {
+        return Ok(vec![x]);
+    }
+    let dim = tpu_graph::helpers::wrap_dim(a.int(1)?, r)?;
+    let xu = c.g.convert(x, opmath(d));
+    let m = c.g.reduce_keep(ReduceKind::Max, xu, &[dim], true)?;
+    let fin = un(c, U::IsFinite, m)?;
+    let zero = k(c, m, 0.0);
+    let m = c.g.select(fin, m, zero)?;
+    let m = c.g.broadcast_to(m, c.g.shape(xu).to_vec().as_slice())?;
+    let sh = bin(c, B::Sub, xu, m)?;
+    let e = un(c, U::Exp, sh)?;
+    let cs = c.g.cumulative(ReduceKind::Sum, e, dim)?;
+    let l = un(c, U::Log, cs)?;
+    let y = bin(c, B::Add, l, m)?;
+    done(c, y, d)
+}
+
+/// `addbmm(self, b1, b2, beta, alpha)`: `beta self + alpha sum_b b1[b] @ b2[b]`.
+fn addbmm(c: &mut LowerCtx, a: &Args) -> Out {
+    let (s, b1, b2) = (a.t(0)?, a.t(1)?, a.t(2)?);
+    let d = c.g.dtype(b1);
+    if c.g.rank(b1) != 3 || c.g.rank(b2) != 3 {
+        bail!("addbmm: batch1 and batch2 must be 3-D tensors");
+    }
+    let dims = tpu_graph::DotDims {
+        lhs_batch: vec![],
+        rhs_batch: vec![],
+        lhs_contract: vec![0, 2],
+        rhs_contract: vec![0, 1],
+    };
+    let w = opmath(d);
+    let (x1, x2) = (c.g.convert(b1, w), c.g.convert(b2, w));
+    let mut p = c.g.dot(x1, x2, dims)?;
+    let alpha = a.float_or(4, 1.0)?;
+    if alpha != 1.0 {
+        p = c.g.mul_const(p, alpha)?;
+    }
+    let beta = a.float_or(3, 1.0)?;
+    let shape = c.g.shape(p).to_vec();
+    if beta == 0.0 {
+        return done(c, p, d);
+    }
+    let su = c.g.coerce(s, w, &shape)?;
+    let su = if beta != 1.0 {
+        c.g.mul_const(su, beta)?
+    } else {
+        su
+    };
+    let y = bin(c, B::Add, su, p)?;
+    done(c, y, d)
+}
+
+/// `logspace.out(start, end, steps, base, *, out)`: `base ** linspace(start, end, steps)`.
+fn logspace(c: &mut LowerCtx, a: &Args) -> Out {
+    let t = c.out_type(0)?.clone();
+    let (start, end) = (a.scalar(0)?.as_f64(), a.scalar(1)?.as_f64());
+    let n = a.int(2)?;
+    let base = a.float_or(3, 10.0)?;
+    let w = DType::F64;
+    if n <= 0 {
+        return Ok(vec![c.g.constant(
+            tpu_graph::ConstVal::Int(0),
+            t.dtype,
+            &[0],
+        )]);
+    }
+    let step = if n > 1 {
+        (end - start) / (n - 1) as f64
+    } else {
+        0.0
+    };
+    let i = c.g.iota(w, &[n], 0)?;
+    let half = k(c, i, (n / 2) as f64);
+    let front = c.g.mul_const(i, step)?;
+    let front = c.g.binary_const(B::Add, front, start)?;
+    let back = c.g.binary_const(B::Sub, i, (n - 1) as f64)?;
+    let back = c.g.mul_const(back, step)?;
+    let back = c.g.binary_const(B::Add, back, end)?;
+    let first = cmp(c, CmpDir::Lt, i, half)?;
+    let e = c.g.select(first, front, back)?;
+    let b = k(c, e, base);
+    let y = bin(c, B::Pow, b, e)?;
+    let y = if t.dtype.is_float() {
+        y
+    } else {
+        un(c, U::Floor, y)?
+    };
+    Ok(vec![c.g.convert(y, t.dtype)])
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(&["take", "take.out"], take);
+    r.add(&["kthvalue", "kthvalue.values"], kthvalue);
+    r.add(&["_logcumsumexp", "_logcumsumexp.out"], logcumsumexp);
+    r.add(&["addbmm", "addbmm.out", "addbmm_"], addbmm);
+    r.add(&["logspace.out"], logspace);
     r.add(&["linalg_cross", "linalg_cross.out"], linalg_cross);
     r.add(
         &[

@@ -1,7 +1,7 @@
 //! Special functions and elementwise math that reach the backend as their own
 //! ATen ops: logaddexp(2), xlogy, xlog1py, entr, signbit, copysign, heaviside,
 //! hypot, erfc, sinc, logit (and its backward), nan_to_num, ndtri, angle,
-//! Hurwitz zeta and polygamma.
+//! Hurwitz zeta and polygamma, frexp, spherical_bessel_j0.
 //! Half types compute in f32. The small helpers here are shared by the
 //! `nn_extra`, `search` and `resample` families.
 
@@ -420,7 +420,61 @@ fn polygamma(c: &mut LowerCtx, a: &Args) -> Out {
     done(c, r, d)
 }
 
+/// `frexp(x) -> (mantissa, exponent)`: `x = m 2^e`, `0.5 <= |m| < 1`; 0, inf
+/// and NaN give `(x, 0)`.
+fn frexp(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = c.g.dtype(x);
+    if !d.is_float() {
+        bail!("torch.frexp() only supports floating-point dtypes");
+    }
+    let xu = c.g.convert(x, opmath(d));
+    let ax = un(c, U::Abs, xu)?;
+    let l = un(c, U::Log, ax)?;
+    let l = c.g.mul_const(l, 1.0 / std::f64::consts::LN_2)?;
+    let e = un(c, U::Floor, l)?;
+    let mut e = c.g.binary_const(B::Add, e, 1.0)?;
+    let two = k(c, xu, 2.0);
+    let p2 = bin(c, B::Pow, two, e)?;
+    let mut m = bin(c, B::Div, xu, p2)?;
+    // Correct a log2 rounded across a power of two.
+    for (dir, bound, scale, step) in [(CmpDir::Ge, 1.0, 0.5, 1.0), (CmpDir::Lt, 0.5, 2.0, -1.0)] {
+        let am = un(c, U::Abs, m)?;
+        let off = cmp_k(c, dir, am, bound)?;
+        let m2 = c.g.mul_const(m, scale)?;
+        let e2 = c.g.binary_const(B::Add, e, step)?;
+        m = c.g.select(off, m2, m)?;
+        e = c.g.select(off, e2, e)?;
+    }
+    let fin = un(c, U::IsFinite, xu)?;
+    let nz = cmp_k(c, CmpDir::Ne, xu, 0.0)?;
+    let regular = bin(c, B::And, fin, nz)?;
+    let zero = k(c, e, 0.0);
+    let m = c.g.select(regular, m, xu)?;
+    let e = c.g.select(regular, e, zero)?;
+    Ok(vec![c.g.convert(m, d), c.g.convert(e, DType::I32)])
+}
+
+/// `spherical_bessel_j0(x) = sin(x) / x`, 1 at 0.
+fn spherical_bessel_j0(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, d) = float_arg(c, a)?;
+    let s = un(c, U::Sin, x)?;
+    let q = bin(c, B::Div, s, x)?;
+    let is0 = cmp_k(c, CmpDir::Eq, x, 0.0)?;
+    let one = k(c, x, 1.0);
+    let r = c.g.select(is0, one, q)?;
+    done(c, r, d)
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(&["frexp.Tensor", "frexp.Tensor_out"], frexp);
+    r.add(
+        &[
+            "special_spherical_bessel_j0",
+            "special_spherical_bessel_j0.out",
+        ],
+        spherical_bessel_j0,
+    );
     r.add(
         &[
             "special_zeta",
