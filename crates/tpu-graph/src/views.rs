@@ -269,4 +269,39 @@ impl Graph {
         };
         self.scatter(flat, idx, upd, attrs)
     }
+
+    /// The bytes of a flat (rank-1) value read as another element type, as
+    /// PyTorch's `tensor.view(dtype)` or a byte view of a storage does.
+    /// Bool is handled as uint8 (0 or 1).
+    pub fn reinterpret_flat(&mut self, flat: ValueId, dtype: DType) -> Result<ValueId> {
+        let have = self.dtype(flat);
+        if have == dtype {
+            return Ok(flat);
+        }
+        if have == DType::Bool {
+            let bytes = self.convert(flat, DType::U8);
+            return self.reinterpret_flat(bytes, dtype);
+        }
+        if dtype == DType::Bool {
+            let bytes = self.reinterpret_flat(flat, DType::U8)?;
+            return Ok(self.convert(bytes, DType::Bool));
+        }
+        let n = self.shape(flat)[0];
+        let (from, to) = (have.size() as i64, dtype.size() as i64);
+        if from == to {
+            return self.bitcast(flat, dtype);
+        }
+        if from > to {
+            // Each element splits into `from / to` narrower ones (little-endian order, as on the host).
+            let r = from / to;
+            let parts = self.push1(Op::BitcastConvert, vec![flat], ValueType::new(dtype, &[n, r]));
+            return self.reshape(parts, &[n * r]);
+        }
+        let r = to / from;
+        if n % r != 0 {
+            return invalid(format!("cannot view {n} elements of {have} as {dtype}: the size is not a multiple of {r}"));
+        }
+        let grouped = self.reshape(flat, &[n / r, r])?;
+        Ok(self.push1(Op::BitcastConvert, vec![grouped], ValueType::new(dtype, &[n / r])))
+    }
 }

@@ -261,10 +261,7 @@ impl Trace {
         if have == dtype {
             return Ok(flat);
         }
-        if have.size() != dtype.size() {
-            crate::invalid!("viewing a {have} storage as {dtype} (a different element size) is not supported on tpu");
-        }
-        Ok(self.g.bitcast(flat, dtype)?)
+        Ok(self.g.reinterpret_flat(flat, dtype)?)
     }
 
     /// Reads a tensor through its view.
@@ -285,7 +282,7 @@ impl Trace {
         };
         // Keep the storage's element dtype stable across reinterpreting writes.
         let new_flat = match self.storage_dtype(t.storage) {
-            Some(d) if d != t.dtype => self.g.bitcast(new_flat, d)?,
+            Some(d) if d != t.dtype => self.g.reinterpret_flat(new_flat, d)?,
             _ => new_flat,
         };
         self.write_storage(t.storage, new_flat);
