@@ -13,23 +13,12 @@ from helpers import BF16, BOOL, F32, I64, TPU, make
 
 pytestmark = pytest.mark.usefixtures("mode")
 
-# Known runtime gaps (crates/tpu-runtime): these tests document the wanted
-# behaviour and turn into XPASS once the runtime supports it.
-BYTE_VIEWS = pytest.mark.xfail(
-    raises=RuntimeError,
-    strict=False,
-    reason="runtime: torch.save/load copy storages as uint8 views (UntypedStorage.cpu / copy_), "
-    "and reinterpreting a storage with another element size is not supported",
-)
-BOOL_INDEX = pytest.mark.xfail(
-    raises=RuntimeError,
-    strict=False,
-    reason="runtime: index.Tensor with a boolean mask (data-dependent shape) is not routed to nonzero",
-)
-UNIQUE = pytest.mark.xfail(
+# Known runtime gap (crates/tpu-runtime): the test documents the wanted
+# behaviour and turns into XPASS once the runtime supports it.
+UNIQUE_DIM = pytest.mark.xfail(
     raises=NotImplementedError,
     strict=False,
-    reason="runtime: _unique2 / unique_dim / unique_consecutive have no data-dependent implementation",
+    reason="runtime: unique_dim (unique along a dimension) has no data-dependent implementation",
 )
 
 
@@ -49,7 +38,6 @@ def _tensors() -> dict[str, torch.Tensor]:
     }
 
 
-@BYTE_VIEWS
 @pytest.mark.parametrize("target", ["bytesio", "file"])
 @pytest.mark.parametrize("map_location", ["cpu", "tpu", None])
 def test_save_load(target: str, map_location: str | None, tmp_path) -> None:
@@ -72,7 +60,6 @@ def test_save_load(target: str, map_location: str | None, tmp_path) -> None:
     torch.testing.assert_close(loaded["t"].cpu(), (cpu["f32"] + 1).t(), rtol=0, atol=0)
 
 
-@BYTE_VIEWS
 def test_save_load_module_state_dict() -> None:
     m = torch.nn.Linear(4, 3).to(TPU)
     buf = io.BytesIO()
@@ -84,7 +71,6 @@ def test_save_load_module_state_dict() -> None:
     torch.testing.assert_close(m(x.to(TPU)).cpu(), m2(x), rtol=1e-5, atol=1e-5)
 
 
-@BYTE_VIEWS
 def test_load_cpu_checkpoint_to_tpu() -> None:
     x = make((3, 3), F32)
     buf = io.BytesIO()
@@ -176,7 +162,6 @@ def test_data_dependent_then_compute() -> None:
     torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-5)
 
 
-@BOOL_INDEX
 def test_boolean_mask_indexing() -> None:
     x = make((4, 5), F32)
     mask = x > 0
@@ -185,7 +170,6 @@ def test_boolean_mask_indexing() -> None:
     torch.testing.assert_close(d[d > 0].sum().cpu(), x[x > 0].sum(), rtol=1e-5, atol=1e-5)
 
 
-@UNIQUE
 @pytest.mark.parametrize("dtype", [F32, I64, BOOL])
 @pytest.mark.parametrize("sorted_", [True, False])
 @pytest.mark.parametrize("return_inverse", [False, True])
@@ -209,7 +193,7 @@ def test_unique(dtype: torch.dtype, sorted_: bool, return_inverse: bool, return_
         torch.testing.assert_close(g.cpu(), e, rtol=0, atol=0)
 
 
-@UNIQUE
+@UNIQUE_DIM
 @pytest.mark.parametrize("dim", [0, 1])
 def test_unique_dim_and_consecutive(dim: int) -> None:
     x = torch.tensor([[1, 2, 1, 2], [3, 4, 3, 4], [1, 2, 1, 2]])

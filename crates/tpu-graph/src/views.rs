@@ -294,14 +294,24 @@ impl Graph {
         if from > to {
             // Each element splits into `from / to` narrower ones (little-endian order, as on the host).
             let r = from / to;
-            let parts = self.push1(Op::BitcastConvert, vec![flat], ValueType::new(dtype, &[n, r]));
+            let parts = self.push1(
+                Op::BitcastConvert,
+                vec![flat],
+                ValueType::new(dtype, &[n, r]),
+            );
             return self.reshape(parts, &[n * r]);
         }
         let r = to / from;
         if n % r != 0 {
-            return invalid(format!("cannot view {n} elements of {have} as {dtype}: the size is not a multiple of {r}"));
+            return invalid(format!(
+                "cannot view {n} elements of {have} as {dtype}: the size is not a multiple of {r}"
+            ));
         }
         let grouped = self.reshape(flat, &[n / r, r])?;
-        Ok(self.push1(Op::BitcastConvert, vec![grouped], ValueType::new(dtype, &[n / r])))
+        Ok(self.push1(
+            Op::BitcastConvert,
+            vec![grouped],
+            ValueType::new(dtype, &[n / r]),
+        ))
     }
 }

@@ -3,12 +3,13 @@
 //!
 //! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
 //! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`,
-//! `nn_extra`, `search`, `resample`, `scatter`); each family shares helpers
+//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`); each family shares helpers
 //! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
 pub mod activation;
 pub mod args;
+pub mod batch_norm;
 pub mod conv;
 pub mod elementwise;
 pub mod indexing;

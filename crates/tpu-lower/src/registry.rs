@@ -327,6 +327,7 @@ impl Registry {
             crate::search::register(&mut r);
             crate::resample::register(&mut r);
             crate::scatter::register(&mut r);
+            crate::batch_norm::register(&mut r);
             r
         })
     }

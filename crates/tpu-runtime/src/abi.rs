@@ -58,6 +58,7 @@ pub struct TpuRet {
 
 /// Host memory of a CPU tensor argument: from its first element to the last
 /// element its view reaches.
+#[derive(Clone)]
 pub struct HostSpan {
     ptr: *mut u8,
     len: usize,

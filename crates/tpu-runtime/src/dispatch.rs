@@ -13,6 +13,7 @@ use tpu_graph::{DType, ValueType, View};
 use tpu_lower::registry::{Args, HostValue, LowerCtx, Registry, Rule};
 use tpu_lower::{Arg, TensorArg};
 
+#[derive(Clone)]
 pub enum TensorIn<'a> {
     Tpu {
         storage: Arc<Storage>,
@@ -68,12 +69,14 @@ impl TensorIn<'_> {
     }
 }
 
+#[derive(Clone)]
 pub enum ArgIn<'a> {
     Value(Arg),
     Tensor(TensorIn<'a>),
     Tensors(Vec<Option<TensorIn<'a>>>),
 }
 
+#[derive(Clone)]
 pub struct CallArg<'a> {
     pub arg: ArgIn<'a>,
     pub is_write: bool,
@@ -115,6 +118,18 @@ pub fn describe_call(op: &str, args: &[CallArg]) -> String {
     format!("aten::{op} (arguments: {})", parts.join(", "))
 }
 
+/// Ops the runtime implements itself (transfers, host reads, data-dependent shapes).
+pub const RUNTIME_OPS: &[&str] = &[
+    "_copy_from",
+    "_copy_from_and_resize",
+    "_local_scalar_dense",
+    "nonzero",
+    "masked_select",
+    "equal",
+    "_unique2",
+    "unique_consecutive",
+];
+
 /// Runs one op; `op` is the overload name without namespace (`"add.out"`).
 pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
     metrics::add(&metrics::COUNTERS.ops_dispatched, 1);
@@ -123,6 +138,9 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
     }
     if let Some(rets) = crate::dynamic::special(op, args)? {
         return Ok(rets);
+    }
+    if let Some(expanded) = crate::dynamic::expand_bool_indices(op, args)? {
+        return dispatch(op, &expanded);
     }
     let Some(rule) = Registry::global().get(op) else {
         return Err(Error::NotImplemented(format!(

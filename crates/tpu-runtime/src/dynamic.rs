@@ -1,4 +1,5 @@
-//! Ops whose result shape depends on values (`nonzero`, `masked_select`):
+//! Ops whose result shape depends on values (`nonzero`, `masked_select`,
+//! `unique`, indexing with a bool mask) or that answer on the host (`equal`):
 //! the number of selected elements is read to the host first (a sync), then a
 //! program of that size compacts the elements on the device.
 
@@ -9,7 +10,10 @@ use crate::trace::Trace;
 use tpu_graph::{CmpDir, DType, ReduceKind, ScatterAttrs, ValueId};
 
 pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
-    if !matches!(op, "nonzero" | "masked_select") {
+    if !matches!(
+        op,
+        "nonzero" | "masked_select" | "equal" | "_unique2" | "unique_consecutive"
+    ) {
         return Ok(None);
     }
     // These run as programs of their own: pending inputs are computed first.
@@ -21,6 +25,9 @@ pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
     Ok(Some(match op {
         "nonzero" => nonzero(args)?,
         "masked_select" => masked_select(args)?,
+        "equal" => equal(args)?,
+        "_unique2" => unique(args, true)?,
+        "unique_consecutive" => unique(args, false)?,
         _ => return Ok(None),
     }))
 }
@@ -99,6 +106,10 @@ fn new_result(t: &mut Trace, v: ValueId) -> Result<Ret> {
 fn nonzero(args: &[CallArg]) -> Result<Vec<Ret>> {
     let x = tensor(args, 0)?;
     let device = dispatch::device_of(args)?;
+    Ok(vec![nonzero_of(x, device)?])
+}
+
+fn nonzero_of(x: &TensorIn, device: usize) -> Result<Ret> {
     let n = count(device, |t| {
         let v = dispatch::read_arg(t, x)?.v;
         flat_mask(t, v)
@@ -131,7 +142,7 @@ fn nonzero(args: &[CallArg]) -> Result<Vec<Ret>> {
     let ret = new_result(&mut t, out)?;
     t.note_op("nonzero");
     t.cut("nonzero")?;
-    Ok(vec![ret])
+    Ok(ret)
 }
 
 /// `masked_select(self, mask)`: the elements where the broadcast mask is true.
@@ -158,4 +169,179 @@ fn masked_select(args: &[CallArg]) -> Result<Vec<Ret>> {
     t.note_op("masked_select");
     t.cut("masked_select")?;
     Ok(vec![ret])
+}
+
+/// Index lists with bool masks (`x[mask]`, `x[mask] = v`) become int64 index
+/// tensors: each k-dim mask is replaced by the k columns of its `nonzero`, as
+/// PyTorch's own indexing does. Returns the rewritten arguments, if any.
+pub fn expand_bool_indices<'a>(op: &str, args: &[CallArg<'a>]) -> Result<Option<Vec<CallArg<'a>>>> {
+    if !(op.starts_with("index.Tensor")
+        || op.starts_with("index_put")
+        || op.starts_with("_index_put_impl"))
+    {
+        return Ok(None);
+    }
+    let Some(pos) = args.iter().position(|a| matches!(&a.arg, ArgIn::Tensors(ts) if ts.iter().flatten().any(|t| t.dtype() == DType::Bool)))
+    else {
+        return Ok(None);
+    };
+    let ArgIn::Tensors(list) = &args[pos].arg else {
+        unreachable!()
+    };
+    let device = dispatch::device_of(args)?;
+    let mut out = Vec::with_capacity(list.len());
+    for entry in list {
+        match entry {
+            Some(mask) if mask.dtype() == DType::Bool => {
+                if let TensorIn::Tpu { storage, .. } = mask {
+                    crate::fused::ensure_computed(storage, "data-dependent shape")?;
+                }
+                let Ret::New { storage, sizes, .. } = nonzero_of(mask, device)? else {
+                    unreachable!()
+                };
+                let (n, k) = (sizes[0], sizes[1]);
+                for j in 0..k {
+                    let view = tpu_graph::View {
+                        offset: j,
+                        sizes: vec![n],
+                        strides: vec![k],
+                    };
+                    out.push(Some(TensorIn::Tpu {
+                        storage: storage.clone(),
+                        view,
+                        dtype: DType::I64,
+                        device,
+                    }));
+                }
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    let mut rewritten = args.to_vec();
+    rewritten[pos] = CallArg {
+        arg: ArgIn::Tensors(out),
+        is_write: args[pos].is_write,
+        is_out: args[pos].is_out,
+    };
+    Ok(Some(rewritten))
+}
+
+/// `equal(self, other)`: same sizes and all elements equal, read to the host.
+fn equal(args: &[CallArg]) -> Result<Vec<Ret>> {
+    let (a, b) = (tensor(args, 0)?, tensor(args, 1)?);
+    if a.sizes() != b.sizes() {
+        return Ok(vec![Ret::Bool(false)]);
+    }
+    let device = dispatch::device_of(args)?;
+    let d = DType::promote(a.dtype(), b.dtype());
+    let mut t = Trace::new(device);
+    let (x, y) = (
+        dispatch::read_arg(&mut t, a)?.v,
+        dispatch::read_arg(&mut t, b)?.v,
+    );
+    let (x, y) = (t.g.convert(x, d), t.g.convert(y, d));
+    let same = t.g.compare(CmpDir::Eq, x, y)?;
+    let n: i64 = a.sizes().iter().product();
+    let same = t.g.reshape(same, &[n])?;
+    let all = t.g.reduce(ReduceKind::And, same, &[0])?;
+    t.extra_outputs.push(all);
+    t.note_op("equal");
+    let buf = t.cut("read to host")?.pop().expect("one output");
+    let mut byte = [0u8; 1];
+    buf.to_host(&mut byte)?;
+    Ok(vec![Ret::Bool(byte[0] != 0)])
+}
+
+/// `_unique2(self, sorted, return_inverse, return_counts)` (`sort` true) and
+/// `unique_consecutive(self, return_inverse, return_counts, dim=None)`:
+/// (values, inverse, counts), inverse and counts empty unless asked for.
+fn unique(args: &[CallArg], sort: bool) -> Result<Vec<Ret>> {
+    let x = tensor(args, 0)?;
+    let flag = |i: usize| {
+        matches!(
+            args.get(i).map(|a| &a.arg),
+            Some(ArgIn::Value(tpu_lower::Arg::Bool(true)))
+        )
+    };
+    let (want_inverse, want_counts) = if sort {
+        (flag(2), flag(3))
+    } else {
+        (flag(1), flag(2))
+    };
+    if !sort
+        && !matches!(
+            args.get(3).map(|a| &a.arg),
+            None | Some(ArgIn::Value(tpu_lower::Arg::None))
+        )
+    {
+        crate::invalid!("unique_consecutive with a dim is not supported on tpu");
+    }
+    let device = dispatch::device_of(args)?;
+    let total: i64 = x.sizes().iter().product();
+    // Sorted values, where each came from, and 1 where a new value starts.
+    let groups = |t: &mut Trace| -> Result<(ValueId, ValueId, ValueId)> {
+        let v = dispatch::read_arg(t, x)?.v;
+        let v = t.g.reshape(v, &[total])?;
+        let idx = t.g.iota(DType::I64, &[total], 0)?;
+        let (sv, perm) = if sort && total > 1 {
+            let r = t.g.sort(&[v, idx], 0, false)?;
+            (r[0], r[1])
+        } else {
+            (v, idx)
+        };
+        let starts = if total > 1 {
+            let tail = t.g.slice(sv, &[1], &[total], &[1])?;
+            let head = t.g.slice(sv, &[0], &[total - 1], &[1])?;
+            let differ = t.g.compare(CmpDir::Ne, tail, head)?;
+            let first =
+                t.g.constant(tpu_graph::ConstVal::Bool(true), DType::Bool, &[1]);
+            t.g.concatenate(&[first, differ], 0)?
+        } else {
+            t.g.constant(tpu_graph::ConstVal::Bool(true), DType::Bool, &[total])
+        };
+        Ok((sv, perm, t.g.convert(starts, DType::I64)))
+    };
+    let n = if total == 0 {
+        0
+    } else {
+        count(device, |t| Ok(groups(t)?.2))?
+    };
+    let mut t = Trace::new(device);
+    let (sv, perm, starts) = groups(&mut t)?;
+    let values = compact(&mut t, starts, sv, n)?;
+    let group = t.g.cumulative(ReduceKind::Sum, starts, 0)?;
+    let one = t.g.full_like(group, 1.0, DType::I64);
+    let group = t.g.binary(tpu_graph::BinaryKind::Sub, group, one)?;
+    let scatter_1d =
+        |t: &mut Trace, len: i64, at: ValueId, upd: ValueId, combine| -> Result<ValueId> {
+            let base =
+                t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[len]);
+            let at = t.g.reshape(at, &[total, 1])?;
+            let attrs = ScatterAttrs {
+                update_window_dims: vec![],
+                inserted_window_dims: vec![0],
+                scatter_dims_to_operand_dims: vec![0],
+                index_vector_dim: 1,
+                combine,
+            };
+            Ok(t.g.scatter(base, at, upd, attrs)?)
+        };
+    let mut rets = vec![new_result(&mut t, values)?];
+    let inverse = if want_inverse {
+        let inv = scatter_1d(&mut t, total, perm, group, None)?;
+        t.g.reshape(inv, x.sizes())?
+    } else {
+        t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[0])
+    };
+    rets.push(new_result(&mut t, inverse)?);
+    let counts = if want_counts {
+        let ones = t.g.full_like(group, 1.0, DType::I64);
+        scatter_1d(&mut t, n, group, ones, Some(ReduceKind::Sum))?
+    } else {
+        t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[0])
+    };
+    rets.push(new_result(&mut t, counts)?);
+    t.note_op("unique");
+    t.cut("unique")?;
+    Ok(rets)
 }

@@ -222,7 +222,10 @@ fn set_cpu_fallback(enabled: bool) {
 
 #[pyfunction]
 fn lowered_ops() -> Vec<&'static str> {
-    tpu_lower::Registry::global().names()
+    let mut ops = tpu_lower::Registry::global().names();
+    ops.extend_from_slice(crate::dispatch::RUNTIME_OPS);
+    ops.sort_unstable();
+    ops
 }
 
 #[pymodule]
