@@ -99,8 +99,12 @@ OpInfo* build_info(const c10::FunctionSchema& schema) {
   info->overload = schema.overload_name().c_str();
   // _copy_from(Tensor self, Tensor dst, ...) writes dst without saying so in its schema.
   const bool copy_from = schema.name() == "aten::_copy_from" || schema.name() == "aten::_copy_from_and_resize";
+  // native_batch_norm updates running_mean/var in place (training) without
+  // saying so in its schema either.
+  const bool batch_norm = schema.name() == "aten::native_batch_norm";
   for (const auto& a : schema.arguments()) {
-    const bool w = writes(a.alias_info()) || (copy_from && a.name() == "dst");
+    const bool stats = batch_norm && (a.name() == "running_mean" || a.name() == "running_var");
+    const bool w = writes(a.alias_info()) || (copy_from && a.name() == "dst") || stats;
     info->args.push_back({classify(a.real_type()), static_cast<uint8_t>(w),
                           static_cast<uint8_t>(w && a.kwarg_only())});
   }

@@ -630,4 +630,50 @@ impl Graph {
         }
         Ok(self.push(Op::Sort { dim, descending }, operands.to_vec(), types))
     }
+
+    /// Cholesky factorization of `[.., n, n]` float matrices (result of the same type).
+    pub fn cholesky(&mut self, a: ValueId, lower: bool) -> Result<ValueId> {
+        let t = self.ty(a).clone();
+        let r = t.rank();
+        if r < 2 || t.shape[r - 1] != t.shape[r - 2] || !t.dtype.is_float() {
+            return bad(format!(
+                "cholesky: expected square float matrices [.., n, n], got {t}"
+            ));
+        }
+        Ok(self.push1(Op::Cholesky { lower }, vec![a], t))
+    }
+
+    /// Triangular solve with `a: [.., m, m]` and `b: [.., m, k]` (`left_side`)
+    /// or `[.., k, m]`; the result has `b`'s type.
+    pub fn triangular_solve(
+        &mut self,
+        a: ValueId,
+        b: ValueId,
+        left_side: bool,
+        lower: bool,
+        unit_diagonal: bool,
+        transpose_a: bool,
+    ) -> Result<ValueId> {
+        let (ta, tb) = (self.ty(a).clone(), self.ty(b).clone());
+        let r = ta.rank();
+        let fits = r >= 2
+            && tb.rank() == r
+            && ta.dtype == tb.dtype
+            && ta.dtype.is_float()
+            && ta.shape[r - 1] == ta.shape[r - 2]
+            && ta.shape[..r - 2] == tb.shape[..r - 2]
+            && ta.shape[r - 1] == tb.shape[if left_side { r - 2 } else { r - 1 }];
+        if !fits {
+            return bad(format!(
+                "triangular_solve: matrix {ta} does not fit right-hand side {tb} (left_side = {left_side})"
+            ));
+        }
+        let op = Op::TriangularSolve {
+            left_side,
+            lower,
+            unit_diagonal,
+            transpose_a,
+        };
+        Ok(self.push1(op, vec![a, b], tb))
+    }
 }

@@ -471,6 +471,28 @@ impl Emitter<'_> {
                     &format!("{{dimension = {dim} : i64, is_stable = true}}"),
                 );
             }
+            Op::Cholesky { lower } => self.op(
+                node,
+                "stablehlo.cholesky",
+                "",
+                &format!("{{lower = {lower}}}"),
+            ),
+            Op::TriangularSolve {
+                left_side,
+                lower,
+                unit_diagonal,
+                transpose_a,
+            } => {
+                let tr = if *transpose_a {
+                    "TRANSPOSE"
+                } else {
+                    "NO_TRANSPOSE"
+                };
+                let attrs = format!(
+                    "{{left_side = {left_side}, lower = {lower}, unit_diagonal = {unit_diagonal}, transpose_a = #stablehlo<transpose {tr}>}}"
+                );
+                self.op(node, "stablehlo.triangular_solve", "", &attrs);
+            }
         }
     }
 

@@ -253,6 +253,19 @@ pub enum Op {
         dim: i64,
         descending: bool,
     },
+    /// Cholesky factor of each matrix in the last two dims; only the `lower`
+    /// (or upper) triangle is read, the other triangle of the result is undefined.
+    Cholesky {
+        lower: bool,
+    },
+    /// Solves `op(a) x = b` (`left_side`) or `x op(a) = b` for triangular `a`
+    /// (operands a, b; batch dims leading and equal), `op` transposing if `transpose_a`.
+    TriangularSolve {
+        left_side: bool,
+        lower: bool,
+        unit_diagonal: bool,
+        transpose_a: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

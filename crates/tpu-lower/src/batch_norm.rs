@@ -304,13 +304,16 @@ fn batch_norm_backward(c: &mut LowerCtx, a: &Args) -> Out {
             c.g.ty(x)
         );
     }
-    for (v, what) in [
-        (w, "weight"),
-        (rm, "running_mean"),
-        (rv, "running_var"),
-        (sm, "save_mean"),
-        (si, "save_invstd"),
-    ] {
+    // Saved statistics are empty in eval mode, where the running ones are used.
+    let saved = if train {
+        [(sm, "save_mean"), (si, "save_invstd")]
+    } else {
+        [(None, ""), (None, "")]
+    };
+    for (v, what) in [(w, "weight"), (rm, "running_mean"), (rv, "running_var")]
+        .into_iter()
+        .chain(saved)
+    {
         check_channel(c, v, ch, what)?;
     }
     let acc = opmath(d);
@@ -339,7 +342,8 @@ fn batch_norm_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let sum_g = c.g.reduce_keep(R::Sum, g, &dims, false)?;
     let gx = c.g.binary(B::Mul, g, xhat)?;
     let sum_gx = c.g.reduce_keep(R::Sum, gx, &dims, false)?;
-    let wd = w.map(|w| c.g.dtype(w)).unwrap_or(d);
+    // Parameter grads take the parameters' dtype (f32 for a half input with f32 stats).
+    let wd = stat_dtype(c, x, &[w, rm, rv, sm, si]);
     let gi = if mask.first().copied().unwrap_or(true) {
         // Per-channel factor invstd * w.
         let mut k = invstd;

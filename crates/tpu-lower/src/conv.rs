@@ -209,7 +209,13 @@ fn conv_backward_at(c: &mut LowerCtx, a: &Args, first: usize) -> Out {
     let ks = ws[2..].to_vec();
     let gi = if mask.first().copied().unwrap_or(true) {
         let r = if p.transposed {
-            conv_regular(c, go, w, &p.stride, &p.padding, &p.dilation, p.groups)?
+            // An output_padding of at least the stride (allowed when the
+            // dilation is larger) gives rows the forward never read: crop them.
+            let r = conv_regular(c, go, w, &p.stride, &p.padding, &p.dilation, p.groups)?;
+            let mut lim = c.g.shape(r).to_vec();
+            lim[2..].copy_from_slice(&xs[2..]);
+            let n = lim.len();
+            c.g.slice(r, &vec![0; n], &lim, &vec![1; n])?
         } else {
             let ys = c.g.shape(go).to_vec();
             let op: Vec<i64> = (0..nsp)
@@ -410,14 +416,18 @@ impl Pool {
 /// `max_pool2d_with_indices(self, kernel, stride, padding, dilation, ceil_mode)` → (out, int64 indices).
 fn max_pool2d_with_indices(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
-    if !c.g.dtype(x).is_float() {
-        bail!(
-            "max_pool2d: expected a floating point input, got {}",
-            c.g.dtype(x)
-        );
-    }
+    // Padding never wins: -inf, or the integer dtype's minimum.
+    let lowest = match c.g.dtype(x) {
+        DType::Bool => bail!("\"max_pool2d\" not implemented for 'Bool'"),
+        d if d.is_float() => f64::NEG_INFINITY,
+        DType::I8 => i8::MIN as f64,
+        DType::I16 => i16::MIN as f64,
+        DType::I32 => i32::MIN as f64,
+        DType::I64 => i64::MIN as f64,
+        _ => 0.0,
+    };
     let pool = Pool::new(c, a, x, 1, true)?;
-    let xp = pool.pad_input(c, x, f64::NEG_INFINITY)?;
+    let xp = pool.pad_input(c, x, lowest)?;
     let mut cands = Vec::new();
     for i in 0..pool.k[0] {
         for j in 0..pool.k[1] {

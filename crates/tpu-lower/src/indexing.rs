@@ -22,7 +22,7 @@ fn range(n: usize) -> Vec<i64> {
 
 /// Full coordinates `[index.shape.., rank]` for gather/scatter along `dim`:
 /// the index value in `dim`, the element's own position elsewhere.
-fn dim_coords(c: &mut LowerCtx, index: ValueId, dim: usize) -> Result<ValueId> {
+pub(crate) fn dim_coords(c: &mut LowerCtx, index: ValueId, dim: usize) -> Result<ValueId> {
     let shape = c.g.shape(index).to_vec();
     let r = shape.len();
     let mut col = shape.clone();

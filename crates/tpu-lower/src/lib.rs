@@ -3,20 +3,25 @@
 //!
 //! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
 //! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`,
-//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`); each family shares helpers
+//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`); each family shares helpers
 //! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
 pub mod activation;
 pub mod args;
 pub mod batch_norm;
+pub mod bessel;
 pub mod conv;
 pub mod elementwise;
 pub mod indexing;
 pub mod linalg;
+pub mod lu;
+pub mod misc;
 pub mod nn;
 pub mod nn_extra;
+pub mod pool_extra;
 pub mod promote;
+pub mod qr;
 pub mod random;
 pub mod reduction;
 pub mod registry;
@@ -24,6 +29,7 @@ pub mod resample;
 pub mod scatter;
 pub mod search;
 pub mod shape;
+pub mod solve;
 pub mod special;
 
 pub use args::{Arg, ScalarArg, TensorArg};

@@ -369,15 +369,20 @@ fn native_dropout(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![bin(c, B::Mul, kept, s)?, mask])
 }
 
-/// `native_dropout_backward(grad, mask, scale)`: `grad * mask * scale`.
+/// `native_dropout_backward(grad, mask, scale)`: `grad * mask * scale`, of
+/// grad's dtype if float, else the default float dtype (as on CPU); half
+/// grads compute in f32 and round once.
 fn native_dropout_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let (g, m) = (a.t(0)?, a.t(1)?);
-    let d = c.g.dtype(g);
+    let d = crate::promote::float_dtype(c.g.dtype(g));
+    let acc = opmath(d);
     let shape = c.g.shape(g).to_vec();
-    let m = c.g.coerce(m, d, &shape)?;
-    let s = c.scalar_full(ScalarArg::Float(a.float(2)?), d, &shape)?;
+    let g = c.g.convert(g, acc);
+    let m = c.g.coerce(m, acc, &shape)?;
+    let s = c.scalar_full(ScalarArg::Float(a.float(2)?), acc, &shape)?;
     let r = bin(c, B::Mul, g, m)?;
-    Ok(vec![bin(c, B::Mul, r, s)?])
+    let r = bin(c, B::Mul, r, s)?;
+    Ok(vec![c.g.convert(r, d)])
 }
 
 pub fn register(r: &mut Registry) {

@@ -407,7 +407,7 @@ fn cumprod(c: &mut LowerCtx, a: &Args) -> Out {
 }
 
 /// Vector p-norm over `dims`, computed in opmath: `ord` 2, 1, inf, -inf, 0 or any p.
-fn vector_norm(
+pub(crate) fn vector_norm(
     c: &mut LowerCtx,
     x: ValueId,
     ord: f64,

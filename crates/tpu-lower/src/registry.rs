@@ -328,6 +328,12 @@ impl Registry {
             crate::resample::register(&mut r);
             crate::scatter::register(&mut r);
             crate::batch_norm::register(&mut r);
+            crate::solve::register(&mut r);
+            crate::lu::register(&mut r);
+            crate::qr::register(&mut r);
+            crate::misc::register(&mut r);
+            crate::pool_extra::register(&mut r);
+            crate::bessel::register(&mut r);
             r
         })
     }
