@@ -67,6 +67,20 @@ impl Graph {
         self.broadcast_to(c, shape)
     }
 
+    /// Both operands converted to `dtype` and broadcast to their common shape.
+    pub fn coerce_pair(
+        &mut self,
+        a: ValueId,
+        b: ValueId,
+        dtype: DType,
+    ) -> Result<(ValueId, ValueId)> {
+        let shape = broadcast_shapes(self.shape(a), self.shape(b))?;
+        Ok((
+            self.coerce(a, dtype, &shape)?,
+            self.coerce(b, dtype, &shape)?,
+        ))
+    }
+
     /// A binary op with broadcasting; both operands are converted to `dtype` first.
     pub fn binary_bcast(
         &mut self,
@@ -75,9 +89,7 @@ impl Graph {
         b: ValueId,
         dtype: DType,
     ) -> Result<ValueId> {
-        let shape = broadcast_shapes(self.shape(a), self.shape(b))?;
-        let a = self.coerce(a, dtype, &shape)?;
-        let b = self.coerce(b, dtype, &shape)?;
+        let (a, b) = self.coerce_pair(a, b, dtype)?;
         self.binary(kind, a, b)
     }
 
@@ -89,9 +101,7 @@ impl Graph {
         b: ValueId,
         dtype: DType,
     ) -> Result<ValueId> {
-        let shape = broadcast_shapes(self.shape(a), self.shape(b))?;
-        let a = self.coerce(a, dtype, &shape)?;
-        let b = self.coerce(b, dtype, &shape)?;
+        let (a, b) = self.coerce_pair(a, b, dtype)?;
         self.compare(dir, a, b)
     }
 

@@ -1,52 +1,10 @@
 //! Strided reads and writes of flat storage values, executed on the CPU
 //! plugin and compared with a direct index computation.
 
-use pjrt::{Api, Client, ElementType, NamedValue};
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
+
+use common::run;
 use tpu_graph::{DType, Graph, ValueType, View};
-
-fn client() -> Client {
-    static C: OnceLock<Client> = OnceLock::new();
-    C.get_or_init(|| {
-        let path = std::env::var("TORCH_TPU_PJRT_PLUGIN").map(PathBuf::from).unwrap_or_else(|_| {
-            let out = std::process::Command::new("python3")
-                .args(["-c", "import xla_plugins.xla_cpu_pjrt as p, os; print(os.path.dirname(p.__file__))"])
-                .output()
-                .expect("python3");
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("xla_cpu_pjrt.so")
-        });
-        Client::new(&Api::load(&path).unwrap(), &[("cpu_device_count", NamedValue::Int64(1))]).unwrap()
-    })
-    .clone()
-}
-
-fn f32s(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn run(g: &Graph, inputs: &[Vec<f32>]) -> Vec<f32> {
-    let c = client();
-    let exe = c
-        .compile(&g.to_stablehlo())
-        .unwrap_or_else(|e| panic!("{e}\n{}", g.to_stablehlo()));
-    let dev = &c.addressable_devices()[0];
-    let bufs: Vec<_> = inputs
-        .iter()
-        .zip(&g.params)
-        .map(|(x, &p)| {
-            c.buffer_from_host(&f32s(x), ElementType::F32, g.shape(p), None, dev)
-                .unwrap()
-        })
-        .collect();
-    let refs: Vec<_> = bufs.iter().collect();
-    let out = exe.execute(&refs, Some(dev), &[]).unwrap();
-    let bytes = out[0].to_host_vec().unwrap();
-    bytes
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
 
 /// Flat indices of a view, row-major.
 fn indices(v: &View) -> Vec<usize> {

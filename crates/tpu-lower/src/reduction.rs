@@ -451,23 +451,10 @@ pub(crate) fn vector_norm(
     Ok(c.g.convert(r, d))
 }
 
-/// `linalg_vector_norm(self, ord, dim?, keepdim, *, dtype)`.
+/// `linalg_vector_norm(self, ord, dim?, keepdim, *, dtype)`; also
+/// `norm.ScalarOpt_dim(self, p?, dim, keepdim)` and its dtype / out forms,
+/// whose arguments sit at the same positions.
 fn linalg_vector_norm(c: &mut LowerCtx, a: &Args) -> Out {
-    let x = a.t(0)?;
-    let ord = a.opt_scalar(1)?.map(|s| s.as_f64()).unwrap_or(2.0);
-    let dims = dims_at(c, a, x, 2)?;
-    Ok(vec![vector_norm(
-        c,
-        x,
-        ord,
-        &dims,
-        a.bool_or(3, false)?,
-        a.opt_dtype(4)?,
-    )?])
-}
-
-/// `norm.ScalarOpt_dim(self, p?, dim, keepdim)` and its dtype / out forms.
-fn norm_dim(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let ord = a.opt_scalar(1)?.map(|s| s.as_f64()).unwrap_or(2.0);
     let dims = dims_at(c, a, x, 2)?;
@@ -547,7 +534,7 @@ pub fn register(r: &mut Registry) {
             "norm.dtype_out",
             "norm.out",
         ],
-        norm_dim,
+        linalg_vector_norm,
     );
     r.add(
         &[

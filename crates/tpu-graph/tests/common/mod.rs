@@ -1,0 +1,50 @@
+//! Shared by the graph tests: one CPU-plugin client, and running a graph
+//! with f32 parameters to its first (f32) output.
+#![allow(dead_code)]
+
+use pjrt::{Api, Client, ElementType, NamedValue};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use tpu_graph::Graph;
+
+pub fn client() -> Client {
+    static C: OnceLock<Client> = OnceLock::new();
+    C.get_or_init(|| {
+        let path = std::env::var("TORCH_TPU_PJRT_PLUGIN").map(PathBuf::from).unwrap_or_else(|_| {
+            let out = std::process::Command::new("python3")
+                .args(["-c", "import xla_plugins.xla_cpu_pjrt as p, os; print(os.path.dirname(p.__file__))"])
+                .output()
+                .expect("python3");
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("xla_cpu_pjrt.so")
+        });
+        Client::new(&Api::load(&path).unwrap(), &[("cpu_device_count", NamedValue::Int64(1))]).unwrap()
+    })
+    .clone()
+}
+
+pub fn f32s(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn run(g: &Graph, inputs: &[Vec<f32>]) -> Vec<f32> {
+    let c = client();
+    let exe = c
+        .compile(&g.to_stablehlo())
+        .unwrap_or_else(|e| panic!("{e}\n{}", g.to_stablehlo()));
+    let dev = &c.addressable_devices()[0];
+    let bufs: Vec<_> = inputs
+        .iter()
+        .zip(&g.params)
+        .map(|(x, &p)| {
+            c.buffer_from_host(&f32s(x), ElementType::F32, g.shape(p), None, dev)
+                .unwrap()
+        })
+        .collect();
+    let refs: Vec<_> = bufs.iter().collect();
+    let out = exe.execute(&refs, Some(dev), &[]).unwrap();
+    let bytes = out[0].to_host_vec().unwrap();
+    bytes
+        .chunks(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
