@@ -9,12 +9,13 @@ PyTorch's PrivateUse1 backend), names the backend ``"tpu"`` and installs the
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from torch_tpu import _core
+from torch_tpu import _core, _module, _plugins
 from torch_tpu import device as _device_module
 from torch_tpu._metrics import format_report
 
@@ -26,6 +27,7 @@ __all__ = [
     "metrics",
     "metrics_report",
     "platform",
+    "plugin_info",
     "reset_metrics",
     "set_cpu_fallback",
     "set_eager_mode",
@@ -62,6 +64,41 @@ def _register_backend() -> None:
 
 
 _register_backend()
+_module.install()
+
+
+def _start_runtime() -> None:
+    """Finds the PJRT plugins of this interpreter and starts the platform now,
+    at import (not on whichever thread first touches the device). The plugin's
+    own start-up chatter (absl/XLA lines on stderr) is hidden unless
+    ``TORCH_TPU_XLA_LOGS=1``. A missing plugin is not an import error: the
+    device then reports ``torch.tpu.is_available() == False`` and ops raise."""
+    _core.set_plugin_candidates(_plugins.candidates())
+    quiet = os.environ.get("TORCH_TPU_XLA_LOGS", "0") in ("", "0")
+    saved = -1
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:
+            saved = -1
+    try:
+        _core.init()
+    except RuntimeError:
+        pass  # reported again, with its reason, by the first device call
+    finally:
+        if saved >= 0:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+_start_runtime()
+# A child forked after this point cannot use the device (the plugin's threads
+# are not copied); it gets a clear error instead of hanging, as CUDA does.
+os.register_at_fork(after_in_child=_core.mark_forked)
 
 
 def _on_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -75,6 +112,11 @@ if not getattr(torch.optim.Optimizer, "_torch_tpu_step_hook", False):
 
     register_optimizer_step_post_hook(_on_optimizer_step)
     torch.optim.Optimizer._torch_tpu_step_hook = True  # type: ignore[attr-defined]
+
+
+def plugin_info() -> dict[str, Any]:
+    """The PJRT plugin in use: platform, path, platform version, PJRT API version, devices."""
+    return dict(_core.plugin_info())
 
 
 def platform() -> str:

@@ -145,20 +145,22 @@ def get_device_properties(device: Device = None) -> TpuDeviceProperties:
 
 
 def is_initialized() -> bool:
-    """Always True: the runtime starts when ``torch_tpu`` is imported."""
-    return True
+    """True once the runtime has started (``import torch_tpu`` starts it)."""
+    return _core.is_initialized()
 
 
 def init() -> None:
-    """Nothing to do: the runtime starts when ``torch_tpu`` is imported."""
+    """Starts the runtime if it is not running yet (thread-safe; import already does it)."""
+    _core.init()
 
 
 def _lazy_init() -> None:
-    pass
+    _core.init()
 
 
 def _is_in_bad_fork() -> bool:
-    return False
+    """True in a child process forked after the runtime started: it cannot use the device."""
+    return _core.in_bad_fork()
 
 
 def is_bf16_supported(including_emulation: bool = True) -> bool:

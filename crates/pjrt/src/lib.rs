@@ -16,6 +16,7 @@ mod client;
 mod error;
 mod event;
 mod executable;
+pub mod testing;
 mod types;
 
 pub use api::Api;

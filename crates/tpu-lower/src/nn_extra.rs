@@ -374,7 +374,64 @@ fn channel_shuffle(c: &mut LowerCtx, a: &Args) -> Out {
     Ok(vec![c.g.reshape(v, &shape)?])
 }
 
+/// The dims `norm_except_dim(v, 2, dim)` reduces: every dim of `v` but `dim`.
+fn except_dim(c: &LowerCtx, v: ValueId, dim: i64) -> Result<Vec<usize>> {
+    let rank = c.g.rank(v);
+    let dim = tpu_graph::helpers::wrap_dim(dim, rank.max(1))?;
+    Ok((0..rank).filter(|&i| i != dim).collect())
+}
+
+/// `v` in opmath and its norms over every dim but `dim`.
+fn weight_norm_parts(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, ValueId, DType)> {
+    let v = a.t(0)?;
+    let d = c.g.dtype(v);
+    let dims = except_dim(c, v, a.int_or(2, 0)?)?;
+    let vu = c.g.convert(v, opmath(d));
+    let sq = bin(c, B::Mul, vu, vu)?;
+    let ss = c.g.reduce_keep(ReduceKind::Sum, sq, &dims, true)?;
+    let norms = un(c, U::Sqrt, ss)?;
+    Ok((vu, norms, d))
+}
+
+/// `_weight_norm_interface(v, g, dim)`: `(v * g / ||v||, ||v||)`, the norm over every dim but `dim`.
+fn weight_norm_interface(c: &mut LowerCtx, a: &Args) -> Out {
+    let (vu, norms, d) = weight_norm_parts(c, a)?;
+    let m = opmath(d);
+    let g = a.t(1)?;
+    let gu = c.g.convert(g, m);
+    let scale = c.g.binary_bcast(B::Div, gu, norms, m)?;
+    let w = c.g.binary_bcast(B::Mul, vu, scale, m)?;
+    let norm_dtype = c.out_type(1).map(|t| t.dtype).unwrap_or(c.g.dtype(g));
+    Ok(vec![c.g.convert(w, d), c.g.convert(norms, norm_dtype)])
+}
+
+/// `_weight_norm_interface_backward(grad_w, v, g, norms, dim)`:
+/// `grad_g = sum(grad_w * v) / n`, `grad_v = g / n * (grad_w - v * grad_g / n)`.
+fn weight_norm_interface_backward(c: &mut LowerCtx, a: &Args) -> Out {
+    let grad = a.t(0)?;
+    let (v, g, n) = (a.t(1)?, a.t(2)?, a.t(3)?);
+    let (dv, dg) = (c.g.dtype(v), c.g.dtype(g));
+    let dims = except_dim(c, v, a.int_or(4, 0)?)?;
+    let m = opmath(dv);
+    let (grad, v, g, n) = (c.g.convert(grad, m), c.g.convert(v, m), c.g.convert(g, m), c.g.convert(n, m));
+    let gv = bin(c, B::Mul, grad, v)?;
+    let sums = c.g.reduce_keep(ReduceKind::Sum, gv, &dims, true)?;
+    let grad_g = c.g.binary_bcast(B::Div, sums, n, m)?;
+    let t = c.g.binary_bcast(B::Div, grad_g, n, m)?;
+    let vt = c.g.binary_bcast(B::Mul, v, t, m)?;
+    let diff = bin(c, B::Sub, grad, vt)?;
+    let scale = c.g.binary_bcast(B::Div, g, n, m)?;
+    let grad_v = c.g.binary_bcast(B::Mul, diff, scale, m)?;
+    let grad_g = c.g.reshape(grad_g, &c.g.shape(g).to_vec())?;
+    Ok(vec![c.g.convert(grad_v, dv), c.g.convert(grad_g, dg)])
+}
+
 pub fn register(r: &mut Registry) {
+    r.add(&["_weight_norm_interface"], weight_norm_interface);
+    r.add(
+        &["_weight_norm_interface_backward"],
+        weight_norm_interface_backward,
+    );
     r.add(
         &["binary_cross_entropy", "binary_cross_entropy.out"],
         binary_cross_entropy,

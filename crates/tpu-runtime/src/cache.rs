@@ -83,7 +83,8 @@ fn disk_key(identity: &str, text: &str) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn cache_dir() -> Option<PathBuf> {
+/// The disk cache's directory; `None` when disabled (`TORCH_TPU_CACHE_DIR=0`).
+pub fn cache_dir() -> Option<PathBuf> {
     match std::env::var("TORCH_TPU_CACHE_DIR") {
         Ok(d) if d.is_empty() || d == "0" => None,
         Ok(d) => Some(PathBuf::from(d)),

@@ -2,13 +2,14 @@
 //!
 //! Order: `TORCH_TPU_PJRT_PLUGIN` (a path), else `TORCH_TPU_PLATFORM`
 //! (tpu|cuda|cpu), else the first found of libtpu, JAX's CUDA plugin (with a
-//! visible GPU), the CPU plugin (`xla-cpu-pjrt`, a dependency).
+//! visible GPU), a CPU plugin (newest PJRT API first). The candidates come from
+//! the running interpreter (`torch_tpu/_plugins.py`), or `TORCH_TPU_SITE_PACKAGES`.
 
 use crate::error::{Error, Result};
 use pjrt::{Api, Client, Device, NamedValue};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 pub struct Platform {
     pub name: String,
@@ -17,62 +18,79 @@ pub struct Platform {
     pub devices: Vec<Device>,
     /// Identifies the plugin build: part of every disk-cache key.
     pub identity: String,
+    /// The PJRT C API version the plugin implements.
+    pub api_version: (i32, i32),
 }
 
 static PLATFORM: OnceLock<std::result::Result<Platform, String>> = OnceLock::new();
 
-/// The platform, initialised on first use.
+/// Set in a child process forked after the platform started: the plugin's
+/// threads did not survive the fork, so the device must not be touched there.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Called in a forked child (Python's `os.register_at_fork`).
+pub fn mark_forked() {
+    if PLATFORM.get().is_some() {
+        FORKED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// True once the platform started successfully.
+pub fn is_started() -> bool {
+    matches!(PLATFORM.get(), Some(Ok(_)))
+}
+
+pub fn in_bad_fork() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
+
+/// The platform, initialised on first use (Python starts it at import).
 pub fn get() -> Result<&'static Platform> {
+    if in_bad_fork() {
+        return Err(Error::Platform(
+            "Cannot re-initialize the tpu runtime in a forked subprocess. To use the tpu device \
+             with multiprocessing, use the 'spawn' start method (CPU tensors in forked workers, \
+             such as DataLoader's, are fine)"
+                .into(),
+        ));
+    }
     PLATFORM
         .get_or_init(|| init().map_err(|e| e.to_string()))
         .as_ref()
         .map_err(|e| Error::Platform(e.clone()))
 }
 
-/// Site-packages directories of the running Python (or `python3`).
-fn site_dirs() -> Vec<PathBuf> {
-    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut dirs: Vec<PathBuf> = std::env::var("TORCH_TPU_SITE_PACKAGES")
+/// Plugins found by the Python package (`torch_tpu._plugins`) in the running
+/// interpreter, as `(platform, path)` in the order they are preferred. Set once,
+/// before the platform starts.
+static CANDIDATES: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Hands the runtime the plugins the running interpreter has (Python calls this at import).
+pub fn set_candidates(found: Vec<(String, PathBuf)>) {
+    *CANDIDATES.lock().unwrap_or_else(PoisonError::into_inner) = found;
+}
+
+/// Where the platform was looked for, when no Python package told us:
+/// `TORCH_TPU_SITE_PACKAGES` directories, searched for the known layouts.
+fn candidates_from_env() -> Vec<(String, PathBuf)> {
+    const LAYOUTS: &[(&str, &str)] = &[
+        ("tpu", "libtpu/libtpu.so"),
+        ("cuda", "jax_plugins/xla_cuda13/xla_cuda_plugin.so"),
+        ("cuda", "jax_plugins/xla_cuda12/xla_cuda_plugin.so"),
+        ("cpu", "lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so"),
+        ("cpu", "fastatomstruct_xla_cpu/libpjrt_cpu.so"),
+        ("cpu", "xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so"),
+    ];
+    let dirs: Vec<PathBuf> = std::env::var("TORCH_TPU_SITE_PACKAGES")
         .map(|s| s.split(':').map(PathBuf::from).collect())
         .unwrap_or_default();
-    if dirs.is_empty() {
-        let code = "import site,sys; print('\\n'.join(site.getsitepackages()+[site.getusersitepackages()]+sys.path))";
-        if let Ok(out) = Command::new(python).args(["-c", code]).output() {
-            dirs.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .map(PathBuf::from),
-            );
-        }
-    }
-    dirs
-}
-
-fn first_existing(dirs: &[PathBuf], rel: &[&str]) -> Option<PathBuf> {
-    dirs.iter()
-        .flat_map(|d| rel.iter().map(move |r| d.join(r)))
-        .find(|p| p.exists())
-}
-
-fn find_plugin(kind: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
-    match kind {
-        "tpu" => first_existing(dirs, &["libtpu/libtpu.so", "libtpu.so"]),
-        "cuda" => {
-            let gpu = Path::new("/dev/nvidia0").exists() || Path::new("/dev/nvidiactl").exists();
-            if !gpu {
-                return None;
-            }
-            first_existing(
-                dirs,
-                &[
-                    "jax_plugins/xla_cuda13/xla_cuda_plugin.so",
-                    "jax_plugins/xla_cuda12/xla_cuda_plugin.so",
-                ],
-            )
-        }
-        "cpu" => first_existing(dirs, &["xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so"]),
-        _ => None,
-    }
+    let gpu = Path::new("/dev/nvidia0").exists() || Path::new("/dev/nvidiactl").exists();
+    LAYOUTS
+        .iter()
+        .filter(|(k, _)| *k != "cuda" || gpu)
+        .flat_map(|(k, rel)| dirs.iter().map(move |d| (k.to_string(), d.join(rel))))
+        .filter(|(_, p)| p.exists())
+        .collect()
 }
 
 fn platform_of(path: &Path) -> &'static str {
@@ -91,7 +109,13 @@ fn init() -> Result<Platform> {
         let p = PathBuf::from(p);
         (platform_of(&p).to_string(), p)
     } else {
-        let dirs = site_dirs();
+        let mut found = CANDIDATES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if found.is_empty() {
+            found = candidates_from_env();
+        }
         let wanted = std::env::var("TORCH_TPU_PLATFORM").ok();
         let order: Vec<&str> = match wanted.as_deref() {
             Some(k @ ("tpu" | "cuda" | "cpu")) => vec![k],
@@ -102,12 +126,12 @@ fn init() -> Result<Platform> {
             }
             None => vec!["tpu", "cuda", "cpu"],
         };
-        let found = order
+        let first = order
             .iter()
-            .find_map(|k| find_plugin(k, &dirs).map(|p| (k.to_string(), p)));
-        found.ok_or_else(|| {
+            .find_map(|k| found.iter().find(|(p, _)| p == k).cloned());
+        first.ok_or_else(|| {
             Error::Platform(format!(
-                "no PJRT plugin found for {order:?}; install xla-cpu-pjrt or set TORCH_TPU_PJRT_PLUGIN"
+                "no PJRT plugin found for {order:?}; install fastatomstruct-xla-cpu (or another CPU plugin) or set TORCH_TPU_PJRT_PLUGIN"
             ))
         })?
     };
@@ -143,6 +167,7 @@ fn init() -> Result<Platform> {
         client,
         devices,
         identity,
+        api_version: api.version(),
     })
 }
 

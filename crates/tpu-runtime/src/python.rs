@@ -45,6 +45,52 @@ fn plugin_path() -> PyResult<String> {
         .to_string())
 }
 
+/// The plugins the running interpreter has, `(platform, path)` in preference order.
+#[pyfunction]
+fn set_plugin_candidates(found: Vec<(String, String)>) {
+    platform::set_candidates(found.into_iter().map(|(k, p)| (k, p.into())).collect());
+}
+
+/// Starts the platform now (import does this), so no later thread races to do it.
+#[pyfunction]
+fn init(py: Python<'_>) -> PyResult<()> {
+    py.allow_threads(platform::get).map(|_| ()).map_err(py_err)
+}
+
+#[pyfunction]
+fn is_initialized() -> bool {
+    platform::is_started()
+}
+
+/// Marks this process as a child forked after the platform started.
+#[pyfunction]
+fn mark_forked() {
+    platform::mark_forked();
+}
+
+#[pyfunction]
+fn in_bad_fork() -> bool {
+    platform::in_bad_fork()
+}
+
+/// What a bug report needs: plugin path, platform name and version, PJRT API.
+#[pyfunction]
+fn plugin_info(py: Python<'_>) -> PyResult<Py<PyDict>> {
+    let p = platform::get().map_err(py_err)?;
+    let d = PyDict::new(py);
+    d.set_item("platform", &p.name)?;
+    d.set_item("plugin", p.plugin.display().to_string())?;
+    d.set_item("platform_name", p.client.platform_name())?;
+    d.set_item("platform_version", p.client.platform_version())?;
+    d.set_item("pjrt_api_version", format!("{}.{}", p.api_version.0, p.api_version.1))?;
+    d.set_item("device_count", p.devices.len())?;
+    d.set_item(
+        "cache_dir",
+        cache::cache_dir().map(|d| d.display().to_string()),
+    )?;
+    Ok(d.unbind())
+}
+
 #[pyfunction]
 fn device_count() -> usize {
     platform::get().map(|p| p.devices.len()).unwrap_or(0)
@@ -236,6 +282,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("platform", m.getattr("platform_name")?)?;
     m.add_function(wrap_pyfunction!(plugin_path, m)?)?;
     m.add_function(wrap_pyfunction!(device_count, m)?)?;
+    m.add_function(wrap_pyfunction!(set_plugin_candidates, m)?)?;
+    m.add_function(wrap_pyfunction!(init, m)?)?;
+    m.add_function(wrap_pyfunction!(is_initialized, m)?)?;
+    m.add_function(wrap_pyfunction!(mark_forked, m)?)?;
+    m.add_function(wrap_pyfunction!(in_bad_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(plugin_info, m)?)?;
     m.add_function(wrap_pyfunction!(device_name, m)?)?;
     m.add_function(wrap_pyfunction!(set_eager_mode, m)?)?;
     m.add_function(wrap_pyfunction!(get_eager_mode, m)?)?;

@@ -106,6 +106,12 @@ pub fn free(s: Arc<Storage>) {
     r.by_addr.remove(&s.addr);
     r.allocated[s.device] -= s.nbytes as i64;
     r.count[s.device] -= 1;
+    drop(r);
+    if crate::platform::in_bad_fork() {
+        // The plugin's threads are gone in a forked child: destroying a buffer
+        // there can block forever, so the child leaks it (its memory is a copy).
+        std::mem::forget(std::mem::replace(&mut *s.value.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Value::Empty));
+    }
 }
 
 /// Every live storage.

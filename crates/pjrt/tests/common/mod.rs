@@ -6,23 +6,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub fn plugin_path() -> PathBuf {
-    if let Ok(p) = std::env::var("TORCH_TPU_PJRT_PLUGIN") {
-        return PathBuf::from(p);
-    }
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import xla_plugins.xla_cpu_pjrt, os; print(os.path.dirname(xla_plugins.xla_cpu_pjrt.__file__))",
-        ])
-        .output()
-        .expect("run python3 to locate the xla-cpu-pjrt plugin");
-    assert!(
-        out.status.success(),
-        "cannot locate plugin (set TORCH_TPU_PJRT_PLUGIN): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(dir.trim()).join("xla_cpu_pjrt.so")
+    pjrt::testing::cpu_plugin()
 }
 
 pub fn api() -> Api {

@@ -3,20 +3,13 @@
 #![allow(dead_code)]
 
 use pjrt::{Api, Client, ElementType, NamedValue};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use tpu_graph::Graph;
 
 pub fn client() -> Client {
     static C: OnceLock<Client> = OnceLock::new();
     C.get_or_init(|| {
-        let path = std::env::var("TORCH_TPU_PJRT_PLUGIN").map(PathBuf::from).unwrap_or_else(|_| {
-            let out = std::process::Command::new("python3")
-                .args(["-c", "import xla_plugins.xla_cpu_pjrt as p, os; print(os.path.dirname(p.__file__))"])
-                .output()
-                .expect("python3");
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("xla_cpu_pjrt.so")
-        });
+        let path = pjrt::testing::cpu_plugin();
         Client::new(&Api::load(&path).unwrap(), &[("cpu_device_count", NamedValue::Int64(1))]).unwrap()
     })
     .clone()
