@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from torch_tpu import _core, _module, _plugins
+from torch_tpu import _compile, _core, _module, _plugins, _safetensors
 from torch_tpu import device as _device_module
 from torch_tpu._metrics import format_report
 
@@ -65,6 +65,12 @@ def _register_backend() -> None:
 
 _register_backend()
 _module.install()
+_compile.install()
+_safetensors.install()
+
+from torch_tpu import distributed as _distributed  # noqa: E402 (needs the backend named)
+
+_distributed.register()
 
 
 def _start_runtime() -> None:
@@ -77,7 +83,8 @@ def _start_runtime() -> None:
     quiet = os.environ.get("TORCH_TPU_XLA_LOGS", "0") in ("", "0")
     saved = -1
     if quiet:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # XLA logs errors it recovers from (e.g. CPU feature names of a cached executable).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
             saved = os.dup(2)
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -168,8 +175,9 @@ def metrics_report() -> str:
 
 
 def reset_metrics() -> None:
-    """Sets all counters back to zero."""
+    """Sets all counters back to zero (also the torch.compile backend's)."""
     _core.reset_metrics()
+    _compile.reset_compile_stats()
 
 
 def set_nan_check(enabled: bool) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,8 +61,26 @@ def _wrap_apply(original: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     def _apply(self: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> nn.Module:
         if getattr(_state, "active", False) or not (getattr(_state, "to_tpu", False) or _any_on_tpu(self)):
             return original(self, fn, recurse)
-        with _swapping():
+        try:
+            with _swapping():
+                return original(self, fn, recurse)
+        except RuntimeError as e:
+            # swap_tensors refuses a parameter that something else still holds
+            # (typically the autograd graph of an output computed before the
+            # move). PyTorch's own fallback for such backends applies then: the
+            # remaining parameters become new objects, as without this module.
+            if "Couldn't swap" not in str(e):
+                raise
+            warnings.warn(
+                f"{type(self).__name__}._apply: {e.__cause__ or e}; the parameters not yet moved are replaced "
+                "by new Parameter objects (free earlier outputs before moving the module to keep them)",
+                stacklevel=3,
+            )
+        _state.active = True  # the children follow this fallback without trying to swap again
+        try:
             return original(self, fn, recurse)
+        finally:
+            _state.active = False
 
     _apply.__wrapped__ = original  # type: ignore[attr-defined]
     return _apply

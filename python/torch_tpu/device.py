@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,12 @@ import torch
 from torch_tpu import _core
 
 __all__ = [
+    "Event",
+    "Stream",
+    "StreamContext",
     "current_device",
+    "current_stream",
+    "default_stream",
     "device",
     "device_count",
     "empty_cache",
@@ -38,6 +44,8 @@ __all__ = [
     "set_device",
     "set_rng_state",
     "set_rng_state_all",
+    "set_stream",
+    "stream",
     "synchronize",
 ]
 
@@ -262,3 +270,116 @@ def max_memory_reserved(device: Device = None) -> int:
 def empty_cache() -> None:
     """Releases buffers the runtime holds but no tensor uses."""
     _core.empty_cache()
+
+
+# --- streams and events ----------------------------------------------------------
+#
+# Honest semantics for a PJRT device: each device has one in-order queue, so all
+# streams of a device are that queue. Waiting between streams is free (order is
+# already guaranteed); synchronizing a stream or an event runs the pending work
+# and waits for the device.
+
+
+class Stream(torch.Stream):
+    """A stream of a tpu device (every stream of a device is its one in-order queue)."""
+
+    def __new__(cls, device: Device = None, priority: int = 0, **kwargs: Any) -> Stream:
+        index = _device_index(device)
+        return super().__new__(cls, device=torch.device("tpu", index), priority=priority)
+
+    def wait_event(self, event: Event) -> None:
+        """Work issued to this stream after this call runs after ``event``'s work: true by queue order."""
+
+    def wait_stream(self, stream: torch.Stream) -> None:
+        """Work issued after this call runs after ``stream``'s work so far: true by queue order."""
+
+    def record_event(self, event: Event | None = None) -> Event:
+        event = Event() if event is None else event
+        event.record(self)
+        return event
+
+    def query(self) -> bool:
+        """True when the work issued so far has finished (runs pending fused work first)."""
+        synchronize()
+        return True
+
+    def synchronize(self) -> None:
+        synchronize()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, torch.Stream) and other.device == self.device
+
+    def __hash__(self) -> int:
+        return hash(self.device)
+
+
+class Event:
+    """Marks the work issued before :meth:`record`. Timing events take their time
+    stamp when the device has finished that work (measured by waiting for it)."""
+
+    def __init__(self, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False) -> None:
+        self.enable_timing = enable_timing
+        self._recorded = False
+        self._time: float | None = None
+
+    def record(self, stream: torch.Stream | None = None) -> None:
+        self._recorded = True
+        if self.enable_timing:
+            synchronize()
+            self._time = time.perf_counter()
+        else:
+            _core.cut("sync")
+
+    def wait(self, stream: torch.Stream | None = None) -> None:
+        """Later work on ``stream`` runs after this event's work: true by queue order."""
+
+    def query(self) -> bool:
+        if self._recorded:
+            synchronize()
+        return True
+
+    def synchronize(self) -> None:
+        if self._recorded:
+            synchronize()
+
+    def elapsed_time(self, end_event: Event) -> float:
+        """Milliseconds between this event and ``end_event`` (both recorded with ``enable_timing=True``)."""
+        if self._time is None or end_event._time is None:
+            raise RuntimeError("elapsed_time needs two events recorded with enable_timing=True")
+        return (end_event._time - self._time) * 1000.0
+
+
+_current_streams: dict[int, Stream] = {}
+
+
+def current_stream(device: Device = None) -> Stream:
+    """The current stream of a device (its default stream)."""
+    index = _device_index(device)
+    if index not in _current_streams:
+        _current_streams[index] = Stream(index)
+    return _current_streams[index]
+
+
+def default_stream(device: Device = None) -> Stream:
+    return current_stream(device)
+
+
+def set_stream(stream: torch.Stream) -> None:
+    """Nothing to switch: every stream of a device is the same queue."""
+
+
+class StreamContext:
+    """``with torch.tpu.stream(s):`` runs the block "on" ``s`` (the device's one queue)."""
+
+    def __init__(self, stream: torch.Stream | None) -> None:
+        self.stream = stream
+
+    def __enter__(self) -> torch.Stream | None:
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def stream(stream: torch.Stream | None) -> StreamContext:
+    return StreamContext(stream)

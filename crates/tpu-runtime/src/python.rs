@@ -125,6 +125,12 @@ fn mark_step(py: Python<'_>) -> PyResult<()> {
     py.allow_threads(fused::mark_step).map_err(py_err)
 }
 
+/// Runs what fused mode recorded so far, without waiting (`reason` goes to the metrics).
+#[pyfunction]
+fn cut(py: Python<'_>, reason: String) -> PyResult<()> {
+    py.allow_threads(|| fused::cut(&reason)).map_err(py_err)
+}
+
 #[pyfunction]
 fn clear_executable_cache() {
     cache::clear();
@@ -293,6 +299,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_eager_mode, m)?)?;
     m.add_function(wrap_pyfunction!(sync, m)?)?;
     m.add_function(wrap_pyfunction!(mark_step, m)?)?;
+    m.add_function(wrap_pyfunction!(cut, m)?)?;
     m.add_function(wrap_pyfunction!(clear_executable_cache, m)?)?;
     m.add_function(wrap_pyfunction!(metrics_dict, m)?)?;
     m.add("metrics", m.getattr("metrics_dict")?)?;

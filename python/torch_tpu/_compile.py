@@ -1,0 +1,190 @@
+"""``torch.compile(model, backend="tpu")``: Dynamo → AOTAutograd → the tpu runtime.
+
+Where a compiled graph is captured: :func:`tpu_backend` receives Dynamo's FX
+graph; AOTAutograd splits it into functionalized forward and backward graphs
+of ATen ops (decompositions only for ops the runtime has no lowering for) and
+hands each to :func:`_compile_graph`. A compiled call replays that ATen graph
+on the device inside one fused region: the ops go through the same lowering
+rules, views and scalar handling as eager, are recorded into one pending graph
+and run as one XLA program, found in the same memory and disk caches as eager
+(keyed by its structural hash, so a second call with the same shapes compiles
+nothing). Mutated inputs are written back by AOTAutograd's epilogue, RNG ops
+draw from the tpu generator per call.
+
+``torch.compile(model)`` with the default backend also lands here when the
+example inputs live on the tpu: Inductor's own device-"tpu" code generator is
+for a different project and would fail.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx
+
+from torch_tpu import _core
+
+__all__ = ["compile_stats", "reset_compile_stats", "tpu_backend"]
+
+_stats_lock = threading.Lock()
+_stats: dict[str, int] = {"graphs_compiled": 0, "forward_graphs": 0, "backward_graphs": 0, "compiled_calls": 0}
+
+
+def compile_stats() -> dict[str, Any]:
+    """Graphs captured by the backend and compiled calls, with Dynamo's own
+    counts: graphs traced, graph breaks (with reasons) and recompile reasons."""
+    with _stats_lock:
+        out: dict[str, Any] = dict(_stats)
+    from torch._dynamo.utils import counters
+
+    out["dynamo_graphs"] = counters["stats"].get("unique_graphs", 0)
+    out["graph_breaks"] = sum(counters["graph_break"].values())
+    out["graph_break_reasons"] = dict(counters["graph_break"])
+    failures = getattr(torch._dynamo.utils, "guard_failures", {})
+    out["recompile_reasons"] = [str(r) for reasons in failures.values() for r in reasons]
+    return out
+
+
+def reset_compile_stats() -> None:
+    with _stats_lock:
+        for k in _stats:
+            _stats[k] = 0
+
+
+def _bump(key: str, n: int = 1) -> None:
+    with _stats_lock:
+        _stats[key] = _stats.get(key, 0) + n
+
+
+def _dump(gm: fx.GraphModule, kind: str) -> None:
+    """``TORCH_TPU_DUMP_DIR``: each captured ATen graph as readable code."""
+    d = os.environ.get("TORCH_TPU_DUMP_DIR")
+    if not d:
+        return
+    path = Path(d)
+    path.mkdir(parents=True, exist_ok=True)
+    with _stats_lock:
+        n = _stats["graphs_compiled"]
+    (path / f"graph_{n:04d}_{kind}.fx.py").write_text(gm.code)
+
+
+def _lowered_names() -> frozenset[str]:
+    return frozenset(_core.lowered_ops())
+
+
+def _unlowered(gm: fx.GraphModule, lowered: frozenset[str]) -> list[str]:
+    """ATen ops of the graph the runtime cannot run in any form (not the op,
+    nor its ``out=`` variant, nor anything PyTorch decomposes it into)."""
+    missing = []
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        op = node.target
+        if op.namespace != "aten":
+            continue
+        name = op._schema.name.split("::", 1)[1]
+        full = name if op._overloadname == "default" else f"{name}.{op._overloadname}"
+        if full in lowered or name in lowered or f"{name}.out" in lowered:
+            continue
+        if any(n.startswith(name + ".") or n == name + "_" for n in lowered):
+            continue
+        keys = ("PrivateUse1", "CompositeImplicitAutograd", "CompositeExplicitAutograd")
+        if any(torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), k) for k in keys):
+            continue
+        missing.append(full)
+    return missing
+
+
+def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Callable[..., Any]]:
+    def compile_one(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
+        _dump(gm, kind)
+        missing = _unlowered(gm, _lowered_names())
+        if missing and os.environ.get("TORCH_TPU_CPU_FALLBACK", "0") in ("", "0"):
+            raise NotImplementedError(
+                f"torch.compile(backend='tpu'): no tpu lowering for {', '.join(sorted(set(missing)))} "
+                "(set TORCH_TPU_CPU_FALLBACK=1 to run such ops on the CPU, counted in the metrics)"
+            )
+        _bump("graphs_compiled")
+        _bump(f"{kind}_graphs")
+        run = gm.forward
+
+        def compiled(*args: Any) -> Any:
+            _bump("compiled_calls")
+            # The graph is its own program: cut what eager recorded before it,
+            # record the graph's ops in fused mode, and cut after it (without waiting).
+            previous = _core.get_eager_mode()
+            if previous != "fused":
+                _core.set_eager_mode("fused")
+            else:
+                _core.cut("compiled graph")
+            try:
+                with torch.no_grad():
+                    return run(*args)
+            finally:
+                if previous != "fused":
+                    _core.set_eager_mode(previous)
+                else:
+                    _core.cut("compiled graph")
+
+        return compiled
+
+    return compile_one
+
+
+def tpu_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Callable[..., Any]:
+    """The Dynamo backend "tpu". Accepts (and ignores) ``mode=`` and ``options=``,
+    as the runtime picks its own XLA options."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    fw = _compile_graph("forward")
+    bw = _compile_graph("backward")
+
+    def boxed(kind_compiler: Callable[..., Any]) -> Callable[..., Any]:
+        def c(g: fx.GraphModule, inputs: Sequence[Any]) -> Callable[..., Any]:
+            return make_boxed_func(kind_compiler(g, inputs))
+
+        return c
+
+    return aot_autograd(fw_compiler=boxed(fw), bw_compiler=boxed(bw), keep_inference_input_mutations=True)(
+        gm, example_inputs
+    )
+
+
+def _on_tpu(inputs: Sequence[Any]) -> bool:
+    return any(isinstance(t, torch.Tensor) and t.device.type == "tpu" for t in inputs)
+
+
+def install() -> None:
+    """Registers backend "tpu" with Dynamo, and routes the default backend
+    (Inductor) to it for graphs whose inputs are on the tpu."""
+    from torch._dynamo.backends.registry import _COMPILER_FNS, register_backend
+
+    if "tpu" not in _COMPILER_FNS:
+        register_backend(tpu_backend, name="tpu")
+
+    wrapper = torch._TorchCompileInductorWrapper
+    if getattr(wrapper.__call__, "_torch_tpu", False):
+        return
+    inductor_call = wrapper.__call__
+
+    def call(self: Any, model_: Any, inputs_: Any, **kwargs: Any) -> Any:
+        if _on_tpu(inputs_) or _params_on_tpu(model_):
+            return tpu_backend(model_, inputs_)
+        return inductor_call(self, model_, inputs_, **kwargs)
+
+    call._torch_tpu = True  # type: ignore[attr-defined]
+    wrapper.__call__ = call  # type: ignore[method-assign]
+
+
+def _params_on_tpu(gm: Any) -> bool:
+    if not isinstance(gm, torch.nn.Module):
+        return False
+    return any(t.device.type == "tpu" for t in gm.parameters()) or any(
+        t.device.type == "tpu" for t in gm.buffers()
+    )
