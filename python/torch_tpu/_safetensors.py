@@ -37,9 +37,9 @@ def _wrap_safe_open(original: type) -> type:
     class safe_open:  # noqa: N801 (safetensors' name)
         """``safetensors.safe_open`` that also accepts a tpu device."""
 
-        def __init__(self, filename: Any, framework: str, device: Any = "cpu") -> None:
+        def __init__(self, filename: Any, framework: str, device: Any = "cpu", **kwargs: Any) -> None:
             self._device = torch.device(device) if _is_tpu(device) else None
-            self._inner = original(filename, framework=framework, device="cpu" if self._device else device)
+            self._inner = original(filename, framework=framework, device="cpu" if self._device else device, **kwargs)
 
         def __enter__(self) -> safe_open:
             self._inner.__enter__()
@@ -51,6 +51,12 @@ def _wrap_safe_open(original: type) -> type:
         def get_tensor(self, name: str) -> torch.Tensor:
             t = self._inner.get_tensor(name)
             return t.to(self._device) if self._device is not None else t
+
+        def get_tensors(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+            tensors = self._inner.get_tensors(*args, **kwargs)
+            if self._device is None:
+                return tensors
+            return {k: t.to(self._device) for k, t in tensors.items()}
 
         def get_slice(self, name: str) -> Any:
             s = self._inner.get_slice(name)
