@@ -100,8 +100,23 @@ def _unlowered(gm: fx.GraphModule, lowered: frozenset[str]) -> list[str]:
     return missing
 
 
+# Graph-only ops with a plain eager equivalent.
+_REWRITES = {torch.ops.aten.lift_fresh_copy.default: torch.ops.aten.clone.default}
+
+
+def _canonicalize(gm: fx.GraphModule) -> None:
+    changed = False
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in _REWRITES:
+            node.target = _REWRITES[node.target]
+            changed = True
+    if changed:
+        gm.recompile()
+
+
 def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Callable[..., Any]]:
     def compile_one(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
+        _canonicalize(gm)
         _dump(gm, kind)
         missing = _unlowered(gm, _lowered_names())
         if missing and os.environ.get("TORCH_TPU_CPU_FALLBACK", "0") in ("", "0"):

@@ -175,6 +175,11 @@ class TpuDistBackend(Backend):
             setattr(opts, k, v)
         return opts, name == "avg"
 
+    def _allreduce_each(self, hosts: list[torch.Tensor], opts: Any) -> None:
+        # One call per tensor: gloo's allreduce of a list also reduces across the list.
+        for h in hosts:
+            self._gloo.allreduce([h], opts).wait()
+
     def _average(self, hosts: list[torch.Tensor]) -> None:
         for h in hosts:
             if h.is_floating_point() or h.is_complex():
@@ -298,7 +303,7 @@ class TpuDistBackend(Backend):
         n = self._size
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            self._gloo.allreduce(hi, gopts).wait()
+            self._allreduce_each(hi, gopts)
             for i, o in enumerate(ho):
                 o.copy_(hi[i * n + self._rank])
 
@@ -321,7 +326,7 @@ class TpuDistBackend(Backend):
         gopts, avg = self._reduce_opts(dist.AllreduceOptions, op)
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            self._gloo.allreduce(hi, gopts).wait()
+            self._allreduce_each(hi, gopts)
             for h, o in zip(hi, ho):
                 o.copy_(h.reshape(self._size, -1)[self._rank].reshape(o.shape))
 
