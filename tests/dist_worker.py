@@ -23,8 +23,13 @@ def close(a: torch.Tensor, b: torch.Tensor, what: str, tol: float = 1e-5) -> Non
 def collectives(rank: int, world: int, mode: str) -> None:
     r1 = rank + 1
     tot = sum(range(1, world + 1))
-    for op, want in ((dist.ReduceOp.SUM, tot), (dist.ReduceOp.MAX, world), (dist.ReduceOp.MIN, 1),
-                     (dist.ReduceOp.PRODUCT, 2.0 if world == 2 else None), (dist.ReduceOp.AVG, tot / world)):
+    for op, want in (
+        (dist.ReduceOp.SUM, tot),
+        (dist.ReduceOp.MAX, world),
+        (dist.ReduceOp.MIN, 1),
+        (dist.ReduceOp.PRODUCT, 2.0 if world == 2 else None),
+        (dist.ReduceOp.AVG, tot / world),
+    ):
         if want is None:
             continue
         x = torch.full((3,), float(r1), device=TPU)
@@ -59,7 +64,7 @@ def collectives(rank: int, world: int, mode: str) -> None:
     close(out, torch.arange(world).float().repeat_interleave(2), "all_gather_into_tensor")
     o = torch.empty(2, device=TPU)
     dist.reduce_scatter_tensor(o, torch.arange(2.0 * world, device=TPU) * r1)
-    close(o, torch.arange(2.0 * world)[2 * rank:2 * rank + 2] * tot, "reduce_scatter_tensor")
+    close(o, torch.arange(2.0 * world)[2 * rank : 2 * rank + 2] * tot, "reduce_scatter_tensor")
     outs = [torch.empty(2, device=TPU)]
     dist.reduce_scatter(outs[0], [torch.full((2,), float(r1 * (i + 1)), device=TPU) for i in range(world)])
     close(outs[0], torch.full((2,), float(tot * (rank + 1))), "reduce_scatter")
@@ -158,7 +163,7 @@ def fsdp2_matches_full_batch(rank: int, world: int) -> None:
         ref(x).square().mean().backward()
         ref_opt.step()
         opt.zero_grad()
-        model(x[2 * rank:2 * rank + 2].to(TPU)).square().mean().backward()
+        model(x[2 * rank : 2 * rank + 2].to(TPU)).square().mean().backward()
         opt.step()
     for p, q in zip(model.parameters(), ref.parameters()):
         close(p.full_tensor(), q, "FSDP2 parameter vs single-process full batch", 1e-5)

@@ -44,8 +44,9 @@ def test_compiled_forward_backward_matches_cpu(mode: str, backend: str | None) -
 
 
 def test_training_steps_match_cpu_and_stop_compiling() -> None:
-    cpu, dev = _pair(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                                           nn.Linear(4 * 6 * 6, 2)))
+    cpu, dev = _pair(
+        lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    )
     compiled = torch.compile(dev, backend="tpu")
     opt_c = torch.optim.SGD(cpu.parameters(), lr=0.1, momentum=0.9)
     opt_d = torch.optim.SGD(dev.parameters(), lr=0.1, momentum=0.9)
@@ -99,8 +100,9 @@ def test_graph_break_and_views_and_mutation() -> None:
 
 
 def test_fullgraph_mode_dynamic_accepted() -> None:
-    fn = torch.compile(lambda a: (a * 2).relu().sum(0), backend="tpu", fullgraph=True, mode="max-autotune",
-                       dynamic=False)
+    fn = torch.compile(
+        lambda a: (a * 2).relu().sum(0), backend="tpu", fullgraph=True, mode="max-autotune", dynamic=False
+    )
     x = torch.randn(3, 4)
     assert_same(fn(x.to(TPU)), (x * 2).relu().sum(0), "fullgraph=True, mode=, dynamic=")
 

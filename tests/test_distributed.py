@@ -23,8 +23,7 @@ CHECKS = ("collectives fused", "collectives strict", "ddp", "fsdp2", "dtensor", 
 @pytest.mark.parametrize("backend", ["tpu_dist", "cpu:gloo,tpu:tpu_dist"])
 def test_torchrun_two_ranks(backend: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCH_TPU_EAGER")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(WORKER), backend]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), backend]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     for check in CHECKS:

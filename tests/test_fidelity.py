@@ -248,13 +248,23 @@ def _hf_models() -> dict[str, object]:
         ),
         "llama": lambda: transformers.LlamaForCausalLM(
             transformers.LlamaConfig(
-                num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                num_key_value_heads=2, vocab_size=128, max_position_embeddings=32, tie_word_embeddings=True,
+                num_hidden_layers=2,
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                vocab_size=128,
+                max_position_embeddings=32,
+                tie_word_embeddings=True,
             )
         ),
         "bert": lambda: transformers.BertForMaskedLM(
             transformers.BertConfig(
-                num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2, vocab_size=128,
+                num_hidden_layers=2,
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=2,
+                vocab_size=128,
                 max_position_embeddings=32,
             )
         ),

@@ -200,6 +200,4 @@ def install() -> None:
 def _params_on_tpu(gm: Any) -> bool:
     if not isinstance(gm, torch.nn.Module):
         return False
-    return any(t.device.type == "tpu" for t in gm.parameters()) or any(
-        t.device.type == "tpu" for t in gm.buffers()
-    )
+    return any(t.device.type == "tpu" for t in gm.parameters()) or any(t.device.type == "tpu" for t in gm.buffers())

@@ -34,7 +34,7 @@ class _TpuSlice:
 
 
 def _wrap_safe_open(original: type) -> type:
-    class safe_open:  # noqa: N801 (safetensors' name)
+    class safe_open:
         """``safetensors.safe_open`` that also accepts a tpu device."""
 
         def __init__(self, filename: Any, framework: str, device: Any = "cpu", **kwargs: Any) -> None:

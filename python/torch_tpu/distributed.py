@@ -116,7 +116,7 @@ class TpuDistBackend(Backend):
         self._gloo = dist.ProcessGroupGloo(store, rank, size, timeout)
         self._seq = 0
 
-    def getBackendName(self) -> str:  # noqa: N802 (c10d's name)
+    def getBackendName(self) -> str:
         return BACKEND_NAME
 
     # --- plumbing ------------------------------------------------------------------
@@ -152,9 +152,7 @@ class TpuDistBackend(Backend):
         self._check_order(f"{name}({', '.join(dtypes)})")
         _core.cut("collective")
         host_in = [_to_host(t) for t in inputs]
-        host_out = [
-            _to_host(t) if t.device.type == "tpu" else t.detach().contiguous() for t in outputs
-        ]
+        host_out = [_to_host(t) if t.device.type == "tpu" else t.detach().contiguous() for t in outputs]
         work = call(host_in, host_out)
         if work is not None:
             work.wait()
@@ -209,8 +207,9 @@ class TpuDistBackend(Backend):
                 o.copy_(h)
             return self._gloo.allreduce_coalesced(ho, gopts)
 
-        return self._run(f"all_reduce_coalesced[{_op_name(op)}]", tensors, tensors, call,
-                         self._average if avg else None)
+        return self._run(
+            f"all_reduce_coalesced[{_op_name(op)}]", tensors, tensors, call, self._average if avg else None
+        )
 
     def broadcast(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
         gopts = dist.BroadcastOptions()
@@ -224,8 +223,9 @@ class TpuDistBackend(Backend):
         return self._run("broadcast", tensors, tensors, call)
 
     def reduce(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
-        gopts, avg = self._reduce_opts(dist.ReduceOptions, opts.reduceOp, rootRank=opts.rootRank,
-                                       rootTensor=opts.rootTensor)
+        gopts, avg = self._reduce_opts(
+            dist.ReduceOptions, opts.reduceOp, rootRank=opts.rootRank, rootTensor=opts.rootTensor
+        )
         root = opts.rootRank
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
@@ -246,7 +246,7 @@ class TpuDistBackend(Backend):
         n = len(output_lists[0]) if output_lists else 0
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            return self._gloo.allgather([ho[i * n:(i + 1) * n] for i in range(len(hi))], hi)
+            return self._gloo.allgather([ho[i * n : (i + 1) * n] for i in range(len(hi))], hi)
 
         return self._run("all_gather", inputs, flat_out, call)
 
@@ -256,21 +256,23 @@ class TpuDistBackend(Backend):
 
         return self._run("all_gather_into_tensor", [input], [output], call)
 
-    def all_gather_single_coalesced(self, outputs: list[torch.Tensor], inputs: list[torch.Tensor],
-                                    opts: Any = None) -> Work:
+    def all_gather_single_coalesced(
+        self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None
+    ) -> Work:
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             for h, o in zip(hi, ho):
                 self._gloo._allgather_base(o, h).wait()
 
         return self._run("all_gather_into_tensor_coalesced", inputs, outputs, call)
 
-    def allgather_coalesced(self, output_lists: list[list[torch.Tensor]], inputs: list[torch.Tensor],
-                            opts: Any = None) -> Work:
+    def allgather_coalesced(
+        self, output_lists: list[list[torch.Tensor]], inputs: list[torch.Tensor], opts: Any = None
+    ) -> Work:
         flat_out = [t for lst in output_lists for t in lst]
         n = len(output_lists[0]) if output_lists else 0
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            return self._gloo.allgather_coalesced([ho[i * n:(i + 1) * n] for i in range(len(output_lists))], hi)
+            return self._gloo.allgather_coalesced([ho[i * n : (i + 1) * n] for i in range(len(output_lists))], hi)
 
         return self._run("all_gather_coalesced", inputs, flat_out, call)
 
@@ -294,8 +296,9 @@ class TpuDistBackend(Backend):
 
         return self._run("scatter", flat_in, outputs, call)
 
-    def reduce_scatter(self, outputs: list[torch.Tensor], input_lists: list[list[torch.Tensor]],
-                       opts: Any = None) -> Work:
+    def reduce_scatter(
+        self, outputs: list[torch.Tensor], input_lists: list[list[torch.Tensor]], opts: Any = None
+    ) -> Work:
         # gloo has no list reduce_scatter: reduce every chunk, keep this rank's.
         op = opts.reduceOp if opts is not None else ReduceOp.SUM
         gopts, avg = self._reduce_opts(dist.AllreduceOptions, op)
@@ -317,11 +320,13 @@ class TpuDistBackend(Backend):
             self._gloo.allreduce(hi, gopts).wait()
             ho[0].copy_(hi[0].reshape(self._size, -1)[self._rank].reshape(ho[0].shape))
 
-        return self._run(f"reduce_scatter_tensor[{_op_name(op)}]", [input], [output], call,
-                         self._average if avg else None)
+        return self._run(
+            f"reduce_scatter_tensor[{_op_name(op)}]", [input], [output], call, self._average if avg else None
+        )
 
-    def reduce_scatter_single_coalesced(self, outputs: list[torch.Tensor], inputs: list[torch.Tensor],
-                                        opts: Any = None) -> Work:
+    def reduce_scatter_single_coalesced(
+        self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None
+    ) -> Work:
         op = opts.reduceOp if opts is not None else ReduceOp.SUM
         gopts, avg = self._reduce_opts(dist.AllreduceOptions, op)
 
@@ -330,8 +335,9 @@ class TpuDistBackend(Backend):
             for h, o in zip(hi, ho):
                 o.copy_(h.reshape(self._size, -1)[self._rank].reshape(o.shape))
 
-        return self._run(f"reduce_scatter_tensor_coalesced[{_op_name(op)}]", inputs, outputs, call,
-                         self._average if avg else None)
+        return self._run(
+            f"reduce_scatter_tensor_coalesced[{_op_name(op)}]", inputs, outputs, call, self._average if avg else None
+        )
 
     def alltoall(self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None) -> Work:
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
@@ -339,8 +345,14 @@ class TpuDistBackend(Backend):
 
         return self._run("all_to_all", inputs, outputs, call)
 
-    def all_to_all_single(self, output: torch.Tensor, input: torch.Tensor, output_split_sizes: list[int],
-                          input_split_sizes: list[int], opts: Any = None) -> Work:
+    def all_to_all_single(
+        self,
+        output: torch.Tensor,
+        input: torch.Tensor,
+        output_split_sizes: list[int],
+        input_split_sizes: list[int],
+        opts: Any = None,
+    ) -> Work:
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.alltoall_base(ho[0], hi[0], list(output_split_sizes), list(input_split_sizes))
 
@@ -371,8 +383,14 @@ class TpuDistBackend(Backend):
     _allgather_base = all_gather_single
     _reduce_scatter_base = reduce_scatter_single
 
-    def alltoall_base(self, output: torch.Tensor, input: torch.Tensor, output_split_sizes: list[int],
-                      input_split_sizes: list[int], opts: Any = None) -> Work:
+    def alltoall_base(
+        self,
+        output: torch.Tensor,
+        input: torch.Tensor,
+        output_split_sizes: list[int],
+        input_split_sizes: list[int],
+        opts: Any = None,
+    ) -> Work:
         return self.all_to_all_single(output, input, output_split_sizes, input_split_sizes, opts)
 
 

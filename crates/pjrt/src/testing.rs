@@ -9,7 +9,10 @@ pub fn cpu_plugin() -> PathBuf {
     if let Ok(p) = std::env::var("TORCH_TPU_PJRT_PLUGIN") {
         return PathBuf::from(p);
     }
-    let finder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../python/torch_tpu/_plugins.py");
+    let finder = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../python/torch_tpu/_plugins.py"
+    );
     let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = std::process::Command::new(&python)
         .args([finder, "cpu"])

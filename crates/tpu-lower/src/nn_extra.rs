@@ -413,7 +413,12 @@ fn weight_norm_interface_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let (dv, dg) = (c.g.dtype(v), c.g.dtype(g));
     let dims = except_dim(c, v, a.int_or(4, 0)?)?;
     let m = opmath(dv);
-    let (grad, v, g, n) = (c.g.convert(grad, m), c.g.convert(v, m), c.g.convert(g, m), c.g.convert(n, m));
+    let (grad, v, g, n) = (
+        c.g.convert(grad, m),
+        c.g.convert(v, m),
+        c.g.convert(g, m),
+        c.g.convert(n, m),
+    );
     let gv = bin(c, B::Mul, grad, v)?;
     let sums = c.g.reduce_keep(ReduceKind::Sum, gv, &dims, true)?;
     let grad_g = c.g.binary_bcast(B::Div, sums, n, m)?;
@@ -422,7 +427,8 @@ fn weight_norm_interface_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let diff = bin(c, B::Sub, grad, vt)?;
     let scale = c.g.binary_bcast(B::Div, g, n, m)?;
     let grad_v = c.g.binary_bcast(B::Mul, diff, scale, m)?;
-    let grad_g = c.g.reshape(grad_g, &c.g.shape(g).to_vec())?;
+    let g_shape = c.g.shape(g).to_vec();
+    let grad_g = c.g.reshape(grad_g, &g_shape)?;
     Ok(vec![c.g.convert(grad_v, dv), c.g.convert(grad_g, dg)])
 }
 

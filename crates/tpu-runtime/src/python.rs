@@ -82,7 +82,10 @@ fn plugin_info(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("plugin", p.plugin.display().to_string())?;
     d.set_item("platform_name", p.client.platform_name())?;
     d.set_item("platform_version", p.client.platform_version())?;
-    d.set_item("pjrt_api_version", format!("{}.{}", p.api_version.0, p.api_version.1))?;
+    d.set_item(
+        "pjrt_api_version",
+        format!("{}.{}", p.api_version.0, p.api_version.1),
+    )?;
     d.set_item("device_count", p.devices.len())?;
     d.set_item(
         "cache_dir",

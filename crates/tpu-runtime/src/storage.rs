@@ -110,7 +110,13 @@ pub fn free(s: Arc<Storage>) {
     if crate::platform::in_bad_fork() {
         // The plugin's threads are gone in a forked child: destroying a buffer
         // there can block forever, so the child leaks it (its memory is a copy).
-        std::mem::forget(std::mem::replace(&mut *s.value.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Value::Empty));
+        std::mem::forget(std::mem::replace(
+            &mut *s
+                .value
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Value::Empty,
+        ));
     }
 }
 

@@ -10,7 +10,11 @@ pub fn client() -> Client {
     static C: OnceLock<Client> = OnceLock::new();
     C.get_or_init(|| {
         let path = pjrt::testing::cpu_plugin();
-        Client::new(&Api::load(&path).unwrap(), &[("cpu_device_count", NamedValue::Int64(1))]).unwrap()
+        Client::new(
+            &Api::load(&path).unwrap(),
+            &[("cpu_device_count", NamedValue::Int64(1))],
+        )
+        .unwrap()
     })
     .clone()
 }
