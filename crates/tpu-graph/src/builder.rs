@@ -393,6 +393,7 @@ impl Graph {
 
     /// dot_general: result is batch dims, then lhs free dims, then rhs free dims.
     pub fn dot(&mut self, a: ValueId, b: ValueId, dims: DotDims) -> Result<ValueId> {
+        let (a, b, dims) = crate::fold::dot_operands(self, a, b, dims);
         let (ta, tb) = (self.ty(a).clone(), self.ty(b).clone());
         if ta.dtype != tb.dtype {
             return bad(format!("dot: dtypes differ: {ta} vs {tb}"));

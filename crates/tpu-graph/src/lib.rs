@@ -9,6 +9,7 @@
 pub mod builder;
 pub mod dtype;
 pub mod emit;
+pub mod fold;
 pub mod helpers;
 pub mod ir;
 pub mod views;
