@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch_tpu  # noqa: E402
-from fusion import GPT  # noqa: E402
+from fusion import GPT
+
+import torch_tpu
 
 TPU = "tpu"
 
@@ -103,7 +104,7 @@ def measure(fns: dict[str, Callable], iters: int, repeats: int, read_every: int 
     times: dict[str, list[float]] = {c: [] for c in fns}
     cols = list(fns)
     for rep in range(repeats):
-        for col in cols[rep % len(cols):] + cols[: rep % len(cols)]:
+        for col in cols[rep % len(cols) :] + cols[: rep % len(cols)]:
             times[col].append(run_block(col, fns[col], iters, read_every))
     return {c: statistics.median(v) for c, v in times.items()}
 
@@ -138,8 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     vocab, d, heads, layers, ctx, batch = 256, 256, 4, 2, 128, 8
     idx = torch.randint(0, vocab, (batch, ctx))
     tgt = torch.randint(0, vocab, (batch, ctx))
-    rows.append(("gpt-train", measure(train_columns(lambda: GPT(vocab, d, heads, layers, ctx), "adamw", idx, tgt),
-                                      iters, repeats)))
+    rows.append(
+        (
+            "gpt-train",
+            measure(train_columns(lambda: GPT(vocab, d, heads, layers, ctx), "adamw", idx, tgt), iters, repeats),
+        )
+    )
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
     rows.append(("cnn-train", measure(train_columns(cnn, "momentum", x, y), iters, repeats)))
 
@@ -168,8 +173,10 @@ def main(argv: list[str] | None = None) -> None:
         ratios = [f"{t[c] / t['cpu']:>8.2f}x" if c in t else f"{'-':>9}" for c in ("strict", "fused", "compiled")]
         print(f"{name:<12} {t['cpu'] * 1e3:>9.3f} {' '.join(ratios)}")
     gpt = dict(rows)["gpt-train"]
-    print(f"\nGPT step: fused / strict speed-up {gpt['strict'] / gpt['fused']:.2f}x, "
-          f"compiled / fused speed-up {gpt['fused'] / gpt['compiled']:.2f}x")
+    print(
+        f"\nGPT step: fused / strict speed-up {gpt['strict'] / gpt['fused']:.2f}x, "
+        f"compiled / fused speed-up {gpt['fused'] / gpt['compiled']:.2f}x"
+    )
     small, big = compile_time(125 if args.quick else 500), compile_time(500 if args.quick else 2000)
     print(f"compile of one fused graph: {small:.2f} s -> {big:.2f} s for 4x the ops ({big / small:.1f}x)")
 

@@ -1,0 +1,284 @@
+"""JAX functions and Pallas kernels on tpu tensors, with TorchTPU's names:
+``custom_jax_kernel`` (a decorator, or called with arguments) and ``jax_op``
+(a ``torch.library`` custom op, so ``register_fake`` / ``register_autograd``
+and ``torch.compile`` work).
+
+How it runs today: the JAX function is jitted once per signature (shapes,
+dtypes, static arguments) by JAX itself on its CPU backend; tpu tensors are
+handed to it through DLPack after the pending fused graph runs (the call is a
+cut point), and its results come back as tpu tensors. Pallas kernels run in
+interpret mode there. Values, dtypes (bfloat16 and the integer types included)
+and gradients (through ``jax.vjp``) are exact; ``input_output_aliases`` writes
+the aliased outputs back into their inputs. Not yet: splicing the exported
+StableHLO into our own module, which would fuse a kernel with the ops around
+it and let ``donate_argnums`` reuse buffers; until then a kernel costs a
+round trip through host memory (``donate_argnums`` is accepted and has no
+effect).
+
+Needs the optional extra: ``pip install 'torch-tpu[jax]'``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from torch_tpu import _core
+
+__all__ = ["JaxCallable", "custom_jax_kernel", "jax_op"]
+
+
+def _jax() -> Any:
+    try:
+        import jax
+    except ImportError as e:
+        raise ImportError("torch_tpu.pallas needs JAX: pip install 'torch-tpu[jax]' (or pip install jax)") from e
+    return jax
+
+
+def _x64() -> Any:
+    """64-bit types as torch has them (JAX would silently narrow int64/float64 to 32 bits)."""
+    jax = _jax()
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()
+
+
+def _to_jax(t: torch.Tensor) -> Any:
+    jax = _jax()
+    host = t.detach().to("cpu").contiguous()
+    if host.dtype == torch.bool:  # DLPack's bool support differs between versions
+        return jax.numpy.asarray(host.numpy())
+    return jax.dlpack.from_dlpack(host)
+
+
+def _to_torch(a: Any, device: torch.device) -> torch.Tensor:
+    import numpy as np
+
+    jax = _jax()
+    if a.dtype == np.bool_:
+        return torch.from_numpy(np.asarray(a)).to(device)
+    host = torch.from_dlpack(jax.device_put(a, jax.devices("cpu")[0]))
+    return host.to(device)
+
+
+class JaxCallable:
+    """A JAX function callable on torch tensors (see the module docstring)."""
+
+    def __init__(
+        self,
+        jax_fn: Callable[..., Any],
+        name: str | None = None,
+        static_argnums: Sequence[int] = (),
+        donate_argnums: Sequence[int] | None = None,
+        input_output_aliases: Mapping[int, int] | None = None,
+        **jit_kwargs: Any,
+    ) -> None:
+        self.jax_fn = jax_fn
+        self.name = name or getattr(jax_fn, "__name__", "jax_kernel")
+        self.static_argnums = tuple(static_argnums)
+        self.donate_argnums = tuple(donate_argnums or ())
+        self.input_output_aliases = dict(input_output_aliases or {})
+        self._jitted = _jax().jit(jax_fn, static_argnums=self.static_argnums, **jit_kwargs)
+        functools.update_wrapper(self, jax_fn, updated=())
+
+    def _split(self, args: Sequence[Any]) -> tuple[list[int], list[torch.Tensor]]:
+        idx = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and i not in self.static_argnums]
+        return idx, [args[i] for i in idx]
+
+    def _run(self, args: Sequence[Any]) -> tuple[Any, list[torch.Tensor]]:
+        """Runs the kernel; the results as a pytree of tpu tensors and as a flat list."""
+        jax = _jax()
+        idx, tensors = self._split(args)
+        device = tensors[0].device if tensors else torch.device("tpu", torch.tpu.current_device())
+        _core.cut("jax kernel")
+        jargs = list(args)
+        with _x64():
+            for i, t in zip(idx, tensors):
+                jargs[i] = _to_jax(t)
+            out = self._jitted(*jargs)
+            leaves, tree = jax.tree_util.tree_flatten(out)
+            results = [_to_torch(a, device) for a in leaves]
+        return jax.tree_util.tree_unflatten(tree, results), results
+
+    def __call__(self, *args: Any) -> Any:
+        idx, tensors = self._split(args)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            out = _JaxFunction.apply(self, args, *tensors)
+            return out[0] if getattr(self, "_single", False) else _rebuild(self, out)
+        out, flat = self._run(args)
+        with torch.no_grad():
+            for in_idx, out_idx in self.input_output_aliases.items():
+                tensors[in_idx].copy_(flat[out_idx])
+        return out
+
+    def vjp(self, args: Sequence[Any], cotangents: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+        """Gradients of the kernel's outputs with respect to its tensor inputs, through ``jax.vjp``."""
+        jax = _jax()
+        idx, tensors = self._split(args)
+        device = tensors[0].device
+
+        def tensor_fn(*xs: Any) -> Any:
+            full = list(args)
+            for i, x in zip(idx, xs):
+                full[i] = x
+            return self.jax_fn(*full)
+
+        key = ("vjp", *(a if i in self.static_argnums else None for i, a in enumerate(args)))
+        cache = self.__dict__.setdefault("_vjp_cache", {})
+        if key not in cache:
+
+            def grads(xs: Any, cts: Any) -> Any:
+                out, pullback = jax.vjp(tensor_fn, *xs)
+                _, tree = jax.tree_util.tree_flatten(out)
+                return pullback(jax.tree_util.tree_unflatten(tree, list(cts)))
+
+            cache[key] = jax.jit(grads)
+        _core.cut("jax kernel")
+        with _x64():
+            gs = cache[key]([_to_jax(t) for t in tensors], [_to_jax(c) for c in cotangents])
+            return [_to_torch(g, device) for g in gs]
+
+
+def _rebuild(kernel: JaxCallable, flat: Sequence[torch.Tensor]) -> Any:
+    return kernel._tree.unflatten(list(flat)) if hasattr(kernel, "_tree") else tuple(flat)
+
+
+class _JaxFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, kernel: JaxCallable, args: tuple, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out, flat = kernel._run(args)
+        jax = _jax()
+        _, kernel._tree = jax.tree_util.tree_flatten(out, is_leaf=lambda x: isinstance(x, torch.Tensor))
+        kernel._single = isinstance(out, torch.Tensor)
+        ctx.kernel, ctx.args = kernel, args
+        ctx.save_for_backward(*tensors)
+        return tuple(flat)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[Any, ...]:
+        tensors = ctx.saved_tensors
+        args = list(ctx.args)
+        idx = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and i not in ctx.kernel.static_argnums]
+        for i, t in zip(idx, tensors):
+            args[i] = t
+        gs = ctx.kernel.vjp(args, grads)
+        return (None, None, *gs)
+
+
+def custom_jax_kernel(
+    jax_fn: Callable[..., Any] | None = None,
+    name: str | None = None,
+    static_argnums: tuple[int, ...] = (),
+    donate_argnums: list[int] | None = None,
+    input_output_aliases: dict[int, int] | None = None,
+    **jit_kwargs: Any,
+) -> JaxCallable | Callable[[Callable[..., Any]], JaxCallable]:
+    """Makes a JAX function (a Pallas kernel's JAX wrapper, say) callable on tpu tensors.
+
+    Use as ``@custom_jax_kernel``, ``@custom_jax_kernel(static_argnums=(1,))`` or
+    ``custom_jax_kernel(fn, ...)``. Tensor arguments become JAX arrays; static
+    arguments are passed as they are and key the per-signature cache."""
+
+    def wrap(fn: Callable[..., Any]) -> JaxCallable:
+        return JaxCallable(fn, name, static_argnums, donate_argnums, input_output_aliases, **jit_kwargs)
+
+    return wrap if jax_fn is None else wrap(jax_fn)
+
+
+_SCALARS = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _schema_type(annotation: Any, what: str) -> str:
+    if annotation in _SCALARS:
+        return _SCALARS[annotation]
+    if annotation is inspect.Parameter.empty:
+        return "Tensor"
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    if any(k in str(text) for k in ("Array", "ndarray", "Tensor")):
+        return "Tensor"
+    raise TypeError(f"jax_op: cannot map the annotation {annotation!r} of {what} to a torch type")
+
+
+def _signature_types(fn: Callable[..., Any]) -> tuple[list[tuple[str, str]], list[str] | None]:
+    """``(name, torch type)`` per parameter, and the result types (``None``: one Tensor)."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn) if not isinstance(fn, functools.partial) else {}
+    params = [(p.name, _schema_type(hints.get(p.name, p.annotation), p.name)) for p in sig.parameters.values()]
+    ret = hints.get("return", sig.return_annotation)
+    outs = [_schema_type(a, "the result") for a in typing.get_args(ret)] if typing.get_origin(ret) is tuple else None
+    return params, outs
+
+
+def jax_op(
+    name: str,
+    fn: Callable[..., Any],
+    *,
+    donate_argnums: Sequence[int] | None = None,
+    input_output_aliases: Mapping[int, int] | None = None,
+    **jit_kwargs: Any,
+) -> Any:
+    """A ``torch.library`` custom op ``name`` ("ns::op") running the JAX function ``fn``.
+
+    ``fn``'s type annotations tell arrays (``jax.Array``) from static arguments
+    (``int``, ``float``, ``bool``, ``str``). A fake implementation (from
+    ``jax.eval_shape``) and an autograd formula (from ``jax.vjp``) are
+    registered; ``op.register_fake`` / ``op.register_autograd`` replace them."""
+    jax = _jax()
+    params, outs = _signature_types(fn)
+    returns_tuple = outs is not None
+    schema = f"({', '.join(f'{t} {n}' for n, t in params)}) -> " + (f"({', '.join(outs)})" if outs else "Tensor")
+    static = tuple(i for i, (_, t) in enumerate(params) if t != "Tensor")
+    kernel = JaxCallable(fn, name, static, donate_argnums, input_output_aliases, **jit_kwargs)
+
+    def impl(*args: Any) -> Any:
+        out, flat = kernel._run(args)
+        return tuple(flat) if returns_tuple else flat[0]
+
+    op = torch.library.custom_op(name, impl, mutates_args=(), schema=schema)
+
+    def fake(*args: Any) -> Any:
+        shaped = [
+            jax.ShapeDtypeStruct(tuple(a.shape), _jax_dtype(a.dtype)) if isinstance(a, torch.Tensor) else a
+            for a in args
+        ]
+        with _x64():
+            out = jax.eval_shape(kernel._jitted, *shaped)
+        leaves = jax.tree_util.tree_leaves(out)
+        device = next(a.device for a in args if isinstance(a, torch.Tensor))
+        made = [torch.empty(tuple(o.shape), dtype=_torch_dtype(o.dtype), device=device) for o in leaves]
+        return tuple(made) if returns_tuple else made[0]
+
+    op.register_fake(fake)
+
+    def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+        ctx.args = inputs
+
+    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        gs = iter(kernel.vjp(ctx.args, grads))
+        return tuple(next(gs) if isinstance(a, torch.Tensor) else None for a in ctx.args)
+
+    op.register_autograd(backward, setup_context=setup_context)
+    return op
+
+
+def _jax_dtype(d: torch.dtype) -> Any:
+    import numpy as np
+
+    if d == torch.bfloat16:
+        return _jax().numpy.bfloat16
+    return np.dtype(str(d).removeprefix("torch."))
+
+
+def _torch_dtype(d: Any) -> torch.dtype:
+    import numpy as np
+
+    name = np.dtype(d).name
+    return torch.bfloat16 if name == "bfloat16" else getattr(torch, name)

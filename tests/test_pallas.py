@@ -1,0 +1,113 @@
+"""torch_tpu.pallas: JAX functions and Pallas kernels on tpu tensors, against torch on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import TPU, assert_same, run_python
+
+jax = pytest.importorskip("jax")  # a test dependency ('.[test]' installs it)
+jnp = jax.numpy
+
+from torch_tpu import pallas  # noqa: E402
+
+
+def test_values_gradients_and_several_outputs(mode: str) -> None:
+    @pallas.custom_jax_kernel
+    def sin_mul(x, y):
+        return jnp.sin(x) * y, x + 1
+
+    x = torch.randn(3, 4)
+    y = torch.randn(3, 4)
+    xd = x.to(TPU).requires_grad_()
+    xc = x.clone().requires_grad_()
+    a, b = sin_mul(xd, y.to(TPU))
+    assert_same(a, torch.sin(xc) * y, "jax kernel output 0")
+    assert_same(b, xc + 1, "jax kernel output 1")
+    (a.sum() + (b * b).sum()).backward()
+    ((torch.sin(xc) * y).sum() + ((xc + 1) ** 2).sum()).backward()
+    assert_same(xd.grad, xc.grad, "gradient through jax.vjp")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.int32, torch.int64])
+def test_dtypes_and_static_arguments(dtype: torch.dtype) -> None:
+    scale = pallas.custom_jax_kernel(lambda x, k: x * k + 1, static_argnums=(1,))
+    x = torch.arange(6).reshape(2, 3).to(dtype)
+    for k in (2, 3):
+        out = scale(x.to(TPU), k)
+        assert out.dtype == dtype
+        assert_same(out, x * k + 1, f"static argument {k}")
+
+
+def test_pallas_kernel_with_grid_and_blockspecs() -> None:
+    from jax.experimental import pallas as pl
+
+    def add_kernel(x_ref, y_ref, o_ref):
+        o_ref[...] = x_ref[...] * 2 + y_ref[...]
+
+    @pallas.custom_jax_kernel
+    def fused_add(x, y):
+        spec = pl.BlockSpec((4,), lambda i: (i,))
+        return pl.pallas_call(
+            add_kernel,
+            out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype),
+            grid=(x.shape[0] // 4,),
+            in_specs=[spec, spec],
+            out_specs=spec,
+            interpret=True,
+        )(x, y)
+
+    x, y = torch.randn(16), torch.randn(16)
+    assert_same(fused_add(x.to(TPU), y.to(TPU)), x * 2 + y, "Pallas kernel (interpret mode)")
+
+
+def test_jax_op_custom_op_autograd_and_compile() -> None:
+    def softplus_scaled(x: jax.Array, beta: float) -> jax.Array:
+        return jnp.log1p(jnp.exp(beta * x)) / beta
+
+    op = pallas.jax_op("torch_tpu_test::softplus_scaled", softplus_scaled)
+    x = torch.randn(5)
+    xd = x.to(TPU).requires_grad_()
+    xc = x.clone().requires_grad_()
+    out = op(xd, 2.0)
+    ref = torch.nn.functional.softplus(xc, beta=2.0)
+    assert_same(out, ref, "jax_op forward")
+    out.sum().backward()
+    ref.sum().backward()
+    assert_same(xd.grad, xc.grad, "jax_op gradient")
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda t: op(t.sin(), 2.0).cos(), backend="tpu", fullgraph=True)
+    t = torch.randn(6)
+    assert_same(compiled(t.to(TPU)), torch.nn.functional.softplus(t.sin(), beta=2.0).cos(), "jax_op in a graph")
+
+    @op.register_fake
+    def _(x, beta):
+        return torch.empty_like(x)
+
+    assert_same(op(x.to(TPU), 1.0), torch.nn.functional.softplus(x), "after register_fake")
+
+
+def test_input_output_aliases_update_a_cache_in_place() -> None:
+    def write_row(cache, row, pos):
+        return cache.at[pos].set(row)
+
+    update = pallas.custom_jax_kernel(write_row, static_argnums=(2,), input_output_aliases={0: 0}, donate_argnums=[0])
+    cache = torch.zeros(4, 3, device=TPU)
+    storage = cache.untyped_storage().data_ptr()
+    update(cache, torch.ones(3, device=TPU), 2)
+    want = torch.zeros(4, 3)
+    want[2] = 1
+    assert_same(cache, want, "KV-cache row written through input_output_aliases")
+    assert cache.untyped_storage().data_ptr() == storage
+
+
+def test_import_error_names_the_extra() -> None:
+    r = run_python(
+        "import sys; sys.modules['jax'] = None\n"
+        "import torch, torch_tpu\nfrom torch_tpu import pallas\n"
+        "try:\n    pallas.custom_jax_kernel(lambda x: x)\nexcept ImportError as e:\n    print(e)\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "torch-tpu[jax]" in r.stdout
