@@ -79,8 +79,21 @@ void throw_status(int32_t status, const char* what) {
 
 // ---------------------------------------------------------------- allocator
 
+namespace {
+// Memory events for torch.profiler(profile_memory=True); the storage handle
+// identifies the block in both events.
+void report_memory(void* storage, int64_t delta, c10::DeviceIndex idx) {
+  if (!c10::memoryProfilingEnabled()) return;
+  auto total = static_cast<size_t>(std::max<int64_t>(tpu_memory_allocated(idx), 0));
+  c10::reportMemoryUsageToProfiler(storage, delta, total, total, c10::Device(kTpu, idx));
+}
+}  // namespace
+
 void delete_storage(void* storage) {
-  if (storage != nullptr) tpu_storage_free(storage);
+  if (storage == nullptr) return;
+  const int64_t nbytes = c10::memoryProfilingEnabled() ? tpu_storage_nbytes(storage) : 0;
+  tpu_storage_free(storage);
+  if (nbytes > 0) report_memory(storage, -nbytes, current_device());
 }
 
 c10::DataPtr allocate_on(size_t nbytes, c10::DeviceIndex idx) {
@@ -94,6 +107,7 @@ c10::DataPtr allocate_on(size_t nbytes, c10::DeviceIndex idx) {
     TORCH_CHECK(false, "tpu: cannot allocate ", nbytes, " bytes on tpu:", static_cast<int>(idx),
                 ": ", msg);
   }
+  report_memory(storage, static_cast<int64_t>(nbytes), idx);
   return c10::DataPtr(addr, storage, &delete_storage, c10::Device(kTpu, idx));
 }
 

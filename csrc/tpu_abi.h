@@ -5,6 +5,7 @@
 // no exception crosses this boundary. Bump TPU_ABI_VERSION on any change.
 #pragma once
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define TPU_ABI_VERSION 1
@@ -120,6 +121,12 @@ int32_t tpu_storage_copy(void* dst, void* src, int64_t nbytes);
 void* tpu_storage_from_addr(const void* addr);
 
 int32_t tpu_device_count(void);
+/* Bytes held by live storages on a device (reported with memory events to the profiler). */
+int64_t tpu_memory_allocated(int32_t device_index);
+/* The size in bytes of a storage made by tpu_storage_new. */
+int64_t tpu_storage_nbytes(void* storage);
+/* The shim's torch.profiler callbacks: is a profiler collecting; open a named range; close it. */
+void tpu_set_profiler_hooks(bool (*enabled)(void), void* (*begin)(const char* name), void (*end)(void* range));
 // Runs `op` as a CPU fallback: counts it (metrics) for the report.
 void tpu_count_cpu_fallback(const char* name, const char* overload);
 

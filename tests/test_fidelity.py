@@ -312,3 +312,27 @@ def test_hf_from_pretrained_device_map_tpu() -> None:
     assert loaded.lm_head.weight.device.type == TPU
     assert loaded.lm_head.weight is loaded.transformer.wte.weight
     assert_same(loaded(ids.to(TPU)).logits, model(ids).logits, "from_pretrained(device_map='tpu') logits")
+
+
+# --- 6. profiler ------------------------------------------------------------------------------
+
+
+def test_profiler_records_device_work_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    monkeypatch.setenv("TORCH_TPU_CACHE_DIR", "0")
+    torch_tpu.clear_executable_cache()
+    x = torch.randn(32, 32, device=TPU)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.PrivateUse1], profile_memory=True) as prof:
+        y = (x @ x).relu().sum() * 3.5
+        value = y.item()
+        torch.ones(16, device=TPU).cpu()
+    assert value == pytest.approx(((x.cpu() @ x.cpu()).relu().sum() * 3.5).item(), rel=1e-4)
+    names = [e.name for e in prof.events()]
+    assert any(n.startswith("tpu::compile graph_") for n in names), names
+    execs = [n for n in names if n.startswith("tpu::execute graph_")]
+    assert execs and any("cut: read to host" in n for n in execs), execs
+    assert any(n.startswith("tpu::to_host") for n in names)
+    assert any(e.name == "[memory]" for e in prof.events()), "no memory events"
+    summary = torch_tpu.profile_summary(prof)
+    assert "tpu::execute" in summary and "tpu::compile" in summary

@@ -111,3 +111,15 @@ def test_import_error_names_the_extra() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "torch-tpu[jax]" in r.stdout
+
+
+def test_jax_op_with_aliases_mutates_its_input() -> None:
+    def write_row(cache: jax.Array, row: jax.Array) -> jax.Array:
+        return cache.at[1].set(row)
+
+    op = pallas.jax_op("torch_tpu_test::write_row", write_row, input_output_aliases={0: 0})
+    cache = torch.zeros(3, 2, device=TPU)
+    op(cache, torch.ones(2, device=TPU))
+    want = torch.zeros(3, 2)
+    want[1] = 1
+    assert_same(cache, want, "jax_op input_output_aliases")

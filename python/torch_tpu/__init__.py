@@ -17,7 +17,7 @@ import torch
 
 from torch_tpu import _compile, _core, _module, _plugins, _safetensors
 from torch_tpu import device as _device_module
-from torch_tpu._metrics import format_report
+from torch_tpu._metrics import format_profile, format_report
 
 __all__ = [
     "__version__",
@@ -28,6 +28,7 @@ __all__ = [
     "metrics_report",
     "platform",
     "plugin_info",
+    "profile_summary",
     "reset_metrics",
     "set_cpu_fallback",
     "set_eager_mode",
@@ -172,6 +173,12 @@ def metrics() -> dict[str, Any]:
 def metrics_report() -> str:
     """The metrics as a readable table (print it)."""
     return format_report(metrics())
+
+
+def profile_summary(prof: Any) -> str:
+    """A text summary of the tpu work a ``torch.profiler.profile`` run recorded:
+    compiles, executions (per graph, with its cut reason) and transfers."""
+    return format_profile(prof.events())
 
 
 def reset_metrics() -> None:

@@ -45,3 +45,29 @@ def format_report(metrics: Mapping[str, Any], title: str = "torch_tpu metrics") 
         for name, value in entries:
             lines.append(f"  {name!s:<{width - 2}}  {_fmt(key, value)}")
     return "\n".join(lines)
+
+
+def format_profile(events: Any) -> str:
+    """Where device time went in a ``torch.profiler`` run: the runtime's ranges
+    (``tpu::compile``, ``tpu::execute``, ``tpu::to_host``, ``tpu::to_device``)
+    by kind, with counts and total host time, and the slowest graphs."""
+    kinds: dict[str, list[float]] = {}
+    graphs: dict[str, float] = {}
+    for e in events:
+        name = e.name
+        if not name.startswith("tpu::"):
+            continue
+        kind = name.split()[0]
+        us = e.cpu_time_total
+        kinds.setdefault(kind, []).append(us)
+        if kind in ("tpu::compile", "tpu::execute"):
+            graphs[name] = graphs.get(name, 0.0) + us
+    if not kinds:
+        return "no tpu work was recorded (was the profiler running around tpu ops?)"
+    lines = [f"{'range':<16} {'count':>7} {'total ms':>10}"]
+    for kind, times in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+        lines.append(f"{kind:<16} {len(times):>7} {sum(times) / 1e3:>10.3f}")
+    lines.append("slowest graphs:")
+    for name, us in sorted(graphs.items(), key=lambda kv: -kv[1])[:5]:
+        lines.append(f"  {us / 1e3:>9.3f} ms  {name}")
+    return "\n".join(lines)

@@ -109,7 +109,7 @@ class JaxCallable:
         return jax.tree_util.tree_unflatten(tree, results), results
 
     def __call__(self, *args: Any) -> Any:
-        idx, tensors = self._split(args)
+        _, tensors = self._split(args)
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             out = _JaxFunction.apply(self, args, *tensors)
             return out[0] if getattr(self, "_single", False) else _rebuild(self, out)
@@ -238,11 +238,21 @@ def jax_op(
     static = tuple(i for i, (_, t) in enumerate(params) if t != "Tensor")
     kernel = JaxCallable(fn, name, static, donate_argnums, input_output_aliases, **jit_kwargs)
 
+    tensor_params = [n for n, t in params if t == "Tensor"]
+    mutated = tuple(tensor_params[i] for i in kernel.input_output_aliases)
+    if mutated:  # an aliased input is updated in place: the schema says so
+        for n in mutated:
+            schema = schema.replace(f"Tensor {n}", f"Tensor(a_{n}!) {n}", 1)
+
     def impl(*args: Any) -> Any:
-        out, flat = kernel._run(args)
+        _, flat = kernel._run(args)
+        tensors = kernel._split(args)[1]
+        with torch.no_grad():
+            for in_idx, out_idx in kernel.input_output_aliases.items():
+                tensors[in_idx].copy_(flat[out_idx])
         return tuple(flat) if returns_tuple else flat[0]
 
-    op = torch.library.custom_op(name, impl, mutates_args=(), schema=schema)
+    op = torch.library.custom_op(name, impl, mutates_args=mutated, schema=schema)
 
     def fake(*args: Any) -> Any:
         shaped = [
@@ -265,7 +275,8 @@ def jax_op(
         gs = iter(kernel.vjp(ctx.args, grads))
         return tuple(next(gs) if isinstance(a, torch.Tensor) else None for a in ctx.args)
 
-    op.register_autograd(backward, setup_context=setup_context)
+    if not mutated:  # PyTorch takes autograd formulas for functional ops only
+        op.register_autograd(backward, setup_context=setup_context)
     return op
 
 

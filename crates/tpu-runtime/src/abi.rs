@@ -446,6 +446,38 @@ pub extern "C" fn tpu_storage_from_addr(addr: *const c_void) -> *mut c_void {
 }
 
 #[no_mangle]
+pub extern "C" fn tpu_memory_allocated(device_index: i32) -> i64 {
+    catch_unwind(|| storage::memory_stats(device_index.max(0) as usize).allocated).unwrap_or(0)
+}
+
+#[no_mangle]
+pub extern "C" fn tpu_storage_nbytes(storage: *mut c_void) -> i64 {
+    if storage.is_null() {
+        return 0;
+    }
+    // SAFETY: `storage` is a DataPtr context made by `tpu_storage_new` (an
+    // `Arc::into_raw` of a `Storage`) that the caller still owns; we only read it.
+    let s = unsafe { &*(storage as *const Storage) };
+    s.nbytes as i64
+}
+
+/// Registers the shim's profiler callbacks (see `profile.rs`).
+#[no_mangle]
+pub extern "C" fn tpu_set_profiler_hooks(
+    enabled: extern "C" fn() -> bool,
+    begin: extern "C" fn(*const std::ffi::c_char) -> *mut std::ffi::c_void,
+    end: extern "C" fn(*mut std::ffi::c_void),
+) {
+    let _ = catch_unwind(|| {
+        crate::profile::set_hooks(crate::profile::Hooks {
+            enabled,
+            begin,
+            end,
+        })
+    });
+}
+
+#[no_mangle]
 pub extern "C" fn tpu_device_count() -> i32 {
     catch_unwind(|| platform::get().map(|p| p.devices.len() as i32).unwrap_or(0)).unwrap_or(0)
 }

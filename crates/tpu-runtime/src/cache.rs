@@ -48,6 +48,9 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
         Some(e) => e,
         None => {
             let start = Instant::now();
+            let _range = crate::profile::scope(|| {
+                format!("tpu::compile {} ({})", key_name(&key), site.name)
+            });
             let exe = platform.client.compile(&text)?;
             metrics::add(&metrics::COUNTERS.compiles, 1);
             metrics::add(
@@ -158,11 +161,13 @@ fn store(digest: &str, exe: &LoadedExecutable) {
 fn dump(key: &GraphKey, text: &str) {
     if let Ok(dir) = std::env::var("TORCH_TPU_DUMP_DIR") {
         let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(
-            format!("{dir}/graph_{:016x}{:016x}.mlir", key.0, key.1),
-            text,
-        );
+        let _ = std::fs::write(format!("{dir}/{}.mlir", key_name(key)), text);
     }
+}
+
+/// A graph's name in dumps and profiles: `graph_<structural hash>`.
+pub fn key_name(key: &GraphKey) -> String {
+    format!("graph_{:016x}{:016x}", key.0, key.1)
 }
 
 pub fn clear() {

@@ -78,6 +78,7 @@ pub fn upload(data: &[u8], dtype: DType, dims: &[i64], device: usize) -> Result<
     let p = platform::get()?;
     let dev = p.device(device)?;
     metrics::add(&metrics::COUNTERS.bytes_to_device, data.len() as u64);
+    let _range = crate::profile::scope(|| format!("tpu::to_device {} B", data.len()));
     Ok(p.client
         .buffer_from_host(data, element_type(dtype), dims, None, dev)?)
 }

@@ -9,6 +9,7 @@
 //! - `dynamic`: ops with data-dependent shapes (`nonzero`, `masked_select`).
 //! - `cache`: executables keyed by the graph's structural hash.
 //! - `opcache`: strict mode's per-op-signature fast path.
+//! - `profile`: ranges in `torch.profiler` (through callbacks of the shim).
 //! - `platform`, `mode`, `metrics`, `host`, `python`.
 
 pub mod abi;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod mode;
 pub mod opcache;
 pub mod platform;
+pub mod profile;
 pub mod python;
 pub mod storage;
 pub mod trace;

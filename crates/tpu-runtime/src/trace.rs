@@ -368,7 +368,6 @@ impl Trace {
         let platform = platform::get()?;
         let device = platform.device(self.device)?;
         let site_name = self.site_name();
-        let _ = reason;
         let exe = cache::executable(
             &self.g,
             &cache::Site {
@@ -394,7 +393,16 @@ impl Trace {
             }
         }
         let args: Vec<&Buffer> = owned.iter().map(|b| b.as_ref()).collect();
-        let results = exe.execute(&args, Some(device), &[])?;
+        let results = {
+            let _range = crate::profile::scope(|| {
+                format!(
+                    "tpu::execute {} ({} ops, cut: {reason})",
+                    cache::key_name(&self.g.structural_hash()),
+                    self.ops
+                )
+            });
+            exe.execute(&args, Some(device), &[])?
+        };
         metrics::count_execution(self.ops);
         let mut results: Vec<Arc<Buffer>> = results.into_iter().map(Arc::new).collect();
         if !checks.is_empty() {

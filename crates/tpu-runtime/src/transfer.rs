@@ -89,6 +89,7 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
             let mut bytes = vec![0u8; sizes.iter().product::<i64>() as usize * dtype.size()];
             metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
             metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
+            let _range = crate::profile::scope(|| format!("tpu::to_host {} B", bytes.len()));
             buf.to_host(&mut bytes)?;
             span.write_strided(&bytes, sizes, strides, dtype.size());
         }
@@ -218,6 +219,7 @@ fn local_scalar_dense(args: &[CallArg]) -> Result<Vec<Ret>> {
     let mut bytes = vec![0u8; d.size()];
     metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
     metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
+    let _range = crate::profile::scope(|| format!("tpu::to_host {} B", bytes.len()));
     buf.to_host(&mut bytes)?;
     Ok(vec![match host::scalar_from_bytes(&bytes, d) {
         tpu_lower::ScalarArg::Bool(b) => Ret::Bool(b),
