@@ -152,7 +152,10 @@ class TpuDistBackend(Backend):
         self._check_order(f"{name}({', '.join(dtypes)})")
         _core.cut("collective")
         host_in = [_to_host(t) for t in inputs]
-        host_out = [_to_host(t) if t.device.type == "tpu" else t.detach().contiguous() for t in outputs]
+        if outputs is inputs:  # in place (all_reduce, broadcast, ...): staged once
+            host_out = host_in
+        else:
+            host_out = [_to_host(t) if t.device.type == "tpu" else t.detach().contiguous() for t in outputs]
         work = call(host_in, host_out)
         if work is not None:
             work.wait()
@@ -187,40 +190,37 @@ class TpuDistBackend(Backend):
 
     # --- collectives ----------------------------------------------------------------
 
-    def allreduce(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
+    def _reduce_in_place(
+        self,
+        name: str,
+        tensors: list[torch.Tensor],
+        opts: Any,
+        options: type,
+        gloo_call: Callable[[list[torch.Tensor], Any], Any],
+    ) -> Work:
         op = opts.reduceOp if opts is not None else ReduceOp.SUM
-        gopts, avg = self._reduce_opts(dist.AllreduceOptions, op)
+        gopts, avg = self._reduce_opts(options, op)
+        return self._run(
+            f"{name}[{_op_name(op)}]",
+            tensors,
+            tensors,
+            lambda _, ho: gloo_call(ho, gopts),
+            self._average if avg else None,
+        )
 
-        def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            for h, o in zip(hi, ho):
-                o.copy_(h)
-            return self._gloo.allreduce(ho, gopts)
-
-        return self._run(f"all_reduce[{_op_name(op)}]", tensors, tensors, call, self._average if avg else None)
+    def allreduce(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
+        return self._reduce_in_place("all_reduce", tensors, opts, dist.AllreduceOptions, self._gloo.allreduce)
 
     def allreduce_coalesced(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
-        op = opts.reduceOp if opts is not None else ReduceOp.SUM
-        gopts, avg = self._reduce_opts(dist.AllreduceCoalescedOptions, op)
-
-        def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            for h, o in zip(hi, ho):
-                o.copy_(h)
-            return self._gloo.allreduce_coalesced(ho, gopts)
-
-        return self._run(
-            f"all_reduce_coalesced[{_op_name(op)}]", tensors, tensors, call, self._average if avg else None
+        return self._reduce_in_place(
+            "all_reduce_coalesced", tensors, opts, dist.AllreduceCoalescedOptions, self._gloo.allreduce_coalesced
         )
 
     def broadcast(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
         gopts = dist.BroadcastOptions()
         gopts.rootRank, gopts.rootTensor = opts.rootRank, opts.rootTensor
 
-        def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            for h, o in zip(hi, ho):
-                o.copy_(h)
-            return self._gloo.broadcast(ho, gopts)
-
-        return self._run("broadcast", tensors, tensors, call)
+        return self._run("broadcast", tensors, tensors, lambda _, ho: self._gloo.broadcast(ho, gopts))
 
     def reduce(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
         gopts, avg = self._reduce_opts(
@@ -229,8 +229,9 @@ class TpuDistBackend(Backend):
         root = opts.rootRank
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            for h, o in zip(hi, ho):
-                o.copy_(h)
+            if ho is not hi:  # a non-root reduces into scratch space
+                for h, o in zip(hi, ho):
+                    o.copy_(h)
             return self._gloo.reduce(ho, gopts)
 
         finish = self._average if avg and self._rank == root else None
