@@ -383,16 +383,7 @@ class TpuDistBackend(Backend):
     # Names older torch releases dispatch to.
     _allgather_base = all_gather_single
     _reduce_scatter_base = reduce_scatter_single
-
-    def alltoall_base(
-        self,
-        output: torch.Tensor,
-        input: torch.Tensor,
-        output_split_sizes: list[int],
-        input_split_sizes: list[int],
-        opts: Any = None,
-    ) -> Work:
-        return self.all_to_all_single(output, input, output_split_sizes, input_split_sizes, opts)
+    alltoall_base = all_to_all_single
 
 
 def _create(store: dist.Store, rank: int, size: int, timeout: timedelta) -> Backend:
