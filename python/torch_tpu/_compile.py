@@ -28,6 +28,7 @@ import torch
 from torch import fx
 
 from torch_tpu import _core
+from torch_tpu._module import any_on_tpu
 
 __all__ = ["compile_stats", "reset_compile_stats", "tpu_backend"]
 
@@ -189,15 +190,9 @@ def install() -> None:
     inductor_call = wrapper.__call__
 
     def call(self: Any, model_: Any, inputs_: Any, **kwargs: Any) -> Any:
-        if _on_tpu(inputs_) or _params_on_tpu(model_):
+        if _on_tpu(inputs_) or (isinstance(model_, torch.nn.Module) and any_on_tpu(model_)):
             return tpu_backend(model_, inputs_)
         return inductor_call(self, model_, inputs_, **kwargs)
 
     call._torch_tpu = True  # type: ignore[attr-defined]
     wrapper.__call__ = call  # type: ignore[method-assign]
-
-
-def _params_on_tpu(gm: Any) -> bool:
-    if not isinstance(gm, torch.nn.Module):
-        return False
-    return any(t.device.type == "tpu" for t in gm.parameters()) or any(t.device.type == "tpu" for t in gm.buffers())

@@ -13,6 +13,7 @@ behaves as before.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,24 +26,22 @@ _state = threading.local()
 _future_lock = threading.Lock()
 
 
-def _any_on_tpu(module: nn.Module) -> bool:
-    tensors = list(module.parameters()) + list(module.buffers())
-    return any(t.device.type == "tpu" for t in tensors)
+def any_on_tpu(module: nn.Module) -> bool:
+    """True if a parameter or buffer of ``module`` (or its submodules) is on the tpu."""
+    return any(t.device.type == "tpu" for t in itertools.chain(module.parameters(), module.buffers()))
 
 
 @contextlib.contextmanager
 def _swapping() -> Iterator[None]:
     """Swap-on-conversion for the duration of one outermost ``_apply``."""
-    if getattr(_state, "active", False) or torch.__future__.get_swap_module_params_on_conversion():
+    if torch.__future__.get_swap_module_params_on_conversion():
         yield
         return
     with _future_lock:
         torch.__future__.set_swap_module_params_on_conversion(True)
-    _state.active = True
     try:
         yield
     finally:
-        _state.active = False
         with _future_lock:
             torch.__future__.set_swap_module_params_on_conversion(False)
 
@@ -59,28 +58,31 @@ def _target_is_tpu(flag: bool) -> Iterator[None]:
 
 def _wrap_apply(original: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     def _apply(self: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> nn.Module:
-        if getattr(_state, "active", False) or not (getattr(_state, "to_tpu", False) or _any_on_tpu(self)):
+        # Only the outermost call decides; the submodules it recurses into follow it.
+        if getattr(_state, "inside", False):
             return original(self, fn, recurse)
+        _state.inside = True
         try:
-            with _swapping():
+            if not (getattr(_state, "to_tpu", False) or any_on_tpu(self)):
                 return original(self, fn, recurse)
-        except RuntimeError as e:
-            # swap_tensors refuses a parameter that something else still holds
-            # (typically the autograd graph of an output computed before the
-            # move). PyTorch's own fallback for such backends applies then: the
-            # remaining parameters become new objects, as without this module.
-            if "Couldn't swap" not in str(e):
-                raise
-            warnings.warn(
-                f"{type(self).__name__}._apply: {e.__cause__ or e}; the parameters not yet moved are replaced "
-                "by new Parameter objects (free earlier outputs before moving the module to keep them)",
-                stacklevel=3,
-            )
-        _state.active = True  # the children follow this fallback without trying to swap again
-        try:
+            try:
+                with _swapping():
+                    return original(self, fn, recurse)
+            except RuntimeError as e:
+                # swap_tensors refuses a parameter that something else still holds
+                # (typically the autograd graph of an output computed before the
+                # move). PyTorch's own fallback for such backends applies then: the
+                # remaining parameters become new objects, as without this module.
+                if "Couldn't swap" not in str(e):
+                    raise
+                warnings.warn(
+                    f"{type(self).__name__}._apply: {e.__cause__ or e}; the parameters not yet moved are replaced "
+                    "by new Parameter objects (free earlier outputs before moving the module to keep them)",
+                    stacklevel=3,
+                )
             return original(self, fn, recurse)
         finally:
-            _state.active = False
+            _state.inside = False
 
     _apply.__wrapped__ = original  # type: ignore[attr-defined]
     return _apply

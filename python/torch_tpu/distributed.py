@@ -121,11 +121,12 @@ class TpuDistBackend(Backend):
 
     # --- plumbing ------------------------------------------------------------------
 
-    def _check_order(self, signature: str) -> None:
+    def _check_order(self, describe: Callable[[], str]) -> None:
         """Debug mode: every rank must call the same collective at the same position."""
         self._seq += 1
         if _core.get_eager_mode() != "debug" or self._size == 1:
             return
+        signature = describe()
         key = f"tpu_dist_order/{self._seq}"
         self._store.set(f"{key}/{self._rank}", signature)
         for r in range(self._size):
@@ -148,8 +149,12 @@ class TpuDistBackend(Backend):
     ) -> Work:
         """Stages ``inputs`` to the host, runs ``call(host_inputs, host_outputs)`` on gloo,
         writes the host outputs back into ``outputs`` and returns a completed Work."""
-        dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in [*inputs, *outputs]})
-        self._check_order(f"{name}({', '.join(dtypes)})")
+
+        def describe() -> str:
+            dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in [*inputs, *outputs]})
+            return f"{name}({', '.join(dtypes)})"
+
+        self._check_order(describe)
         _core.cut("collective")
         host_in = [_to_host(t) for t in inputs]
         if outputs is inputs:  # in place (all_reduce, broadcast, ...): staged once
@@ -375,7 +380,7 @@ class TpuDistBackend(Backend):
         return _CompletedWork(list(tensors))
 
     def barrier(self, opts: Any = None) -> Work:
-        self._check_order("barrier()")
+        self._check_order(lambda: "barrier()")
         _core.cut("collective")
         self._gloo.barrier().wait()
         return _CompletedWork([])
