@@ -123,3 +123,11 @@ def test_jax_op_with_aliases_mutates_its_input() -> None:
     want = torch.zeros(3, 2)
     want[1] = 1
     assert_same(cache, want, "jax_op input_output_aliases")
+
+
+def test_gradient_follows_a_changing_scalar_argument() -> None:
+    scale = pallas.custom_jax_kernel(lambda x, k: x * k)
+    for k in (2.0, 5.0):
+        x = torch.ones(3, device=TPU, requires_grad=True)
+        scale(x, k).sum().backward()
+        assert_same(x.grad, torch.full((3,), k), f"gradient with k={k}")

@@ -87,90 +87,83 @@ class JaxCallable:
         self.donate_argnums = tuple(donate_argnums or ())
         self.input_output_aliases = dict(input_output_aliases or {})
         self._jitted = _jax().jit(jax_fn, static_argnums=self.static_argnums, **jit_kwargs)
+        self._vjp_cache: dict[tuple, Any] = {}
         functools.update_wrapper(self, jax_fn, updated=())
 
     def _split(self, args: Sequence[Any]) -> tuple[list[int], list[torch.Tensor]]:
         idx = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and i not in self.static_argnums]
         return idx, [args[i] for i in idx]
 
+    def _with_tensors(self, args: Sequence[Any], tensors: Sequence[Any]) -> list[Any]:
+        """``args`` with its tensor arguments replaced by ``tensors``, in order."""
+        full = list(args)
+        for i, t in zip(self._split(args)[0], tensors):
+            full[i] = t
+        return full
+
     def _run(self, args: Sequence[Any]) -> tuple[Any, list[torch.Tensor]]:
-        """Runs the kernel; the results as a pytree of tpu tensors and as a flat list."""
+        """Runs the kernel: the output pytree's structure and its leaves as tpu tensors."""
         jax = _jax()
-        idx, tensors = self._split(args)
+        _, tensors = self._split(args)
         device = tensors[0].device if tensors else torch.device("tpu", torch.tpu.current_device())
         _core.cut("jax kernel")
-        jargs = list(args)
         with _x64():
-            for i, t in zip(idx, tensors):
-                jargs[i] = _to_jax(t)
-            out = self._jitted(*jargs)
+            out = self._jitted(*self._with_tensors(args, [_to_jax(t) for t in tensors]))
             leaves, tree = jax.tree_util.tree_flatten(out)
-            results = [_to_torch(a, device) for a in leaves]
-        return jax.tree_util.tree_unflatten(tree, results), results
+            return tree, [_to_torch(a, device) for a in leaves]
+
+    def _alias(self, tensors: Sequence[torch.Tensor], flat: Sequence[torch.Tensor]) -> None:
+        """``input_output_aliases``: aliased outputs are written into their inputs."""
+        with torch.no_grad():
+            for in_idx, out_idx in self.input_output_aliases.items():
+                tensors[in_idx].copy_(flat[out_idx])
 
     def __call__(self, *args: Any) -> Any:
         _, tensors = self._split(args)
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            out = _JaxFunction.apply(self, args, *tensors)
-            return out[0] if getattr(self, "_single", False) else _rebuild(self, out)
-        out, flat = self._run(args)
-        with torch.no_grad():
-            for in_idx, out_idx in self.input_output_aliases.items():
-                tensors[in_idx].copy_(flat[out_idx])
-        return out
+            tree_box: list[Any] = []
+            flat = list(_JaxFunction.apply(self, args, tree_box, *tensors))
+            tree = tree_box[0]
+        else:
+            tree, flat = self._run(args)
+        self._alias(tensors, flat)
+        return _jax().tree_util.tree_unflatten(tree, flat)
 
     def vjp(self, args: Sequence[Any], cotangents: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
         """Gradients of the kernel's outputs with respect to its tensor inputs, through ``jax.vjp``."""
         jax = _jax()
         idx, tensors = self._split(args)
-        device = tensors[0].device
-
-        def tensor_fn(*xs: Any) -> Any:
-            full = list(args)
-            for i, x in zip(idx, xs):
-                full[i] = x
-            return self.jax_fn(*full)
-
-        key = ("vjp", *(a if i in self.static_argnums else None for i, a in enumerate(args)))
-        cache = self.__dict__.setdefault("_vjp_cache", {})
-        if key not in cache:
+        # Every non-tensor argument is a constant of the backward program: part of its key.
+        key = tuple(None if i in idx else a for i, a in enumerate(args))
+        if key not in self._vjp_cache:
 
             def grads(xs: Any, cts: Any) -> Any:
-                out, pullback = jax.vjp(tensor_fn, *xs)
+                out, pullback = jax.vjp(lambda *ys: self.jax_fn(*self._with_tensors(args, ys)), *xs)
                 _, tree = jax.tree_util.tree_flatten(out)
                 return pullback(jax.tree_util.tree_unflatten(tree, list(cts)))
 
-            cache[key] = jax.jit(grads)
+            self._vjp_cache[key] = jax.jit(grads)
         _core.cut("jax kernel")
         with _x64():
-            gs = cache[key]([_to_jax(t) for t in tensors], [_to_jax(c) for c in cotangents])
-            return [_to_torch(g, device) for g in gs]
-
-
-def _rebuild(kernel: JaxCallable, flat: Sequence[torch.Tensor]) -> Any:
-    return kernel._tree.unflatten(list(flat)) if hasattr(kernel, "_tree") else tuple(flat)
+            gs = self._vjp_cache[key]([_to_jax(t) for t in tensors], [_to_jax(c) for c in cotangents])
+            return [_to_torch(g, tensors[0].device) for g in gs]
 
 
 class _JaxFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, kernel: JaxCallable, args: tuple, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out, flat = kernel._run(args)
-        jax = _jax()
-        _, kernel._tree = jax.tree_util.tree_flatten(out, is_leaf=lambda x: isinstance(x, torch.Tensor))
-        kernel._single = isinstance(out, torch.Tensor)
+    def forward(
+        ctx: Any, kernel: JaxCallable, args: tuple, tree_box: list, *tensors: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        tree, flat = kernel._run(args)
+        tree_box.append(tree)  # autograd.Function returns tensors only: the structure goes back here
         ctx.kernel, ctx.args = kernel, args
         ctx.save_for_backward(*tensors)
         return tuple(flat)
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[Any, ...]:
-        tensors = ctx.saved_tensors
-        args = list(ctx.args)
-        idx = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and i not in ctx.kernel.static_argnums]
-        for i, t in zip(idx, tensors):
-            args[i] = t
-        gs = ctx.kernel.vjp(args, grads)
-        return (None, None, *gs)
+        args = ctx.kernel._with_tensors(ctx.args, ctx.saved_tensors)
+        return (None, None, None, *ctx.kernel.vjp(args, grads))
 
 
 def custom_jax_kernel(
@@ -246,10 +239,7 @@ def jax_op(
 
     def impl(*args: Any) -> Any:
         _, flat = kernel._run(args)
-        tensors = kernel._split(args)[1]
-        with torch.no_grad():
-            for in_idx, out_idx in kernel.input_output_aliases.items():
-                tensors[in_idx].copy_(flat[out_idx])
+        kernel._alias(kernel._split(args)[1], flat)
         return tuple(flat) if returns_tuple else flat[0]
 
     op = torch.library.custom_op(name, impl, mutates_args=mutated, schema=schema)
