@@ -193,6 +193,27 @@ impl LoadedExecutable {
         }
     }
 
+    /// Bytes the program needs beyond its arguments when it runs: outputs
+    /// not aliased to donated inputs, plus temporaries; None if the plugin
+    /// does not say.
+    pub fn run_memory_bytes(&self) -> Option<i64> {
+        let mut args = sys::PJRT_Executable_GetCompiledMemoryStats_Args {
+            struct_size: sys::PJRT_Executable_GetCompiledMemoryStats_Args_STRUCT_SIZE as usize,
+            executable: self.exe,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; `exe` live; the call only fills in numbers.
+        unsafe {
+            pjrt_call!(
+                self.client.api(),
+                PJRT_Executable_GetCompiledMemoryStats,
+                &mut args
+            )
+            .ok()?;
+        }
+        Some(args.output_size_in_bytes - args.alias_size_in_bytes + args.temp_size_in_bytes)
+    }
+
     /// Executable fingerprint, if the plugin provides one.
     pub fn fingerprint(&self) -> Option<String> {
         let mut args = sys::PJRT_Executable_Fingerprint_Args {

@@ -306,8 +306,20 @@ fn maximum(c: &mut LowerCtx, a: &Args) -> Out {
 fn minimum(c: &mut LowerCtx, a: &Args) -> Out {
     nan_max_min(c, a, B::Min)
 }
+/// Operands of a division in dtype `d`; an integer divisor must not be 0
+/// (XLA gives garbage, CPU raises `ZeroDivisionError`).
+fn division_operands(c: &mut LowerCtx, a: &Args, d: DType) -> Result<(ValueId, ValueId)> {
+    let (x, y) = operands(c, a, d)?;
+    if d.is_int() {
+        c.check_nonzero_divisor(y)?;
+    }
+    Ok((x, y))
+}
+
 fn fmod(c: &mut LowerCtx, a: &Args) -> Out {
-    promoted_binary(c, a, B::Rem)
+    let d = promoted(c, a);
+    let (x, y) = division_operands(c, a, d)?;
+    Ok(vec![c.g.binary(B::Rem, x, y)?])
 }
 fn bitwise(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     let d = promoted(c, a);
@@ -355,7 +367,7 @@ fn atan2(c: &mut LowerCtx, a: &Args) -> Out {
 /// Python-style modulo: the result takes the divisor's sign.
 fn remainder(c: &mut LowerCtx, a: &Args) -> Out {
     let d = promoted(c, a);
-    let (x, y) = operands(c, a, d)?;
+    let (x, y) = division_operands(c, a, d)?;
     let r = c.g.binary(B::Rem, x, y)?;
     let zero = c.g.full_like(r, 0.0, d);
     let r_neg = c.g.compare(CmpDir::Lt, r, zero)?;
@@ -396,7 +408,7 @@ fn div(c: &mut LowerCtx, a: &Args) -> Out {
             Ok(vec![c.g.binary(B::Div, x, y)?])
         }
         Some("trunc") => {
-            let (x, y) = operands(c, a, d)?;
+            let (x, y) = division_operands(c, a, d)?;
             let q = c.g.binary(B::Div, x, y)?;
             if !d.is_float() {
                 return Ok(vec![q]);
@@ -407,7 +419,7 @@ fn div(c: &mut LowerCtx, a: &Args) -> Out {
             Ok(vec![c.g.binary(B::Mul, s, f)?])
         }
         Some("floor") => {
-            let (x, y) = operands(c, a, d)?;
+            let (x, y) = division_operands(c, a, d)?;
             Ok(vec![floor_div(c, x, y, d)?])
         }
         Some(m) => bail!(
@@ -418,7 +430,7 @@ fn div(c: &mut LowerCtx, a: &Args) -> Out {
 
 fn floor_divide(c: &mut LowerCtx, a: &Args) -> Out {
     let d = promoted(c, a);
-    let (x, y) = operands(c, a, d)?;
+    let (x, y) = division_operands(c, a, d)?;
     Ok(vec![floor_div(c, x, y, d)?])
 }
 

@@ -2,12 +2,13 @@
 //! and its dense backward, advanced indexing (`index.Tensor`, `index_put_`)
 //! and masked_fill. All lower to XLA gather / scatter / select.
 //!
-//! Out-of-range indices are clamped by XLA gather (and dropped by scatter)
-//! instead of raising as PyTorch's CPU kernels do; negative indices of
-//! advanced indexing wrap as in PyTorch.
+//! XLA gather clamps out-of-range indices and scatter drops them, so every
+//! rule taking user indices adds a range check (`LowerCtx::check_range`) that
+//! raises CPU PyTorch's error; negative indices of advanced indexing wrap as
+//! in PyTorch.
 
 use crate::args::Arg;
-use crate::registry::{Args, LowerCtx, Registry};
+use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::helpers::{broadcast_shapes, opmath, wrap_dim};
 use tpu_graph::{
@@ -39,6 +40,26 @@ pub(crate) fn dim_coords(c: &mut LowerCtx, index: ValueId, dim: usize) -> Result
     Ok(c.g.concatenate(&parts, r as i64)?)
 }
 
+/// Requires every index of `index` along `dim` of `x` in `0..size`, with
+/// CPU's "index N is out of bounds for dimension D with size S" (`kind`).
+pub(crate) fn check_dim_index(
+    c: &mut LowerCtx,
+    what: &str,
+    x: ValueId,
+    dim: usize,
+    index: ValueId,
+    (lo_wraps, kind): (bool, CheckKind),
+) -> Result<()> {
+    let size = c.g.shape(x).get(dim).copied().unwrap_or(1);
+    let lo = if lo_wraps { -size } else { 0 };
+    c.check_range(
+        index,
+        (lo, size),
+        kind,
+        format!("{what}index {{}} is out of bounds for dimension {dim} with size {size}"),
+    )
+}
+
 fn check_same_rank(c: &LowerCtx, what: &str, x: ValueId, index: ValueId) -> Result<()> {
     if c.g.rank(x) != c.g.rank(index) && c.g.ty(index).numel() > 1 {
         bail!(
@@ -61,7 +82,7 @@ fn gather(c: &mut LowerCtx, a: &Args) -> Out {
             .reshape(x, c.g.shape(index).to_vec().as_slice())?]);
     }
     check_same_rank(c, "gather", x, index)?;
-    c.check_index(index, c.g.shape(x)[dim], "gather()")?;
+    check_dim_index(c, "", x, dim, index, (false, CheckKind::Runtime))?;
     let coords = dim_coords(c, index, dim)?;
     let attrs = GatherAttrs {
         offset_dims: vec![],
@@ -123,6 +144,7 @@ fn scatter(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, index) = (a.t(0)?, a.t(2)?);
     let dim = wrap_dim(a.int(1)?, c.g.rank(x))?;
     check_same_rank(c, "scatter", x, index)?;
+    check_dim_index(c, "", x, dim, index, (false, CheckKind::Runtime))?;
     let src = scatter_src(c, a, x)?;
     Ok(vec![scatter_dim(c, x, dim, index, src, None)?])
 }
@@ -132,6 +154,7 @@ fn scatter_add(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, index) = (a.t(0)?, a.t(2)?);
     let dim = wrap_dim(a.int(1)?, c.g.rank(x))?;
     check_same_rank(c, "scatter_add", x, index)?;
+    check_dim_index(c, "", x, dim, index, (false, CheckKind::Runtime))?;
     let src = scatter_src(c, a, x)?;
     Ok(vec![scatter_dim(c, x, dim, index, src, Some(R::Sum))?])
 }
@@ -145,6 +168,7 @@ fn scatter_reduce_legacy(c: &mut LowerCtx, a: &Args) -> Out {
         Some("multiply") => R::Prod,
         m => bail!("reduce argument must be either add or multiply, got {m:?}"),
     };
+    check_dim_index(c, "", x, dim, index, (false, CheckKind::Runtime))?;
     let src = scatter_src(c, a, x)?;
     Ok(vec![scatter_dim(c, x, dim, index, src, Some(kind))?])
 }
@@ -302,6 +326,7 @@ fn plan(c: &mut LowerCtx, x: ValueId, entries: &[Option<ValueId>]) -> Result<Opt
     col.push(1);
     let mut parts = Vec::new();
     for (&d, &t) in dims.iter().zip(&idx) {
+        check_dim_index(c, "", x, d as usize, t, (true, CheckKind::Index))?;
         let t = c.g.coerce(t, DType::I64, &bshape)?;
         // Negative indices count from the end.
         let zero = c.g.full_like(t, 0.0, DType::I64);

@@ -43,6 +43,9 @@ pub enum LowerError {
     /// Arguments the rule cannot take (bad shape, dtype or value).
     #[error("{0}")]
     Invalid(String),
+    /// A dimension or index out of range (`IndexError` in Python, as on CPU).
+    #[error("{0}")]
+    Index(String),
 }
 
 impl From<tpu_graph::GraphError> for LowerError {

@@ -152,11 +152,30 @@ fn nll_weights(
     Ok((oh, wt))
 }
 
+/// Every target other than `ignore` names a class of `x` (CPU's `IndexError`).
+fn check_targets(c: &mut LowerCtx, x: ValueId, t: ValueId, ignore: i64) -> Result<()> {
+    let xs = c.g.shape(x);
+    let classes = if xs.len() == 1 { xs[0] } else { xs[1] };
+    c.require_index_dtype(t, "nll_loss")?;
+    let t = c.g.convert(t, DType::I64);
+    let ig = c.g.full_like(t, ignore as f64, DType::I64);
+    let ignored = c.g.compare(CmpDir::Eq, t, ig)?;
+    let zero = c.g.full_like(t, 0.0, DType::I64);
+    let t = c.g.select(ignored, zero, t)?;
+    c.check_range(
+        t,
+        (0, classes),
+        crate::registry::CheckKind::Index,
+        "Target {} is out of bounds.".into(),
+    )
+}
+
 /// `nll_loss_forward(self, target, weight?, reduction, ignore_index)` → (output, total_weight).
 fn nll_loss_forward(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, t, w) = (a.t(0)?, a.t(1)?, a.opt_t(2)?);
     let (red, ignore) = (a.int(3)?, a.int(4)?);
     let (xa, d) = up(c, x);
+    check_targets(c, x, t, ignore)?;
     let w = w.map(|w| c.g.convert(w, c.g.dtype(xa)));
     let (oh, wt) = nll_weights(c, xa, t, w, ignore)?;
     let cdim = if c.g.rank(x) == 1 { 0 } else { 1 };

@@ -128,13 +128,34 @@ fn prod_dim(c: &mut LowerCtx, a: &Args) -> Out {
     )?])
 }
 
+/// A reduction without identity (max, argmax, ...) over `dims` of `x`
+/// (`None`: every element) needs something to reduce, as on CPU.
+fn require_nonempty(c: &LowerCtx, what: &str, x: ValueId, dims: Option<&[usize]>) -> Result<()> {
+    let shape = c.g.shape(x);
+    match dims {
+        _ if shape.is_empty() => Ok(()),
+        None => {
+            if shape.contains(&0) {
+                bail!("{what}(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
+            }
+            Ok(())
+        }
+        Some(dims) => match dims.iter().find(|&&d| shape[d] == 0) {
+            Some(d) => Err(crate::LowerError::Index(format!(
+                "{what}(): Expected reduction dim {d} to have non-zero size."
+            ))),
+            None => Ok(()),
+        },
+    }
+}
+
 /// `amax`/`amin(self, dim=[], keepdim)`: NaN propagates.
 fn extreme(c: &mut LowerCtx, a: &Args, kind: R) -> Out {
     let x = a.t(0)?;
     let dims = dims_at(c, a, x, 1)?;
-    if c.g.ty(x).numel() == 0 {
-        bail!("amax/amin: expected a non-empty input tensor");
-    }
+    let what = if kind == R::Max { "amax" } else { "amin" };
+    let all = dims.len() == c.g.rank(x) && a.ints_or_empty(1)?.is_empty();
+    require_nonempty(c, what, x, (!all).then_some(dims.as_slice()))?;
     Ok(vec![c.g.reduce_keep(
         kind,
         x,
@@ -152,11 +173,13 @@ fn amin(c: &mut LowerCtx, a: &Args) -> Out {
 /// Plain `max(self)`/`min(self)`: over every element.
 fn max_all(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
+    require_nonempty(c, "max", x, None)?;
     let dims: Vec<usize> = (0..c.g.rank(x)).collect();
     Ok(vec![c.g.reduce_keep(R::Max, x, &dims, false)?])
 }
 fn min_all(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
+    require_nonempty(c, "min", x, None)?;
     let dims: Vec<usize> = (0..c.g.rank(x)).collect();
     Ok(vec![c.g.reduce_keep(R::Min, x, &dims, false)?])
 }
@@ -185,6 +208,7 @@ fn extreme_dim(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
         let zero = c.g.scalar(0.0, DType::I64);
         return Ok(vec![x, zero]);
     }
+    require_nonempty(c, if max { "max" } else { "min" }, x, Some(&[dim]))?;
     let kind = if max { R::Max } else { R::Min };
     let v = c.g.reduce_keep(kind, x, &[dim], keep)?;
     let i = arg_along(c, x, dim, keep, max)?;
@@ -202,12 +226,19 @@ fn arg_extreme(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
     let x = a.t(0)?;
     let keep = a.bool_or(2, false)?;
     let r = c.g.rank(x);
+    let what = if max { "argmax" } else { "argmin" };
     match a.opt_int(1)? {
         Some(d) if r > 0 => {
             let dim = wrap_dim(d, r)?;
+            require_nonempty(c, what, x, Some(&[dim]))?;
             Ok(vec![arg_along(c, x, dim, keep, max)?])
         }
         _ => {
+            if c.g.ty(x).numel() == 0 {
+                return Err(crate::LowerError::Index(format!(
+                    "{what}(): Expected reduction dim to be specified for input.numel() == 0."
+                )));
+            }
             let n = c.g.ty(x).numel();
             let flat = c.g.reshape(x, &[n])?;
             let i = c.g.arg_reduce(max, flat, 0)?;

@@ -29,9 +29,30 @@ pub struct LowerCtx<'a> {
     pub out_types: &'a [ValueType],
     /// Parameters fed from the host, in creation order.
     pub host: Vec<(ValueId, HostValue)>,
-    /// Value checks (a bool scalar that must be true, and the error if not),
-    /// collected only when the caller asks for them (debug mode).
-    pub checks: Option<Vec<(ValueId, String)>>,
+    /// Value checks of the op's data (index ranges, integer division by
+    /// zero): computed by the program beside its results and raised by the
+    /// runtime, at the op in debug mode and at the next host sync otherwise.
+    pub checks: Vec<Check>,
+}
+
+/// Which Python exception a failed [`Check`] raises (the one CPU PyTorch raises).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// `IndexError`.
+    Index,
+    /// `RuntimeError`.
+    Runtime,
+}
+
+/// A condition on values only known on the device.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Bool scalar: true when the check holds.
+    pub ok: ValueId,
+    /// I64 scalar: an offending value when it does not (`{}` in `message`).
+    pub value: ValueId,
+    pub kind: CheckKind,
+    pub message: String,
 }
 
 impl<'a> LowerCtx<'a> {
@@ -40,7 +61,7 @@ impl<'a> LowerCtx<'a> {
             g,
             out_types,
             host: Vec::new(),
-            checks: None,
+            checks: Vec::new(),
         }
     }
 
@@ -65,28 +86,84 @@ impl<'a> LowerCtx<'a> {
         p
     }
 
-    /// Requires an integer index tensor, and in debug mode checks that every
-    /// index lies in `0..size` (an out-of-range index raises at the op).
-    pub fn check_index(&mut self, idx: ValueId, size: i64, what: &str) -> Result<()> {
+    /// Requires an integer index tensor (`what` names the op).
+    pub fn require_index_dtype(&self, idx: ValueId, what: &str) -> Result<()> {
         let d = self.g.dtype(idx);
         if !d.is_int() {
             return Err(LowerError::Invalid(format!(
                 "{what}: expected an index tensor of type long or int, got {d}"
             )));
         }
-        if self.checks.is_none() {
+        Ok(())
+    }
+
+    /// Requires an integer index tensor whose values all lie in `lo..hi`;
+    /// `message` (with `{}` for the offending value) is raised as `kind` if not.
+    pub fn check_range(
+        &mut self,
+        idx: ValueId,
+        (lo, hi): (i64, i64),
+        kind: CheckKind,
+        message: String,
+    ) -> Result<()> {
+        use tpu_graph::{BinaryKind, CmpDir, ReduceKind};
+        self.require_index_dtype(idx, "index")?;
+        if self.g.ty(idx).numel() == 0 {
             return Ok(());
         }
-        use tpu_graph::{BinaryKind, CmpDir, ReduceKind};
-        let lo = self.g.full_like(idx, 0.0, d);
-        let hi = self.g.full_like(idx, size as f64, d);
-        let ge = self.g.compare(CmpDir::Ge, idx, lo)?;
-        let lt = self.g.compare(CmpDir::Lt, idx, hi)?;
+        let idx = self.g.convert(idx, DType::I64);
+        let lo_v = self.g.full_like(idx, lo as f64, DType::I64);
+        let hi_v = self.g.full_like(idx, hi as f64, DType::I64);
+        let ge = self.g.compare(CmpDir::Ge, idx, lo_v)?;
+        let lt = self.g.compare(CmpDir::Lt, idx, hi_v)?;
         let ok = self.g.binary(BinaryKind::And, ge, lt)?;
         let dims: Vec<i64> = (0..self.g.rank(ok) as i64).collect();
         let all = self.g.reduce(ReduceKind::And, ok, &dims)?;
-        let msg = format!("{what}: index out of range in self (size {size})");
-        self.checks.as_mut().expect("checked").push((all, msg));
+        // Any offending value: in-range entries drop out of the max.
+        let floor = self.g.full_like(idx, i64::MIN as f64, DType::I64);
+        let bad = self.g.select(ok, floor, idx)?;
+        let value = self.g.reduce(ReduceKind::Max, bad, &dims)?;
+        self.checks.push(Check {
+            ok: all,
+            value,
+            kind,
+            message,
+        });
+        Ok(())
+    }
+
+    /// An index into a dimension of `size` (`0..size`), with PyTorch's
+    /// "index out of range in self" `IndexError`.
+    pub fn check_index(&mut self, idx: ValueId, size: i64, what: &str) -> Result<()> {
+        self.check_range(
+            idx,
+            (0, size),
+            CheckKind::Index,
+            format!("{what}: index {{}} out of range in self (size {size})"),
+        )
+    }
+
+    /// Integer division (`divisor` of an integer dtype): no element may be 0
+    /// (`RuntimeError: ZeroDivisionError`, as on CPU).
+    pub fn check_nonzero_divisor(&mut self, divisor: ValueId) -> Result<()> {
+        use tpu_graph::{CmpDir, ReduceKind};
+        if self.g.ty(divisor).numel() == 0 {
+            return Ok(());
+        }
+        let d = self.g.dtype(divisor);
+        let zero = self.g.full_like(divisor, 0.0, d);
+        let ok = self.g.compare(CmpDir::Ne, divisor, zero)?;
+        let dims: Vec<i64> = (0..self.g.rank(ok) as i64).collect();
+        let all = self.g.reduce(ReduceKind::And, ok, &dims)?;
+        let value = self
+            .g
+            .constant(tpu_graph::ConstVal::Int(0), DType::I64, &[]);
+        self.checks.push(Check {
+            ok: all,
+            value,
+            kind: CheckKind::Runtime,
+            message: "ZeroDivisionError".into(),
+        });
         Ok(())
     }
 

@@ -2,8 +2,8 @@
 //! index_reduce, scatter_reduce (sum, prod, mean, amax, amin, with or without
 //! `self`), put, and max_unpool (a scatter of the pooled values into zeros).
 
-use crate::indexing::scatter_dim;
-use crate::registry::{Args, LowerCtx, Registry};
+use crate::indexing::{check_dim_index, scatter_dim};
+use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::helpers::wrap_dim;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, ValueId};
@@ -22,14 +22,20 @@ fn spread_index(c: &mut LowerCtx, index: ValueId, source: ValueId, dim: usize) -
 }
 
 /// `(self, dim, index, source)` of index_add/index_copy/index_reduce, with the
-/// index spread over `source`; a 0-d `self`/`source` becomes `[1]` (the caller
+/// index range-checked (CPU's message prefix `what`, exception `kind`) and
+/// spread over `source`; a 0-d `self`/`source` becomes `[1]` (the caller
 /// reshapes the result back with `unscalar`).
-fn index_operands(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, usize, ValueId, ValueId)> {
+fn index_operands(
+    c: &mut LowerCtx,
+    a: &Args,
+    (what, kind): (&str, CheckKind),
+) -> Result<(ValueId, usize, ValueId, ValueId)> {
     let (mut x, index, mut src) = (a.t(0)?, a.t(2)?, a.t(3)?);
     if c.g.rank(x) == 0 {
         x = c.g.reshape(x, &[1])?;
     }
     let dim = wrap_dim(a.int(1)?, c.g.rank(x))?;
+    check_dim_index(c, what, x, dim, index, (false, kind))?;
     if c.g.rank(src) == 0 {
         src = c.g.reshape(src, &[1])?;
     }
@@ -45,7 +51,7 @@ fn unscalar(c: &mut LowerCtx, a: &Args, v: ValueId) -> Out {
 
 /// `index_add(self, dim, index, source, alpha)`.
 fn index_add(c: &mut LowerCtx, a: &Args) -> Out {
-    let (x, dim, idx, mut src) = index_operands(c, a)?;
+    let (x, dim, idx, mut src) = index_operands(c, a, ("", CheckKind::Runtime))?;
     if let Some(alpha) = a.opt_scalar(4)? {
         if alpha.as_f64() != 1.0 {
             let d = c.g.dtype(x);
@@ -61,7 +67,7 @@ fn index_add(c: &mut LowerCtx, a: &Args) -> Out {
 
 /// `index_copy(self, dim, index, source)`.
 fn index_copy(c: &mut LowerCtx, a: &Args) -> Out {
-    let (x, dim, idx, src) = index_operands(c, a)?;
+    let (x, dim, idx, src) = index_operands(c, a, ("index_copy_(): ", CheckKind::Index))?;
     let v = scatter_dim(c, x, dim, idx, src, None)?;
     unscalar(c, a, v)
 }
@@ -157,6 +163,7 @@ fn scatter_reduce(c: &mut LowerCtx, a: &Args) -> Out {
     if c.g.ty(index).numel() == 0 {
         return Ok(vec![x]);
     }
+    check_dim_index(c, "", x, dim, index, (false, CheckKind::Runtime))?;
     Ok(vec![reduce_into(
         c,
         x,
@@ -170,7 +177,7 @@ fn scatter_reduce(c: &mut LowerCtx, a: &Args) -> Out {
 
 /// `index_reduce(self, dim, index, source, reduce, *, include_self)`.
 fn index_reduce(c: &mut LowerCtx, a: &Args) -> Out {
-    let (x, dim, idx, src) = index_operands(c, a)?;
+    let (x, dim, idx, src) = index_operands(c, a, ("index_reduce(): ", CheckKind::Index))?;
     let reduce = a.str(4)?.unwrap_or("prod").to_owned();
     let include_self = a.bool_or(5, true)?;
     let v = reduce_into(c, x, dim, idx, src, &reduce, include_self)?;
@@ -190,6 +197,16 @@ fn max_unpool(c: &mut LowerCtx, a: &Args) -> Out {
     let lead = &shape[..shape.len() - k];
     let n_in: i64 = shape[shape.len() - k..].iter().product();
     let n_out: i64 = out_size.iter().product();
+    let sizes: Vec<String> = out_size.iter().map(|d| d.to_string()).collect();
+    c.check_range(
+        indices,
+        (0, n_out),
+        CheckKind::Runtime,
+        format!(
+            "Found an invalid max index: {{}} (output volumes are of size {})",
+            sizes.join("x")
+        ),
+    )?;
     let flat_in: Vec<i64> = lead.iter().copied().chain([n_in]).collect();
     let flat_out: Vec<i64> = lead.iter().copied().chain([n_out]).collect();
     let xv = c.g.reshape(x, &flat_in)?;
@@ -207,6 +224,12 @@ fn put(c: &mut LowerCtx, a: &Args) -> Out {
     let shape = c.g.shape(x).to_vec();
     let n = c.g.ty(x).numel();
     let m = c.g.ty(index).numel();
+    c.check_range(
+        index,
+        (-n, n),
+        CheckKind::Index,
+        format!("out of range: tried to access index {{}} on a tensor of {n} elements."),
+    )?;
     let flat = c.g.reshape(x, &[n])?;
     let idx = c.g.reshape(index, &[m])?;
     let idx = c.g.convert(idx, DType::I64);

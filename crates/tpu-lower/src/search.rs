@@ -190,6 +190,13 @@ fn index_fill(c: &mut LowerCtx, a: &Args) -> Out {
     let r = shape.len();
     let dim = tpu_graph::helpers::wrap_dim(a.int(1)?, r.max(1))?;
     let idx = a.t(2)?;
+    let size = shape.get(dim).copied().unwrap_or(1);
+    c.check_range(
+        idx,
+        (-size, size),
+        crate::registry::CheckKind::Index,
+        format!("index {{}} is out of bounds for dimension {dim} with size {size}"),
+    )?;
     let n = c.g.ty(idx).numel();
     let idx = c.g.reshape(idx, &[n])?;
     let idx = c.g.convert(idx, DType::I64);
@@ -248,6 +255,12 @@ fn linalg_cross(c: &mut LowerCtx, a: &Args) -> Out {
 fn take(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, index) = (a.t(0)?, a.t(1)?);
     let n = c.g.ty(x).numel();
+    c.check_range(
+        index,
+        (-n, n),
+        crate::registry::CheckKind::Index,
+        format!("out of range: tried to access index {{}} on a tensor of {n} elements."),
+    )?;
     let flat = c.g.reshape(x, &[n])?;
     let ishape = c.g.shape(index).to_vec();
     let idx = c.g.convert(index, DType::I64);

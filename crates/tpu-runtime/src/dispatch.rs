@@ -149,6 +149,7 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
         )));
     };
     let device = device_of(args)?;
+    crate::overlap::check_call(op, args)?;
     match mode::current() {
         Mode::Fused => {
             let in_place = args.iter().any(|a| a.is_write && !a.is_out);
@@ -173,7 +174,7 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
         Mode::Debug => {
             let mut t = Trace::new(device);
             t.nan_check = mode::NAN_CHECK.load(std::sync::atomic::Ordering::Relaxed);
-            t.checks = Some(Vec::new());
+            t.sync_checks = true;
             let rets = record(&mut t, op, rule, args)?;
             let written: Vec<Arc<Storage>> = written_storages(args, &rets);
             t.cut("op")?;
@@ -349,12 +350,9 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
         });
     }
     let mut ctx = LowerCtx::new(&mut t.g, &out_types);
-    if t.checks.is_some() {
-        ctx.checks = Some(Vec::new());
-    }
     let results = rule(&mut ctx, &Args(&lower_args))?;
     let host_inputs = std::mem::take(&mut ctx.host);
-    let checks = ctx.checks.take();
+    let checks = std::mem::take(&mut ctx.checks);
     t.add_host_inputs(host_inputs);
     if results.len() < writes.len() {
         crate::invalid!(
@@ -393,9 +391,11 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
             t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
         }
     }
-    if let (Some(all), Some(new)) = (t.checks.as_mut(), checks) {
-        all.extend(new);
-    }
+    let name = op.split('.').next().unwrap_or(op);
+    t.checks.extend(checks.into_iter().map(|mut c| {
+        c.message = format!("aten::{name}: {}", c.message);
+        c
+    }));
     t.note_op(op);
     let any_out = args.iter().any(|a| a.is_out);
     let inplace = op.split('.').next().is_some_and(|b| b.ends_with('_'));

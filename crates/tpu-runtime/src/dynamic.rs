@@ -57,6 +57,7 @@ fn count(device: usize, build: impl FnOnce(&mut Trace) -> Result<ValueId>) -> Re
     t.extra_outputs.push(total);
     t.note_op("count_nonzero");
     let buf = t.cut("data-dependent shape")?.pop().expect("one output");
+    crate::checks::raise_pending()?;
     let mut bytes = [0u8; 8];
     buf.to_host(&mut bytes)?;
     Ok(i64::from_le_bytes(bytes))
@@ -247,6 +248,7 @@ fn equal(args: &[CallArg]) -> Result<Vec<Ret>> {
     t.extra_outputs.push(all);
     t.note_op("equal");
     let buf = t.cut("read to host")?.pop().expect("one output");
+    crate::checks::raise_pending()?;
     let mut byte = [0u8; 1];
     buf.to_host(&mut byte)?;
     Ok(vec![Ret::Bool(byte[0] != 0)])

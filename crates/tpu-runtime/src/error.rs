@@ -7,7 +7,7 @@ pub enum Error {
     /// Bad shapes, dtypes, devices or values: `RuntimeError`.
     #[error("{0}")]
     Invalid(String),
-    /// An index out of range, found by a debug-mode check: `IndexError`.
+    /// An index out of range (a check of the lowering or of the program): `IndexError`.
     #[error("{0}")]
     Index(String),
     /// No lowering for the op: `NotImplementedError`.
@@ -34,6 +34,7 @@ impl From<LowerError> for Error {
         match e {
             LowerError::Unsupported(m) => Error::NotImplemented(m),
             LowerError::Invalid(m) => Error::Invalid(m),
+            LowerError::Index(m) => Error::Index(m),
         }
     }
 }

@@ -99,7 +99,44 @@ struct State {
     marked: bool,
 }
 
+/// The open trace. Held while a fused program runs, not only while ops are
+/// recorded: a storage is pending only in the open trace or in the one being
+/// run under this lock, so a thread recording never meets a value that
+/// another thread's program has yet to write back.
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+thread_local! {
+    /// This thread holds `STATE` (a re-entrant call would deadlock).
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `STATE`, locked; an error instead of a deadlock when this thread already holds it.
+fn lock_state() -> Result<StateGuard> {
+    if HOLDING.with(|h| h.get()) {
+        return Err(crate::error::Error::Invalid(
+            "internal: the fused trace was re-entered while it was being recorded or run".into(),
+        ));
+    }
+    let guard = STATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    HOLDING.with(|h| h.set(true));
+    Ok(StateGuard(guard))
+}
+
+struct StateGuard(std::sync::MutexGuard<'static, Option<State>>);
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(false));
+    }
+}
+
+impl StateGuard {
+    fn state(&mut self) -> &mut State {
+        self.0.get_or_insert_with(State::default)
+    }
+}
 
 /// Largest number of ops in one fused graph (`TORCH_TPU_FUSED_MAX_OPS`).
 fn max_ops() -> usize {
@@ -139,10 +176,8 @@ fn record<R>(
     sig: Option<(u64, bool)>,
     f: impl FnOnce(&mut Trace) -> Result<R>,
 ) -> Result<R> {
-    let mut guard = STATE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let state = guard.get_or_insert_with(State::default);
+    let mut guard = lock_state()?;
+    let state = guard.state();
     if state.open.as_ref().is_some_and(|t| t.device != device) {
         let t = state.open.take().expect("checked");
         state.steps.restart();
@@ -171,32 +206,23 @@ fn record<R>(
 
 /// The end of a training step: runs the open trace (without waiting).
 pub fn mark_step() -> Result<()> {
-    STATE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(State::default)
-        .marked = true;
+    lock_state()?.state().marked = true;
     if crate::mode::current() == crate::mode::Mode::Fused {
         cut("step boundary")?;
     }
     Ok(())
 }
 
-/// Runs the open trace, if any.
+/// Runs the open trace, if any (under the lock: see `STATE`).
 pub fn cut(reason: &str) -> Result<()> {
-    let t = {
-        let mut guard = STATE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = guard.get_or_insert_with(State::default);
-        state.steps.restart();
-        // An explicit sync starts over: steps are detected again until the next optimizer step.
-        if reason == "sync" {
-            state.marked = false;
-        }
-        state.open.take()
-    };
-    match t {
+    let mut guard = lock_state()?;
+    let state = guard.state();
+    state.steps.restart();
+    // An explicit sync starts over: steps are detected again until the next optimizer step.
+    if reason == "sync" {
+        state.marked = false;
+    }
+    match state.open.take() {
         Some(t) => run(t, reason),
         None => Ok(()),
     }

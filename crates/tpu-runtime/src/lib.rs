@@ -7,13 +7,16 @@
 //! - `storage`: storages behind PyTorch's data pointers; freed in `storage::free`.
 //! - `transfer`: host↔device copies and `.item()`.
 //! - `dynamic`: ops with data-dependent shapes (`nonzero`, `masked_select`).
+//! - `checks`: value checks computed on the device, raised at the next host sync.
 //! - `cache`: executables keyed by the graph's structural hash.
+//! - `overlap`: memory-overlap checks of written tensors (as CPU PyTorch).
 //! - `opcache`: strict mode's per-op-signature fast path.
 //! - `profile`: ranges in `torch.profiler` (through callbacks of the shim).
 //! - `platform`, `mode`, `metrics`, `host`, `python`.
 
 pub mod abi;
 pub mod cache;
+pub mod checks;
 pub mod dispatch;
 pub mod dynamic;
 pub mod error;
@@ -22,6 +25,7 @@ pub mod host;
 pub mod metrics;
 pub mod mode;
 pub mod opcache;
+pub mod overlap;
 pub mod platform;
 pub mod profile;
 pub mod python;

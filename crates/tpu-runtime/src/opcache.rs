@@ -46,6 +46,8 @@ pub struct Plan {
     sinks: Vec<Sink>,
     rets: Vec<RetTemplate>,
     donated: Vec<usize>,
+    /// Value checks whose status vector is the last result.
+    checks: Option<Arc<[crate::checks::CheckMeta]>>,
     device: usize,
 }
 
@@ -129,7 +131,7 @@ fn hash_tensor(t: &TensorIn, ids: &mut Vec<u64>, h: &mut impl Hasher) -> Option<
             match storage.value() {
                 Value::Empty => 0u8.hash(h),
                 Value::Device(_, d) => (1u8, d).hash(h),
-                Value::Pending(_) => return None,
+                Value::Pending(_) | Value::Failed(_) => return None,
             }
         }
         TensorIn::Host {
@@ -221,6 +223,7 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
         sinks,
         rets,
         donated: recipe.donated,
+        checks: recipe.checks,
         device,
     };
     let mut plans = PLANS
@@ -275,7 +278,8 @@ pub fn replay(plan: &Plan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
 fn run(plan: &Plan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Vec<Ret>> {
     let device = platform::get()?.device(plan.device)?;
     let refs: Vec<&pjrt::Buffer> = bufs.iter().map(|b| b.as_ref()).collect();
-    let results = plan.recipe.execute(&refs, Some(device), &[])?;
+    let mut results = plan.recipe.execute(&refs, Some(device), &[])?;
+    let status = plan.checks.as_ref().and_then(|_| results.pop());
     drop(refs);
     drop(bufs);
     metrics::count_execution(1);
@@ -294,6 +298,9 @@ fn run(plan: &Plan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Ve
             Sink::New(k, d) => (news[*k].clone(), *d),
         };
         s.set(Value::Device(Arc::new(buf), dtype));
+    }
+    if let (Some(buf), Some(metas)) = (status, &plan.checks) {
+        crate::checks::defer(Arc::new(buf), metas.clone())?;
     }
     let mut news = news.into_iter();
     Ok(plan

@@ -181,3 +181,15 @@ impl Platform {
         })
     }
 }
+
+/// Memory free for new buffers, where it can be known: the host's available
+/// memory for the CPU plugin; None for other plugins.
+pub fn free_memory_bytes(p: &Platform) -> Option<i64> {
+    if p.name != "cpu" {
+        return None;
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

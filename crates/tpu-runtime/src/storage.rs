@@ -20,6 +20,8 @@ pub enum Value {
     Device(Arc<Buffer>, DType),
     /// The storage's value is being computed by the pending fused trace.
     Pending(PendingRef),
+    /// The program computing the value failed (the message says why); reads raise.
+    Failed(Arc<str>),
 }
 
 pub struct Storage {

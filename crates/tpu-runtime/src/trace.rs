@@ -5,15 +5,16 @@
 //! keeps one trace open across ops (see `fused.rs`). Cutting a trace
 //! ([`Trace::cut`]) is where a graph becomes an executable and runs.
 
+use crate::checks::CheckMeta;
 use crate::error::{Error, Result};
 use crate::storage::{Storage, Value};
-use crate::{cache, host, metrics, platform};
+use crate::{cache, checks, host, metrics, platform};
 use pjrt::{Buffer, LoadedExecutable};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tpu_graph::{DType, Graph, ReduceKind, UnaryKind, ValueId, ValueType, View};
-use tpu_lower::registry::HostValue;
+use tpu_lower::registry::{Check, CheckKind, HostValue};
 
 /// A storage value computed by an open trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +48,31 @@ pub struct Recipe {
     pub outputs: Vec<(u64, DType)>,
     /// Parameters donated to outputs.
     pub donated: Vec<usize>,
-    /// No outputs beyond storages and no NaN checks.
+    /// The value checks whose status vector is the last output, if any.
+    pub checks: Option<Arc<[CheckMeta]>>,
+    /// No outputs beyond storages, checks aside, and no NaN checks.
     pub plain: bool,
+}
+
+/// A program that donates buffers is checked against free memory before it
+/// runs: once it starts, a failure (out of memory) has consumed the donated
+/// buffers, and the tensors updated in place would lose their values.
+fn preflight_memory(exe: &LoadedExecutable, p: &platform::Platform, site: &str) -> Result<()> {
+    // Small programs are not worth a look at the system's memory.
+    const WORTH_CHECKING: i64 = 64 << 20;
+    let Some(need) = exe.run_memory_bytes().filter(|&n| n >= WORTH_CHECKING) else {
+        return Ok(());
+    };
+    let Some(free) = platform::free_memory_bytes(p) else {
+        return Ok(());
+    };
+    if need > free {
+        return Err(Error::OutOfMemory(format!(
+            "{site}: out of memory: the program needs {need} bytes beyond its inputs and \
+             {free} are free (found before it ran: every tensor keeps its value)"
+        )));
+    }
+    Ok(())
 }
 
 /// A tensor as the runtime sees it: a view of a storage.
@@ -60,14 +84,15 @@ pub struct TensorRef<'a> {
 
 static NEXT_TRACE: AtomicU64 = AtomicU64::new(1);
 
-/// Waits until the value of every live storage is computed (`torch.tpu.synchronize()`).
+/// Waits until the value of every live storage is computed
+/// (`torch.tpu.synchronize()`), raising the first failed value check.
 pub fn wait_all() -> Result<()> {
     for s in crate::storage::live() {
         if let Value::Device(b, _) = s.value() {
             b.ready_event()?.await_ready()?;
         }
     }
-    Ok(())
+    checks::raise_pending()
 }
 
 pub struct Trace {
@@ -94,8 +119,11 @@ pub struct Trace {
     last_op: String,
     /// Check written float values for NaN/Inf (debug mode).
     pub nan_check: bool,
-    /// Value checks of lowerings (debug mode): bool scalars that must be true.
-    pub checks: Option<Vec<(ValueId, String)>>,
+    /// Value checks of the recorded ops (see `checks.rs`).
+    pub checks: Vec<Check>,
+    /// Read the checks when the program has run and fail the trace (debug
+    /// mode); otherwise the next host sync raises them.
+    pub sync_checks: bool,
 }
 
 impl Trace {
@@ -116,18 +144,25 @@ impl Trace {
             first_op: String::new(),
             last_op: String::new(),
             nan_check: false,
-            checks: None,
+            checks: Vec::new(),
+            sync_checks: false,
         }
     }
 
     /// Where the trace stands, so a failed op can be taken back out of it.
-    pub fn checkpoint(&self) -> (usize, usize, usize) {
-        (self.g.nodes.len(), self.g.types.len(), self.g.params.len())
+    pub fn checkpoint(&self) -> (usize, usize, usize, usize) {
+        (
+            self.g.nodes.len(),
+            self.g.types.len(),
+            self.g.params.len(),
+            self.checks.len(),
+        )
     }
 
     /// Removes everything recorded since `cp` (nothing was written since: writes come last).
-    pub fn rollback(&mut self, cp: (usize, usize, usize)) {
-        let (nodes, types, params) = cp;
+    pub fn rollback(&mut self, cp: (usize, usize, usize, usize)) {
+        let (nodes, types, params, checks) = cp;
+        self.checks.truncate(checks);
         self.g.nodes.truncate(nodes);
         self.g.types.truncate(types);
         self.g.producers.truncate(types);
@@ -237,6 +272,9 @@ impl Trace {
                 "internal: storage {} is pending in trace {} while recording trace {}",
                 s.id, p.trace, self.id
             ))),
+            Value::Failed(why) => Err(Error::Invalid(format!(
+                "this tensor has no value: the program that was to compute it failed ({why})"
+            ))),
         }
     }
 
@@ -311,8 +349,11 @@ impl Trace {
         let result = self
             .execute(reason)
             .map(|extra| (extra, self.recipe.take()));
-        if result.is_err() {
-            // The writes never happened: give storages back their old values.
+        if let Err(e) = &result {
+            // The writes never happened: storages keep their old values. One
+            // that had none (or whose buffer a failed run consumed) is
+            // marked, so reading it raises instead of giving zeros.
+            let why: Arc<str> = format!("{}: {e}", self.site_name()).into();
             for (w, old) in std::mem::take(&mut self.prior) {
                 if let Some(s) = w.upgrade() {
                     let mut val = s
@@ -320,7 +361,11 @@ impl Trace {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if matches!(*val, Value::Pending(p) if p.trace == self.id) {
-                        *val = old;
+                        *val = match old {
+                            Value::Empty => Value::Failed(why.clone()),
+                            Value::Device(b, _) if b.is_deleted() => Value::Failed(why.clone()),
+                            old => old,
+                        };
                     }
                 }
             }
@@ -342,29 +387,39 @@ impl Trace {
         }
         let n_storage_outputs = outputs.len();
         outputs.extend(self.extra_outputs.iter().copied());
-        let mut checks = Vec::new();
+        let n_outputs = outputs.len();
+        let mut all_checks = std::mem::take(&mut self.checks);
         if self.nan_check {
-            for &v in &outputs {
+            for (k, &v) in outputs.iter().enumerate() {
                 if self.g.dtype(v).is_float() {
                     let f = self.g.unary(UnaryKind::IsFinite, v)?;
                     let dims: Vec<i64> = (0..self.g.rank(f) as i64).collect();
-                    checks.push(self.g.reduce(ReduceKind::And, f, &dims)?);
+                    all_checks.push(Check {
+                        ok: self.g.reduce(ReduceKind::And, f, &dims)?,
+                        value: self
+                            .g
+                            .constant(tpu_graph::ConstVal::Int(0), DType::I64, &[]),
+                        kind: CheckKind::Runtime,
+                        message: format!("produced NaN or Inf (output {k}); nan check is on"),
+                    });
                 }
             }
         }
-        let n_outputs = outputs.len();
-        let value_checks = self.checks.take().unwrap_or_default();
-        let mut messages: Vec<String> = checks.iter().map(|_| String::new()).collect();
-        for (v, msg) in value_checks {
-            checks.push(v);
-            messages.push(msg);
-        }
-        outputs.extend(checks.iter().copied());
+        let metas: Option<Arc<[CheckMeta]>> = if all_checks.is_empty() {
+            None
+        } else {
+            outputs.push(checks::status_vector(&mut self.g, &all_checks)?);
+            Some(all_checks.iter().map(CheckMeta::of).collect())
+        };
         if outputs.is_empty() {
             return Ok(Vec::new());
         }
         self.g.outputs = outputs;
-        self.donate(&targets);
+        // A failed debug-mode check leaves every tensor as it was, so no
+        // buffer may be given up to the program.
+        if !(self.sync_checks && metas.is_some()) {
+            self.donate(&targets);
+        }
         let platform = platform::get()?;
         let device = platform.device(self.device)?;
         let site_name = self.site_name();
@@ -375,12 +430,8 @@ impl Trace {
                 name: &site_name,
             },
         )?;
-        self.recipe = Some(self.recipe_for(
-            &exe,
-            &targets,
-            n_outputs - n_storage_outputs,
-            !checks.is_empty(),
-        ));
+        self.recipe =
+            Some(self.recipe_for(&exe, &targets, n_outputs - n_storage_outputs, metas.clone()));
         let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
         for (i, input) in self.inputs.iter().enumerate() {
             match input {
@@ -393,6 +444,9 @@ impl Trace {
             }
         }
         let args: Vec<&Buffer> = owned.iter().map(|b| b.as_ref()).collect();
+        if !self.g.aliases.is_empty() {
+            preflight_memory(&exe, platform, &site_name)?;
+        }
         let results = {
             let _range = crate::profile::scope(|| {
                 format!(
@@ -405,16 +459,10 @@ impl Trace {
         };
         metrics::count_execution(self.ops);
         let mut results: Vec<Arc<Buffer>> = results.into_iter().map(Arc::new).collect();
-        if !checks.is_empty() {
-            for (k, b) in results[n_outputs..].iter().enumerate() {
-                let mut ok = [0u8; 1];
-                b.to_host(&mut ok)?;
-                if ok[0] == 0 && messages[k].is_empty() {
-                    crate::invalid!("produced NaN or Inf (output {k}); nan check is on");
-                }
-                if ok[0] == 0 {
-                    return Err(Error::Index(messages[k].clone()));
-                }
+        let status = metas.map(|m| (results.pop().expect("status output"), m));
+        if let Some((buf, metas)) = &status {
+            if self.sync_checks {
+                checks::verify(buf, metas, false)?;
             }
         }
         let extra = results.split_off(n_storage_outputs);
@@ -427,10 +475,10 @@ impl Trace {
                 *val = Value::Device(buf, dtype);
             }
         }
-        Ok(extra
-            .into_iter()
-            .take(n_outputs - n_storage_outputs)
-            .collect())
+        if let Some((buf, metas)) = status.filter(|_| !self.sync_checks) {
+            checks::defer(buf, metas)?;
+        }
+        Ok(extra)
     }
 
     fn recipe_for(
@@ -438,7 +486,7 @@ impl Trace {
         exe: &Arc<LoadedExecutable>,
         targets: &[(Arc<Storage>, DType)],
         extra: usize,
-        checks: bool,
+        checks: Option<Arc<[CheckMeta]>>,
     ) -> Recipe {
         let mut storage_of = vec![None; self.inputs.len()];
         for (&id, &v) in &self.read_params {
@@ -462,7 +510,8 @@ impl Trace {
             params,
             outputs: targets.iter().map(|(s, d)| (s.id, *d)).collect(),
             donated: self.g.aliases.iter().map(|(p, _)| *p).collect(),
-            plain: extra == 0 && !checks,
+            plain: extra == 0 && !self.nan_check && !self.sync_checks,
+            checks,
         }
     }
 

@@ -58,6 +58,7 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
             dst.sizes()
         );
     }
+    crate::overlap::check_copy(src, dst)?;
     match (src, dst) {
         (
             TensorIn::Host { .. },
@@ -186,6 +187,7 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
     let len = (storage.nbytes / src_dtype.size()) as i64;
     if let Value::Device(buf, d) = storage.value() {
         if d == dtype && *src_dtype == dtype && view.covers(len) {
+            crate::checks::raise_pending()?;
             return Ok(buf);
         }
     }
@@ -205,6 +207,7 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
     t.extra_outputs.push(v);
     t.note_op("copy_");
     let mut out = t.cut("read to host")?;
+    crate::checks::raise_pending()?;
     Ok(out.pop().expect("one output"))
 }
 
@@ -241,6 +244,11 @@ pub fn copy_storage_prefix(
         Value::Pending(_) => {
             fused::ensure_computed(src, "storage copy")?;
             return copy_storage_prefix(dst, src, nbytes);
+        }
+        Value::Failed(why) => {
+            crate::invalid!(
+                "this tensor has no value: the program that was to compute it failed ({why})"
+            )
         }
     };
     let item = dtype.size();
