@@ -235,3 +235,38 @@ pub fn ensure_computed(s: &Arc<Storage>, reason: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StepDetector;
+
+    /// Cuts `StepDetector` asks for over `steps` repetitions of a step of
+    /// `len` ops whose last op updates state when `writes`.
+    fn cuts(len: u64, steps: usize, writes: bool) -> Vec<usize> {
+        let mut d = StepDetector::default();
+        let mut at = Vec::new();
+        for i in 0..len as usize * steps {
+            let op = i as u64 % len;
+            if d.push(op, writes && op == len - 1) {
+                at.push(i);
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn a_repeating_training_step_is_cut_once_per_step() {
+        let at = cuts(10, 6, true);
+        // Found after three repetitions, then at the end of every step.
+        assert!(!at.is_empty() && at.len() >= 3, "{at:?}");
+        for w in at.windows(2) {
+            assert_eq!(w[1] - w[0], 10, "{at:?}");
+        }
+    }
+
+    #[test]
+    fn a_pure_repeating_chain_or_a_short_period_is_not_a_step() {
+        assert!(cuts(10, 6, false).is_empty());
+        assert!(cuts(4, 20, true).is_empty());
+    }
+}

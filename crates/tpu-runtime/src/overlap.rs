@@ -183,3 +183,49 @@ pub fn check_call(op: &str, args: &[CallArg]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(offset: i64, sizes: &[i64], strides: &[i64]) -> View {
+        View {
+            offset,
+            sizes: sizes.to_vec(),
+            strides: strides.to_vec(),
+        }
+    }
+
+    #[test]
+    fn stride_zero_is_internal_overlap() {
+        assert!(internal_overlap(&v(0, &[3], &[0])));
+        assert!(!internal_overlap(&v(0, &[1], &[0])));
+        assert!(!internal_overlap(&v(0, &[2, 3], &[3, 1])));
+    }
+
+    #[test]
+    fn dense_views_in_any_order() {
+        assert!(dense(&v(0, &[2, 3], &[3, 1])));
+        assert!(dense(&v(0, &[3, 2], &[1, 3])));
+        assert!(!dense(&v(0, &[2, 2], &[4, 1])));
+    }
+
+    #[test]
+    fn overlap_of_two_views_of_one_storage() {
+        let s = crate::storage::new_storage(64, 0);
+        fn t<'a>(s: &'a Arc<Storage>, view: &'a View) -> Tensor<'a> {
+            (s, view, DType::F32)
+        }
+        let (whole, head, tail) = (v(0, &[4], &[1]), v(0, &[3], &[1]), v(1, &[3], &[1]));
+        let transposed = v(0, &[2, 2], &[1, 2]);
+        let rows = v(0, &[2, 2], &[2, 1]);
+        assert!(overlap(t(&s, &whole), t(&s, &whole)) == Overlap::Full);
+        assert!(overlap(t(&s, &head), t(&s, &tail)) == Overlap::Partial);
+        assert!(overlap(t(&s, &rows), t(&s, &transposed)) == Overlap::Partial);
+        assert!(overlap(t(&s, &v(0, &[2], &[1])), t(&s, &v(2, &[2], &[1]))) == Overlap::No);
+        let other = crate::storage::new_storage(64, 0);
+        assert!(overlap((&other, &whole, DType::F32), t(&s, &whole)) == Overlap::No);
+        crate::storage::free(s.clone());
+        crate::storage::free(other);
+    }
+}

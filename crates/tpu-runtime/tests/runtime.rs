@@ -1,0 +1,307 @@
+//! The runtime on the CPU plugin, driven as the shim drives it (one
+//! `dispatch` per op): value checks, overlap checks, failed programs,
+//! storage lifetime, the strict op cache, fused cuts and rollback.
+//!
+//! The runtime's state (mode, open trace, pending checks) is per process, so
+//! the tests take one lock each.
+
+use _core::dispatch::{dispatch, ArgIn, CallArg, Ret, TensorIn};
+use _core::error::Error;
+use _core::mode::{self, Mode};
+use _core::storage::{self, Value};
+use _core::{checks, fused, metrics, platform, transfer};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use tpu_graph::views::contiguous_strides;
+use tpu_graph::{DType, View};
+use tpu_lower::{Arg, ScalarArg};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static INIT: Once = Once::new();
+
+fn setup(m: Mode) -> MutexGuard<'static, ()> {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    INIT.call_once(|| {
+        platform::set_candidates(vec![("cpu".into(), pjrt::testing::cpu_plugin())]);
+    });
+    fused::cut("sync").unwrap();
+    let _ = checks::raise_pending();
+    mode::set(m);
+    g
+}
+
+fn view(shape: &[i64]) -> View {
+    View {
+        offset: 0,
+        sizes: shape.to_vec(),
+        strides: contiguous_strides(shape),
+    }
+}
+
+fn tpu_tensor<'a>(storage: &Arc<storage::Storage>, v: View, dtype: DType) -> TensorIn<'a> {
+    TensorIn::Tpu {
+        storage: storage.clone(),
+        view: v,
+        dtype,
+        device: 0,
+    }
+}
+
+/// A new storage holding `vals` (float32 or int64 by `dtype`), as a contiguous tensor.
+fn upload(vals: &[f64], shape: &[i64], dtype: DType) -> Arc<storage::Storage> {
+    let bytes: Vec<u8> = match dtype {
+        DType::F32 => vals
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect(),
+        DType::I64 => vals
+            .iter()
+            .flat_map(|&v| (v as i64).to_le_bytes())
+            .collect(),
+        d => panic!("test helper: {d}"),
+    };
+    let s = storage::new_storage(bytes.len(), 0);
+    let n = vals.len() as i64;
+    let buf = _core::host::upload(&bytes, dtype, &[n], 0).unwrap();
+    s.set(Value::Device(Arc::new(buf), dtype));
+    let _ = shape;
+    s
+}
+
+fn read_f32(t: &TensorIn) -> Vec<f32> {
+    let buf = transfer::materialize(t, DType::F32).unwrap();
+    let n: i64 = t.sizes().iter().product();
+    let mut bytes = vec![0u8; n as usize * 4];
+    buf.to_host(&mut bytes).unwrap();
+    bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn input(t: TensorIn<'static>) -> CallArg<'static> {
+    CallArg {
+        arg: ArgIn::Tensor(t),
+        is_write: false,
+        is_out: false,
+    }
+}
+
+fn value(a: Arg) -> CallArg<'static> {
+    CallArg {
+        arg: ArgIn::Value(a),
+        is_write: false,
+        is_out: false,
+    }
+}
+
+fn new_tensor(rets: &[Ret]) -> TensorIn<'static> {
+    match &rets[0] {
+        Ret::New {
+            storage,
+            sizes,
+            dtype,
+        } => tpu_tensor(storage, view(sizes), *dtype),
+        _ => panic!("expected a new tensor"),
+    }
+}
+
+fn index_select(w: &Arc<storage::Storage>, idx: i64) -> Result<Vec<Ret>, Error> {
+    let i = upload(&[idx as f64], &[1], DType::I64);
+    dispatch(
+        "index_select",
+        &[
+            input(tpu_tensor(w, view(&[4, 3]), DType::F32)),
+            value(Arg::Int(0)),
+            input(tpu_tensor(&i, view(&[1]), DType::I64)),
+        ],
+    )
+}
+
+fn weights() -> Arc<storage::Storage> {
+    let vals: Vec<f64> = (0..12).map(f64::from).collect();
+    upload(&vals, &[4, 3], DType::F32)
+}
+
+#[test]
+fn index_in_range_reads_the_row() {
+    for m in [Mode::Debug, Mode::Strict, Mode::Fused] {
+        let _g = setup(m);
+        let rets = index_select(&weights(), 2).unwrap();
+        assert_eq!(read_f32(&new_tensor(&rets)), [6.0, 7.0, 8.0], "{m:?}");
+    }
+}
+
+#[test]
+fn debug_mode_raises_an_out_of_range_index_at_the_op() {
+    let _g = setup(Mode::Debug);
+    match index_select(&weights(), 7) {
+        Err(Error::Index(m)) => assert!(m.contains("index 7"), "{m}"),
+        other => panic!("expected an IndexError, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn async_modes_raise_an_out_of_range_index_at_the_next_host_sync() {
+    for m in [Mode::Strict, Mode::Fused] {
+        let _g = setup(m);
+        let rets = index_select(&weights(), -1).expect("no error before a sync");
+        let t = new_tensor(&rets);
+        match transfer::materialize(&t, DType::F32) {
+            Err(Error::Index(msg)) => assert!(msg.contains("index -1"), "{msg}"),
+            other => panic!("{m:?}: expected an IndexError, got {:?}", other.err()),
+        }
+        // Reported once: the next sync is clean.
+        checks::raise_pending().unwrap();
+    }
+}
+
+#[test]
+fn integer_division_by_zero_raises() {
+    for m in [Mode::Debug, Mode::Strict, Mode::Fused] {
+        let _g = setup(m);
+        let x = upload(&[7.0], &[1], DType::I64);
+        let y = upload(&[0.0], &[1], DType::I64);
+        let r = dispatch(
+            "floor_divide",
+            &[
+                input(tpu_tensor(&x, view(&[1]), DType::I64)),
+                input(tpu_tensor(&y, view(&[1]), DType::I64)),
+            ],
+        )
+        .and_then(|_| checks::raise_pending().and(fused::cut("sync")))
+        .and_then(|_| _core::trace::wait_all());
+        match r {
+            Err(Error::Invalid(msg)) => assert!(msg.contains("ZeroDivisionError"), "{msg}"),
+            other => panic!("{m:?}: expected ZeroDivisionError, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn writing_through_an_expanded_view_is_refused() {
+    let _g = setup(Mode::Strict);
+    let s = upload(&[0.0], &[1], DType::F32);
+    let expanded = View {
+        offset: 0,
+        sizes: vec![3],
+        strides: vec![0],
+    };
+    let r = dispatch(
+        "add_.Scalar",
+        &[
+            CallArg {
+                arg: ArgIn::Tensor(tpu_tensor(&s, expanded, DType::F32)),
+                is_write: true,
+                is_out: false,
+            },
+            value(Arg::Scalar(ScalarArg::Float(1.0))),
+            value(Arg::Scalar(ScalarArg::Int(1))),
+        ],
+    );
+    assert!(matches!(r, Err(Error::Invalid(m)) if m.contains("more than one element")));
+}
+
+#[test]
+fn a_failed_op_leaves_the_fused_trace_usable() {
+    let _g = setup(Mode::Fused);
+    let a = upload(&[1.0, 2.0, 3.0], &[3], DType::F32);
+    let b = upload(&[1.0, 2.0], &[2], DType::F32);
+    let ta = tpu_tensor(&a, view(&[3]), DType::F32);
+    let tb = tpu_tensor(&b, view(&[2]), DType::F32);
+    let doubled = dispatch("mul.Tensor", &[input(ta.clone()), input(ta.clone())]).unwrap();
+    // Shapes that do not broadcast: the op fails, nothing of it stays recorded.
+    assert!(dispatch("add.Tensor", &[input(ta.clone()), input(tb)]).is_err());
+    assert_eq!(read_f32(&new_tensor(&doubled)), [1.0, 4.0, 9.0]);
+}
+
+#[test]
+fn fused_ops_run_as_one_program() {
+    let _g = setup(Mode::Fused);
+    let a = upload(&[1.0, 2.0], &[2], DType::F32);
+    let mut t = tpu_tensor(&a, view(&[2]), DType::F32);
+    let before = metrics::get(&metrics::COUNTERS.executions);
+    let mut keep = Vec::new();
+    for _ in 0..5 {
+        let r = dispatch("mul.Tensor", &[input(t.clone()), input(t.clone())]).unwrap();
+        t = new_tensor(&r);
+        keep.push(r);
+    }
+    assert_eq!(read_f32(&t), [1.0, 65536.0 * 65536.0]);
+    assert_eq!(metrics::get(&metrics::COUNTERS.executions) - before, 1);
+}
+
+#[test]
+fn strict_mode_replays_a_repeated_op_signature() {
+    let _g = setup(Mode::Strict);
+    let w = weights();
+    index_select(&w, 0).unwrap();
+    let hits = metrics::get(&metrics::COUNTERS.cache_hits_memory);
+    let rets = index_select(&w, 3).unwrap();
+    assert!(metrics::get(&metrics::COUNTERS.cache_hits_memory) > hits);
+    assert_eq!(read_f32(&new_tensor(&rets)), [9.0, 10.0, 11.0]);
+    // A replayed program still reports its checks.
+    index_select(&w, 4).unwrap();
+    assert!(matches!(checks::raise_pending(), Err(Error::Index(_))));
+}
+
+#[test]
+fn storages_are_counted_until_freed() {
+    let _g = setup(Mode::Strict);
+    let before = storage::memory_stats(0);
+    let s = upload(&[1.0; 256], &[256], DType::F32);
+    let during = storage::memory_stats(0);
+    assert_eq!(during.count, before.count + 1);
+    assert_eq!(during.allocated, before.allocated + 1024);
+    assert!(storage::from_addr(s.addr + 100).is_some_and(|f| Arc::ptr_eq(&f, &s)));
+    storage::free(s);
+    let after = storage::memory_stats(0);
+    assert_eq!(
+        (after.count, after.allocated),
+        (before.count, before.allocated)
+    );
+}
+
+#[test]
+fn an_oversized_program_fails_before_it_runs_and_keeps_values() {
+    let _g = setup(Mode::Fused);
+    let a = upload(&[1.0, 2.0], &[2], DType::F32);
+    let ta = tpu_tensor(&a, view(&[2]), DType::F32);
+    let write_a = CallArg {
+        arg: ArgIn::Tensor(ta.clone()),
+        is_write: true,
+        is_out: false,
+    };
+    // a += 1 (donating a's buffer), and 256 GiB of ones in the same program.
+    dispatch(
+        "add_.Scalar",
+        &[
+            write_a,
+            value(Arg::Scalar(ScalarArg::Float(1.0))),
+            value(Arg::Scalar(ScalarArg::Int(1))),
+        ],
+    )
+    .unwrap();
+    let big = storage::new_storage(1 << 38, 0);
+    let tbig = tpu_tensor(&big, view(&[1 << 36]), DType::F32);
+    dispatch(
+        "fill_.Scalar",
+        &[
+            CallArg {
+                arg: ArgIn::Tensor(tbig),
+                is_write: true,
+                is_out: false,
+            },
+            value(Arg::Scalar(ScalarArg::Float(1.0))),
+        ],
+    )
+    .unwrap();
+    let r = fused::cut("sync");
+    assert!(
+        matches!(&r, Err(e) if e.status() == 3),
+        "expected out of memory, got {r:?}"
+    );
+    assert_eq!(read_f32(&ta), [1.0, 2.0]);
+    // The never-computed storage says so instead of reading zeros.
+    assert!(matches!(big.value(), Value::Failed(_)));
+    storage::free(big);
+}
