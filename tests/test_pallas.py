@@ -131,3 +131,44 @@ def test_gradient_follows_a_changing_scalar_argument() -> None:
         x = torch.ones(3, device=TPU, requires_grad=True)
         scale(x, k).sum().backward()
         assert_same(x.grad, torch.full((3,), k), f"gradient with k={k}")
+
+
+def test_kernel_fuses_with_the_ops_around_it() -> None:
+    import torch_tpu
+
+    @pallas.custom_jax_kernel
+    def gelu_tanh(x):
+        return jax.nn.gelu(x, approximate=True)
+
+    x = torch.randn(8, 16)
+    with torch_tpu.eager_mode("fused"):
+        xd = x.to(TPU)
+        torch_tpu.sync()
+        before = torch_tpu.metrics()
+        y = (gelu_tanh(xd * 2) + 1).sum(-1)  # ops -> kernel -> ops
+        got = y.cpu()
+        after = torch_tpu.metrics()
+    ref = (torch.nn.functional.gelu(x * 2, approximate="tanh") + 1).sum(-1)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    # One program for all of it, and only the result crossed to the host.
+    assert after["executions"] - before["executions"] == 1
+    assert after["bytes_to_host"] - before["bytes_to_host"] == got.numel() * 4
+
+
+def test_aliased_update_is_donated_not_copied(tmp_path) -> None:
+    code = (
+        "import torch, torch_tpu, jax\n"
+        "from torch_tpu import pallas\n"
+        "upd = pallas.custom_jax_kernel(lambda c, r: c.at[1].set(r), input_output_aliases={0: 0})\n"
+        "cache = torch.zeros(64, 8, device='tpu')\n"
+        "torch_tpu.sync()\n"
+        "upd(cache, torch.ones(8, device='tpu'))\n"
+        "print(cache.sum().item())\n"
+    )
+    r = run_python(code, env={"TORCH_TPU_DUMP_DIR": str(tmp_path), "TORCH_TPU_EAGER_MODE": "strict"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "8.0"
+    dumps = [p.read_text() for p in tmp_path.rglob("*") if p.is_file() and "func.call" in p.read_text()]
+    assert dumps, "no dumped program calls the kernel"
+    # The cache's buffer is donated to the call's result: XLA updates it in place.
+    assert any("tf.aliasing_output" in d for d in dumps), dumps[0][:2000]

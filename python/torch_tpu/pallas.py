@@ -3,17 +3,17 @@
 (a ``torch.library`` custom op, so ``register_fake`` / ``register_autograd``
 and ``torch.compile`` work).
 
-How it runs today: the JAX function is jitted once per signature (shapes,
-dtypes, static arguments) by JAX itself on its CPU backend; tpu tensors are
-handed to it through DLPack after the pending fused graph runs (the call is a
-cut point), and its results come back as tpu tensors. Pallas kernels run in
-interpret mode there. Values, dtypes (bfloat16 and the integer types included)
-and gradients (through ``jax.vjp``) are exact; ``input_output_aliases`` writes
-the aliased outputs back into their inputs. Not yet: splicing the exported
-StableHLO into our own module, which would fuse a kernel with the ops around
-it and let ``donate_argnums`` reuse buffers; until then a kernel costs a
-round trip through host memory (``donate_argnums`` is accepted and has no
-effect).
+How it runs: the JAX function is lowered once per signature (shapes, dtypes,
+static arguments) to StableHLO for the platform in use (Pallas kernels in
+interpret mode on the CPU plugin), its functions are renamed and handed to
+the runtime as private functions of our own module (the op
+``torch_tpu::stablehlo_call``, lowered to a ``func.call`` in
+``crates/tpu-lower/src/external.rs``). So a kernel is recorded like any other
+op: in fused mode it runs in the same XLA program as the ops around it, in
+strict and debug modes as its own; nothing goes through host memory.
+Gradients come from ``jax.vjp``, exported the same way. With
+``input_output_aliases`` the aliased results are written straight into their
+inputs, whose buffers XLA then updates in place (donation).
 
 Needs the optional extra: ``pip install 'torch-tpu[jax]'``.
 """
@@ -21,14 +21,14 @@ Needs the optional extra: ``pip install 'torch-tpu[jax]'``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-
-from torch_tpu import _core
 
 __all__ = ["JaxCallable", "custom_jax_kernel", "jax_op"]
 
@@ -51,22 +51,82 @@ def _x64() -> Any:
     return enable_x64()
 
 
-def _to_jax(t: torch.Tensor) -> Any:
-    jax = _jax()
-    host = t.detach().to("cpu").contiguous()
-    if host.dtype == torch.bool:  # DLPack's bool support differs between versions
-        return jax.numpy.asarray(host.numpy())
-    return jax.dlpack.from_dlpack(host)
+_FUNC_NAME = re.compile(r"func\.func (?:public |private )?@([\w.$-]+)\(")
+# Attribute dictionaries of a signature (``{jax.result_info = ...}``): JAX's
+# dialect is unknown to the plugin's parser, and they say nothing we need.
+_ATTRS = re.compile(r"\s*\{[^{}]*\}")
 
 
-def _to_torch(a: Any, device: torch.device) -> torch.Tensor:
-    import numpy as np
+def _splice(module_text: str) -> tuple[str, str]:
+    """JAX's module as private functions with names of their own: ``(symbol, functions)``.
 
-    jax = _jax()
-    if a.dtype == np.bool_:
-        return torch.from_numpy(np.asarray(a)).to(device)
-    host = torch.from_dlpack(jax.device_put(a, jax.devices("cpu")[0]))
-    return host.to(device)
+    Names come from the content, so one kernel always gets the same ones (a
+    program calling it twice defines it once; the graph's hash is stable)."""
+    symbol = "jax_" + hashlib.sha256(module_text.encode()).hexdigest()[:16]
+    lines = module_text.strip().splitlines()
+    if not lines[0].startswith("module") or lines[-1].strip() != "}":
+        raise RuntimeError("torch_tpu.pallas: unexpected StableHLO module from JAX:\n" + module_text[:400])
+    body = "\n".join(lines[1:-1])
+    for name in set(_FUNC_NAME.findall(body)):
+        body = re.sub(rf"@{re.escape(name)}(?![\w.$-])", f"@{symbol}_{name}", body)
+    out = []
+    for line in body.splitlines():
+        if line.lstrip().startswith("func.func"):
+            head = line.rstrip()
+            opened = head.endswith("{")
+            head = _ATTRS.sub("", head[:-1] if opened else head).replace("func.func public", "func.func private")
+            line = head + (" {" if opened else "")
+        out.append(line)
+    return f"{symbol}_main", "\n".join(out)
+
+
+def _jax_platform() -> str:
+    from torch_tpu import platform
+
+    return {"cuda": "cuda", "rocm": "rocm", "tpu": "tpu"}.get(platform(), "cpu")
+
+
+_CALL_OP: Any = None
+
+
+def _call_op() -> Any:
+    """``torch_tpu::stablehlo_call``: the runtime records it as a ``func.call`` of the functions given."""
+    global _CALL_OP
+    if _CALL_OP is None:
+        lib = torch.library.Library("torch_tpu", "FRAGMENT")
+        lib.define("stablehlo_call(str symbol, str functions, Tensor[] inputs, *, Tensor(a!)[] outs) -> ()")
+        _call_op.lib = lib  # keeps the definition alive
+        _CALL_OP = torch.ops.torch_tpu.stablehlo_call.default
+    return _CALL_OP
+
+
+class _Exported:
+    """One signature of a JAX function, lowered and spliced."""
+
+    def __init__(self, fn: Callable[..., Any], args: Sequence[Any]) -> None:
+        jax = _jax()
+        with _x64():
+            # keep_unused: the call passes every tensor, used or not.
+            lowered = jax.jit(fn, keep_unused=True).trace(*args).lower(lowering_platforms=(_jax_platform(),))
+            self.symbol, self.functions = _splice(lowered.as_text(debug_info=False))
+            self.tree = lowered.out_tree
+            self.outs = [(tuple(o.shape), _torch_dtype(o.dtype)) for o in jax.tree_util.tree_leaves(lowered.out_info)]
+
+    def __call__(self, tensors: Sequence[torch.Tensor], outs: Sequence[torch.Tensor | None] = ()) -> list[torch.Tensor]:
+        """Runs on ``tensors``; results are written into ``outs`` where given (aliases), else into new tensors."""
+        device = tensors[0].device if tensors else torch.device("tpu", torch.tpu.current_device())
+        given = list(outs) + [None] * (len(self.outs) - len(outs))
+        results = [
+            o if o is not None else torch.empty(shape, dtype=dtype, device=device)
+            for o, (shape, dtype) in zip(given, self.outs)
+        ]
+        with torch.no_grad():
+            _call_op()(self.symbol, self.functions, [t.detach() for t in tensors], outs=results)
+        return results
+
+
+def _spec(t: torch.Tensor) -> Any:
+    return _jax().ShapeDtypeStruct(tuple(t.shape), _jax_dtype(t.dtype))
 
 
 class JaxCallable:
@@ -87,7 +147,8 @@ class JaxCallable:
         self.donate_argnums = tuple(donate_argnums or ())
         self.input_output_aliases = dict(input_output_aliases or {})
         self._jitted = _jax().jit(jax_fn, static_argnums=self.static_argnums, **jit_kwargs)
-        self._vjp_cache: dict[tuple, Any] = {}
+        self._exports: dict[tuple, _Exported] = {}
+        self._vjp_exports: dict[tuple, _Exported] = {}
         functools.update_wrapper(self, jax_fn, updated=())
 
     def _split(self, args: Sequence[Any]) -> tuple[list[int], list[torch.Tensor]]:
@@ -101,22 +162,38 @@ class JaxCallable:
             full[i] = t
         return full
 
-    def _run(self, args: Sequence[Any]) -> tuple[Any, list[torch.Tensor]]:
-        """Runs the kernel: the output pytree's structure and its leaves as tpu tensors."""
-        jax = _jax()
+    def _key(self, args: Sequence[Any]) -> tuple:
+        """What a lowering depends on: tensor shapes and dtypes, every other argument's value."""
+        return tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+
+    def _export(self, args: Sequence[Any]) -> _Exported:
+        key = self._key(args)
+        if key not in self._exports:
+            idx = self._split(args)[0]
+            fn = functools.partial(self._call_with_tensors, args)
+            self._exports[key] = _Exported(fn, [_spec(args[i]) for i in idx])
+        return self._exports[key]
+
+    def _call_with_tensors(self, args: Sequence[Any], *arrays: Any) -> Any:
+        return self.jax_fn(*self._with_tensors(args, arrays))
+
+    def _run(self, args: Sequence[Any], in_place: bool = False) -> tuple[Any, list[torch.Tensor]]:
+        """Runs the kernel: the output pytree's structure and its leaves as tpu tensors.
+        ``in_place``: aliased results are written straight into their inputs."""
+        exported = self._export(args)
         _, tensors = self._split(args)
-        device = tensors[0].device if tensors else torch.device("tpu", torch.tpu.current_device())
-        _core.cut("jax kernel")
-        with _x64():
-            out = self._jitted(*self._with_tensors(args, [_to_jax(t) for t in tensors]))
-            leaves, tree = jax.tree_util.tree_flatten(out)
-            return tree, [_to_torch(a, device) for a in leaves]
+        outs: list[torch.Tensor | None] = [None] * len(exported.outs)
+        if in_place:
+            for in_idx, out_idx in self.input_output_aliases.items():
+                outs[out_idx] = tensors[in_idx]
+        return exported.tree, exported(tensors, outs)
 
     def _alias(self, tensors: Sequence[torch.Tensor], flat: Sequence[torch.Tensor]) -> None:
-        """``input_output_aliases``: aliased outputs are written into their inputs."""
+        """``input_output_aliases`` after an out-of-place run: aliased results go into their inputs."""
         with torch.no_grad():
             for in_idx, out_idx in self.input_output_aliases.items():
-                tensors[in_idx].copy_(flat[out_idx])
+                if flat[out_idx] is not tensors[in_idx]:
+                    tensors[in_idx].copy_(flat[out_idx])
 
     def __call__(self, *args: Any) -> Any:
         _, tensors = self._split(args)
@@ -124,29 +201,28 @@ class JaxCallable:
             tree_box: list[Any] = []
             flat = list(_JaxFunction.apply(self, args, tree_box, *tensors))
             tree = tree_box[0]
+            self._alias(tensors, flat)
         else:
-            tree, flat = self._run(args)
-        self._alias(tensors, flat)
+            tree, flat = self._run(args, in_place=True)
         return _jax().tree_util.tree_unflatten(tree, flat)
 
     def vjp(self, args: Sequence[Any], cotangents: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
         """Gradients of the kernel's outputs with respect to its tensor inputs, through ``jax.vjp``."""
         jax = _jax()
         idx, tensors = self._split(args)
-        # Every non-tensor argument is a constant of the backward program: part of its key.
-        key = tuple(None if i in idx else a for i, a in enumerate(args))
-        if key not in self._vjp_cache:
+        key = (self._key(args), tuple((tuple(c.shape), c.dtype) for c in cotangents))
+        if key not in self._vjp_exports:
+            n = len(tensors)
 
-            def grads(xs: Any, cts: Any) -> Any:
+            def grads(*arrays: Any) -> Any:
+                xs, cts = arrays[:n], arrays[n:]
                 out, pullback = jax.vjp(lambda *ys: self.jax_fn(*self._with_tensors(args, ys)), *xs)
                 _, tree = jax.tree_util.tree_flatten(out)
-                return pullback(jax.tree_util.tree_unflatten(tree, list(cts)))
+                return list(pullback(jax.tree_util.tree_unflatten(tree, list(cts))))
 
-            self._vjp_cache[key] = jax.jit(grads)
-        _core.cut("jax kernel")
-        with _x64():
-            gs = self._vjp_cache[key]([_to_jax(t) for t in tensors], [_to_jax(c) for c in cotangents])
-            return [_to_torch(g, tensors[0].device) for g in gs]
+            specs = [_spec(t) for t in tensors] + [_spec(c) for c in cotangents]
+            self._vjp_exports[key] = _Exported(grads, specs)
+        return self._vjp_exports[key]([*tensors, *cotangents])
 
 
 class _JaxFunction(torch.autograd.Function):

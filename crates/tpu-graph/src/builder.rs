@@ -633,6 +633,22 @@ impl Graph {
     }
 
     /// Cholesky factorization of `[.., n, n]` float matrices (result of the same type).
+    /// Calls `f.symbol` (one of `f`'s functions) on `inputs`; its results have `out_types`.
+    pub fn call(
+        &mut self,
+        f: std::sync::Arc<ExternalFunctions>,
+        inputs: &[ValueId],
+        out_types: Vec<ValueType>,
+    ) -> Result<Vec<ValueId>> {
+        if !f.text.contains(&format!("@{}(", f.symbol)) {
+            return bad(format!(
+                "call: @{} is not among the functions given",
+                f.symbol
+            ));
+        }
+        Ok(self.push(Op::Call(f), inputs.to_vec(), out_types))
+    }
+
     pub fn cholesky(&mut self, a: ValueId, lower: bool) -> Result<ValueId> {
         let t = self.ty(a).clone();
         let r = t.rank();

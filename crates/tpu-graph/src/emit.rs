@@ -493,6 +493,12 @@ impl Emitter<'_> {
                 );
                 self.op(node, "stablehlo.triangular_solve", "", &attrs);
             }
+            Op::Call(f) => self.op(
+                node,
+                "func.call",
+                "",
+                &format!("{{callee = @{}}}", f.symbol),
+            ),
         }
     }
 
@@ -643,8 +649,18 @@ impl Graph {
         }
         let _ = writeln!(
             e.out,
-            "    \"func.return\"({outs}) : ({out_types}) -> ()\n  }}\n}}"
+            "    \"func.return\"({outs}) : ({out_types}) -> ()\n  }}"
         );
+        // Functions called by the graph, each once.
+        let mut seen = std::collections::HashSet::new();
+        for node in &self.nodes {
+            if let Op::Call(f) = &node.op {
+                if seen.insert(f.symbol.as_str()) {
+                    let _ = writeln!(e.out, "{}", f.text);
+                }
+            }
+        }
+        let _ = writeln!(e.out, "}}");
         e.out
     }
 }

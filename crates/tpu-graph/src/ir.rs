@@ -266,6 +266,18 @@ pub enum Op {
         unit_diagonal: bool,
         transpose_a: bool,
     },
+    /// A call of a function written elsewhere (a JAX or Pallas kernel):
+    /// `functions` are private `func.func` definitions, emitted once beside
+    /// `main`, among them `symbol`, called with the node's inputs.
+    Call(std::sync::Arc<ExternalFunctions>),
+}
+
+/// StableHLO functions from outside the graph (see [`Op::Call`]); names are
+/// unique per content, so two calls of one kernel share its definition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExternalFunctions {
+    pub symbol: String,
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -13,6 +13,7 @@ pub mod batch_norm;
 pub mod bessel;
 pub mod conv;
 pub mod elementwise;
+pub mod external;
 pub mod indexing;
 pub mod linalg;
 pub mod lu;

@@ -411,6 +411,7 @@ impl Registry {
             crate::misc::register(&mut r);
             crate::pool_extra::register(&mut r);
             crate::bessel::register(&mut r);
+            crate::external::register(&mut r);
             r
         })
     }

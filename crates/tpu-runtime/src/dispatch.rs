@@ -115,7 +115,8 @@ pub fn describe_call(op: &str, args: &[CallArg]) -> String {
             ArgIn::Value(v) => Some(format!("{v:?}")),
         })
         .collect();
-    format!("aten::{op} (arguments: {})", parts.join(", "))
+    let ns = if op.contains("::") { "" } else { "aten::" };
+    format!("{ns}{op} (arguments: {})", parts.join(", "))
 }
 
 /// Ops the runtime implements itself (transfers, host reads, data-dependent shapes).
@@ -316,19 +317,26 @@ pub fn record(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<V
 fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Vec<Ret>> {
     check_cpu_args(op, args)?;
     let mut lower_args = Vec::with_capacity(args.len());
-    let mut writes: Vec<usize> = Vec::new();
+    // Written tensors: (argument, element of a list argument).
+    let mut writes: Vec<(usize, Option<usize>)> = Vec::new();
     let mut out_types = Vec::new();
     for (i, a) in args.iter().enumerate() {
         if a.is_write {
-            match &a.arg {
-                ArgIn::Tensor(x @ TensorIn::Tpu { .. }) => {
-                    writes.push(i);
-                    out_types.push(ValueType::new(x.dtype(), x.sizes()));
-                }
-                ArgIn::Tensor(TensorIn::Host { .. }) => {
+            let targets: Vec<(Option<usize>, &TensorIn)> = match &a.arg {
+                ArgIn::Tensor(x) => vec![(None, x)],
+                ArgIn::Tensors(xs) => xs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, x)| x.as_ref().map(|x| (Some(k), x)))
+                    .collect(),
+                ArgIn::Value(_) => vec![],
+            };
+            for (k, x) in targets {
+                if matches!(x, TensorIn::Host { .. }) {
                     crate::invalid!("cannot write to a CPU tensor from a tpu op")
                 }
-                _ => {}
+                writes.push((i, k));
+                out_types.push(ValueType::new(x.dtype(), x.sizes()));
             }
         }
         if a.is_out {
@@ -362,18 +370,17 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
         );
     }
     let mut resize = Vec::new();
-    for (k, &i) in writes.iter().enumerate() {
+    for k in 0..writes.len() {
         let (from, to) = (t.g.dtype(results[k]), out_types[k].dtype);
         if !DType::can_cast(from, to) {
             crate::invalid!("result type {from} can't be cast to the desired output type {to}");
         }
-        let _ = i;
     }
-    for (k, &i) in writes.iter().enumerate() {
+    for (k, &(i, elem)) in writes.iter().enumerate() {
         let want = &out_types[k].shape;
         let got = t.g.shape(results[k]).to_vec();
         if &got != want {
-            if args[i].is_out {
+            if args[i].is_out && elem.is_none() {
                 // PyTorch leaves sizing `out=` tensors of some ops to the kernel.
                 resize.push((i, got));
                 continue;
@@ -386,10 +393,13 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
     if !resize.is_empty() {
         return Err(Error::ResizeOutputs(resize));
     }
-    for (k, &i) in writes.iter().enumerate() {
-        if let ArgIn::Tensor(x) = &args[i].arg {
-            t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
-        }
+    for (k, &(i, elem)) in writes.iter().enumerate() {
+        let x = match (&args[i].arg, elem) {
+            (ArgIn::Tensor(x), None) => x,
+            (ArgIn::Tensors(xs), Some(e)) => xs[e].as_ref().expect("present"),
+            _ => unreachable!("writes were collected from these arguments"),
+        };
+        t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
     }
     let name = op.split('.').next().unwrap_or(op);
     t.checks.extend(checks.into_iter().map(|mut c| {
@@ -400,15 +410,20 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
     let any_out = args.iter().any(|a| a.is_out);
     let inplace = op.split('.').next().is_some_and(|b| b.ends_with('_'));
     if any_out {
+        // Written lists are not returned (`Tensor(a!)[] out) -> ()`, as `_foreach_*` ops).
         return Ok(args
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.is_out)
+            .filter(|(_, a)| a.is_out && matches!(a.arg, ArgIn::Tensor(_)))
             .map(|(i, _)| Ret::Arg(i))
             .collect());
     }
     if inplace && !writes.is_empty() {
-        return Ok(writes.iter().map(|&i| Ret::Arg(i)).collect());
+        return Ok(writes
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|&(i, _)| Ret::Arg(i))
+            .collect());
     }
     let mut rets = Vec::new();
     for &v in &results[writes.len()..] {
