@@ -209,7 +209,7 @@ class JaxCallable:
     def vjp(self, args: Sequence[Any], cotangents: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
         """Gradients of the kernel's outputs with respect to its tensor inputs, through ``jax.vjp``."""
         jax = _jax()
-        idx, tensors = self._split(args)
+        _, tensors = self._split(args)
         key = (self._key(args), tuple((tuple(c.shape), c.dtype) for c in cotangents))
         if key not in self._vjp_exports:
             n = len(tensors)
