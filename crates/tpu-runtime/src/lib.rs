@@ -8,14 +8,18 @@
 //! - `transfer`: host↔device copies and `.item()`.
 //! - `dynamic`: ops with data-dependent shapes (`nonzero`, `masked_select`).
 //! - `cache`: executables keyed by the graph's structural hash.
+//! - `diskcache`: the executables kept on disk, checked before use.
 //! - `opcache`: strict mode's per-op-signature fast path.
 //! - `profile`: ranges in `torch.profiler` (through callbacks of the shim).
+//! - `env`: the environment variables, parsed and validated in one place.
 //! - `platform`, `mode`, `metrics`, `host`, `python`.
 
 pub mod abi;
 pub mod cache;
+pub mod diskcache;
 pub mod dispatch;
 pub mod dynamic;
+pub mod env;
 pub mod error;
 pub mod fused;
 pub mod host;
