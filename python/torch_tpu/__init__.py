@@ -81,7 +81,7 @@ def _start_runtime() -> None:
     ``TORCH_TPU_XLA_LOGS=1``. A missing plugin is not an import error: the
     device then reports ``torch.tpu.is_available() == False`` and ops raise."""
     _core.set_plugin_candidates(_plugins.candidates())
-    quiet = os.environ.get("TORCH_TPU_XLA_LOGS", "0") in ("", "0")
+    quiet = not _core.env_flag("TORCH_TPU_XLA_LOGS")
     saved = -1
     if quiet:
         # XLA logs errors it recovers from (e.g. CPU feature names of a cached executable).
@@ -103,6 +103,8 @@ def _start_runtime() -> None:
             os.close(saved)
 
 
+# A bad TORCH_TPU_* value is an import error (ValueError naming it), not ignored.
+_core.validate_env()
 _start_runtime()
 # A child forked after this point cannot use the device (the plugin's threads
 # are not copied); it gets a clear error instead of hanging, as CUDA does.

@@ -120,7 +120,7 @@ def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Calla
         _canonicalize(gm)
         _dump(gm, kind)
         missing = _unlowered(gm, _lowered_names())
-        if missing and os.environ.get("TORCH_TPU_CPU_FALLBACK", "0") in ("", "0"):
+        if missing and not _core.env_flag("TORCH_TPU_CPU_FALLBACK"):
             raise NotImplementedError(
                 f"torch.compile(backend='tpu'): no tpu lowering for {', '.join(sorted(set(missing)))} "
                 "(set TORCH_TPU_CPU_FALLBACK=1 to run such ops on the CPU, counted in the metrics)"

@@ -139,17 +139,35 @@ fn guarded(f: impl FnOnce() -> Result<i32>) -> i32 {
             e.status()
         }
         Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned());
-            set_error(&format!(
-                "internal error in the tpu runtime: {}",
-                msg.unwrap_or_default()
-            ));
+            set_panic_error(p);
             1
         }
     }
+}
+
+/// Runs `f` for an entry point with no status to return: a panic leaves
+/// its message in `tpu_last_error` and `fallback` as the result, since
+/// unwinding into C++ is undefined behaviour.
+fn guarded_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        set_panic_error(p);
+        fallback
+    })
+}
+
+fn set_panic_error(p: Box<dyn std::any::Any + Send>) {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned());
+    // Setting the message touches a thread-local, which can itself panic late
+    // in thread teardown; nothing may escape from here.
+    let _ = catch_unwind(|| {
+        set_error(&format!(
+            "internal error in the tpu runtime: {}",
+            msg.unwrap_or_default()
+        ))
+    });
 }
 
 /// # Safety
@@ -324,7 +342,7 @@ fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
 
 #[no_mangle]
 pub extern "C" fn tpu_abi_version() -> i32 {
-    ABI_VERSION
+    guarded_or(-1, || ABI_VERSION)
 }
 
 /// # Safety
@@ -379,7 +397,11 @@ pub unsafe extern "C" fn tpu_dispatch(
 
 #[no_mangle]
 pub extern "C" fn tpu_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    // The fallback is a static string: the thread-local itself is unusable then.
+    guarded_or(
+        c"internal error: no error message available".as_ptr(),
+        || LAST_ERROR.with(|e| e.borrow().as_ptr()),
+    )
 }
 
 /// # Safety
@@ -394,7 +416,7 @@ pub unsafe extern "C" fn tpu_storage_new(
     let code = guarded(|| {
         let p = platform::get()?;
         p.device(device_index.max(0) as usize)?;
-        let s = storage::new_storage(nbytes.max(0) as usize, device_index.max(0) as usize);
+        let s = storage::new_storage(nbytes.max(0) as usize, device_index.max(0) as usize)?;
         *addr = s.addr as *mut c_void;
         out = Arc::into_raw(s) as *mut c_void;
         Ok(0)
@@ -412,7 +434,7 @@ pub unsafe extern "C" fn tpu_storage_free(s: *mut c_void) {
     if s.is_null() {
         return;
     }
-    let _ = catch_unwind(|| storage::free(Arc::from_raw(s as *const Storage)));
+    guarded_or((), || storage::free(Arc::from_raw(s as *const Storage)));
 }
 
 /// Borrows a storage pointer for the duration of a call.
@@ -439,26 +461,32 @@ pub unsafe extern "C" fn tpu_storage_copy(dst: *mut c_void, src: *mut c_void, nb
 
 #[no_mangle]
 pub extern "C" fn tpu_storage_from_addr(addr: *const c_void) -> *mut c_void {
-    match storage::from_addr(addr as u64) {
-        Some(s) => Arc::as_ptr(&s) as *mut c_void,
-        None => std::ptr::null_mut(),
-    }
+    guarded_or(std::ptr::null_mut(), || {
+        match storage::from_addr(addr as u64) {
+            Some(s) => Arc::as_ptr(&s) as *mut c_void,
+            None => std::ptr::null_mut(),
+        }
+    })
 }
 
 #[no_mangle]
 pub extern "C" fn tpu_memory_allocated(device_index: i32) -> i64 {
-    catch_unwind(|| storage::memory_stats(device_index.max(0) as usize).allocated).unwrap_or(0)
+    guarded_or(0, || {
+        storage::memory_stats(device_index.max(0) as usize).allocated
+    })
 }
 
 #[no_mangle]
 pub extern "C" fn tpu_storage_nbytes(storage: *mut c_void) -> i64 {
-    if storage.is_null() {
-        return 0;
-    }
-    // SAFETY: `storage` is a DataPtr context made by `tpu_storage_new` (an
-    // `Arc::into_raw` of a `Storage`) that the caller still owns; we only read it.
-    let s = unsafe { &*(storage as *const Storage) };
-    s.nbytes as i64
+    guarded_or(0, || {
+        if storage.is_null() {
+            return 0;
+        }
+        // SAFETY: `storage` is a DataPtr context made by `tpu_storage_new` (an
+        // `Arc::into_raw` of a `Storage`) that the caller still owns; we only read it.
+        let s = unsafe { &*(storage as *const Storage) };
+        s.nbytes as i64
+    })
 }
 
 /// Registers the shim's profiler callbacks (see `profile.rs`).
@@ -468,7 +496,7 @@ pub extern "C" fn tpu_set_profiler_hooks(
     begin: extern "C" fn(*const std::ffi::c_char) -> *mut std::ffi::c_void,
     end: extern "C" fn(*mut std::ffi::c_void),
 ) {
-    let _ = catch_unwind(|| {
+    guarded_or((), || {
         crate::profile::set_hooks(crate::profile::Hooks {
             enabled,
             begin,
@@ -479,14 +507,18 @@ pub extern "C" fn tpu_set_profiler_hooks(
 
 #[no_mangle]
 pub extern "C" fn tpu_device_count() -> i32 {
-    catch_unwind(|| platform::get().map(|p| p.devices.len() as i32).unwrap_or(0)).unwrap_or(0)
+    guarded_or(0, || {
+        platform::get().map(|p| p.devices.len() as i32).unwrap_or(0)
+    })
 }
 
 /// # Safety
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn tpu_count_cpu_fallback(name: *const c_char, overload: *const c_char) {
-    metrics::count_cpu_fallback(&overload_name(name, overload));
+    guarded_or((), || {
+        metrics::count_cpu_fallback(&overload_name(name, overload))
+    });
 }
 
 extern "C" {

@@ -428,7 +428,7 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ve
     let mut rets = Vec::new();
     for &v in &results[writes.len()..] {
         let ty = t.g.ty(v).clone();
-        let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device);
+        let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device)?;
         let flat = t.g.reshape(v, &[ty.numel()])?;
         t.write_storage(&s, flat);
         rets.push(Ret::New {

@@ -93,7 +93,7 @@ fn compact(t: &mut Trace, mask: ValueId, updates: ValueId, count: i64) -> Result
 
 fn new_result(t: &mut Trace, v: ValueId) -> Result<Ret> {
     let ty = t.g.ty(v).clone();
-    let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device);
+    let s = storage::new_storage(ty.numel() as usize * ty.dtype.size(), t.device)?;
     let flat = t.g.reshape(v, &[ty.numel()])?;
     t.write_storage(&s, flat);
     Ok(Ret::New {

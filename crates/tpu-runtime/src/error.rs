@@ -25,6 +25,13 @@ pub enum Error {
     /// No usable PJRT plugin.
     #[error("{0}")]
     Platform(String),
+    /// A `TORCH_TPU_*` variable with a value that does not parse: `ValueError`.
+    #[error(transparent)]
+    Env(#[from] crate::env::EnvError),
+    /// Address space for storages ran out (or a size overflowed it):
+    /// `torch.OutOfMemoryError`, as no allocation of that size can succeed.
+    #[error("out of memory: the tpu storage address space is used up (cannot place {nbytes} more bytes)")]
+    AddressSpace { nbytes: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -52,6 +59,7 @@ impl Error {
             Error::NotImplemented(_) => 2,
             Error::OutOfMemory(_) => 3,
             Error::Index(_) => 4,
+            Error::AddressSpace { .. } => 3,
             Error::Pjrt(e) if e.is_resource_exhausted() => 3,
             _ => 1,
         }

@@ -142,10 +142,9 @@ impl StateGuard {
 fn max_ops() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MAX.get_or_init(|| {
-        std::env::var("TORCH_TPU_FUSED_MAX_OPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4096)
+        // Validated at import, so the default never replaces a bad value.
+        let v = crate::env::FUSED_MAX_OPS.get();
+        v.unwrap_or(crate::env::FUSED_MAX_OPS.default) as usize
     })
 }
 

@@ -10,15 +10,19 @@
 //! - `checks`: value checks computed on the device, raised at the next host sync.
 //! - `cache`: executables keyed by the graph's structural hash.
 //! - `overlap`: memory-overlap checks of written tensors (as CPU PyTorch).
+//! - `diskcache`: the executables kept on disk, checked before use.
 //! - `opcache`: strict mode's per-op-signature fast path.
 //! - `profile`: ranges in `torch.profiler` (through callbacks of the shim).
+//! - `env`: the environment variables, parsed and validated in one place.
 //! - `platform`, `mode`, `metrics`, `host`, `python`.
 
 pub mod abi;
 pub mod cache;
 pub mod checks;
+pub mod diskcache;
 pub mod dispatch;
 pub mod dynamic;
+pub mod env;
 pub mod error;
 pub mod fused;
 pub mod host;

@@ -16,7 +16,10 @@ pub struct Counters {
     pub cache_misses_memory: AtomicU64,
     pub cache_hits_disk: AtomicU64,
     pub cache_misses_disk: AtomicU64,
+    /// Entries not used: corrupt or foreign.
     pub cache_corrupt_disk: AtomicU64,
+    /// Of those, intact entries compiled from another source (renamed or copied).
+    pub cache_foreign_disk: AtomicU64,
     pub bytes_to_device: AtomicU64,
     pub bytes_to_host: AtomicU64,
     pub transfers_to_host: AtomicU64,
@@ -33,6 +36,7 @@ pub static COUNTERS: Counters = Counters {
     cache_hits_disk: AtomicU64::new(0),
     cache_misses_disk: AtomicU64::new(0),
     cache_corrupt_disk: AtomicU64::new(0),
+    cache_foreign_disk: AtomicU64::new(0),
     bytes_to_device: AtomicU64::new(0),
     bytes_to_host: AtomicU64::new(0),
     transfers_to_host: AtomicU64::new(0),
@@ -97,6 +101,7 @@ pub fn reset() {
         &c.cache_hits_disk,
         &c.cache_misses_disk,
         &c.cache_corrupt_disk,
+        &c.cache_foreign_disk,
         &c.bytes_to_device,
         &c.bytes_to_host,
         &c.transfers_to_host,

@@ -1,5 +1,6 @@
 //! Eager modes and switches read from the environment at start-up.
 
+use crate::env::{self, EnvError};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
@@ -38,46 +39,35 @@ pub static CPU_FALLBACK: AtomicBool = AtomicBool::new(false);
 /// Ops allowed to fall back to the CPU even when CPU fallback is off.
 pub static CPU_FALLBACK_OPS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
-fn env_flag(name: &str) -> bool {
-    matches!(
-        std::env::var(name).as_deref(),
-        Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes")
-    )
-}
-
 /// The mode chosen by the environment: `TPU_LAUNCH_BLOCKING=1` → debug,
 /// else `TORCH_TPU_EAGER_MODE`, else `TORCH_TPU_DEFER_AND_FUSE=1` → fused, else fused.
-pub fn from_env() -> Mode {
-    if env_flag("TPU_LAUNCH_BLOCKING") {
-        return Mode::Debug;
+pub fn from_env() -> Result<Mode, EnvError> {
+    if env::LAUNCH_BLOCKING.get()? {
+        return Ok(Mode::Debug);
     }
-    if let Some(m) = std::env::var("TORCH_TPU_EAGER_MODE")
-        .ok()
-        .and_then(|s| Mode::parse(&s))
-    {
-        return m;
+    if let Some(m) = env::EAGER_MODE.get()?.and_then(Mode::parse) {
+        return Ok(m);
     }
-    if env_flag("TORCH_TPU_DEFER_AND_FUSE") {
-        return Mode::Fused;
-    }
-    Mode::Fused
+    // Still parsed so a bad value is an error; fused is the default either way.
+    env::DEFER_AND_FUSE.get()?;
+    Ok(Mode::Fused)
 }
 
-fn init_env() {
+/// Reads the switches once. `torch_tpu` validates the environment and calls
+/// this at import, so the defaults below never stand in for a bad value.
+pub fn init_env() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        NAN_CHECK.store(env_flag("TORCH_TPU_NAN_CHECK"), Relaxed);
-        CPU_FALLBACK.store(env_flag("TORCH_TPU_CPU_FALLBACK"), Relaxed);
-        if let Ok(list) = std::env::var("TORCH_TPU_CPU_FALLBACK_OPS") {
-            let ops = list
-                .split(',')
-                .map(|s| s.trim().trim_start_matches("aten::").to_string())
-                .collect();
+        NAN_CHECK.store(env::NAN_CHECK.get().unwrap_or(false), Relaxed);
+        CPU_FALLBACK.store(env::CPU_FALLBACK.get().unwrap_or(false), Relaxed);
+        if let Ok(Some(ops)) = env::CPU_FALLBACK_OPS.get() {
             *CPU_FALLBACK_OPS
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ops);
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(ops.into_iter().collect());
         }
-        let _ = MODE.compare_exchange(u8::MAX, from_env() as u8, Relaxed, Relaxed);
+        let m = from_env().unwrap_or(Mode::Fused);
+        let _ = MODE.compare_exchange(u8::MAX, m as u8, Relaxed, Relaxed);
     });
 }
 

@@ -291,7 +291,7 @@ fn run(plan: &Plan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Ve
             RetTemplate::New { nbytes, .. } => Some(storage::new_storage(*nbytes, plan.device)),
             RetTemplate::Arg(_) => None,
         })
-        .collect();
+        .collect::<Result<_>>()?;
     for (sink, buf) in plan.sinks.iter().zip(results) {
         let (s, dtype) = match sink {
             Sink::Arg(i, k, d) => (storage_at(args, *i, *k).expect("planned tpu argument"), *d),

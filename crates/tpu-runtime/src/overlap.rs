@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn overlap_of_two_views_of_one_storage() {
-        let s = crate::storage::new_storage(64, 0);
+        let s = crate::storage::new_storage(64, 0).unwrap();
         fn t<'a>(s: &'a Arc<Storage>, view: &'a View) -> Tensor<'a> {
             (s, view, DType::F32)
         }
@@ -223,7 +223,7 @@ mod tests {
         assert!(overlap(t(&s, &head), t(&s, &tail)) == Overlap::Partial);
         assert!(overlap(t(&s, &rows), t(&s, &transposed)) == Overlap::Partial);
         assert!(overlap(t(&s, &v(0, &[2], &[1])), t(&s, &v(2, &[2], &[1]))) == Overlap::No);
-        let other = crate::storage::new_storage(64, 0);
+        let other = crate::storage::new_storage(64, 0).unwrap();
         assert!(overlap((&other, &whole, DType::F32), t(&s, &whole)) == Overlap::No);
         crate::storage::free(s.clone());
         crate::storage::free(other);

@@ -5,6 +5,7 @@
 //! visible GPU), a CPU plugin (newest PJRT API first). The candidates come from
 //! the running interpreter (`torch_tpu/_plugins.py`), or `TORCH_TPU_SITE_PACKAGES`.
 
+use crate::env;
 use crate::error::{Error, Result};
 use pjrt::{Api, Client, Device, NamedValue};
 use std::path::{Path, PathBuf};
@@ -81,9 +82,7 @@ fn candidates_from_env() -> Vec<(String, PathBuf)> {
         ("cpu", "fastatomstruct_xla_cpu/libpjrt_cpu.so"),
         ("cpu", "xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so"),
     ];
-    let dirs: Vec<PathBuf> = std::env::var("TORCH_TPU_SITE_PACKAGES")
-        .map(|s| s.split(':').map(PathBuf::from).collect())
-        .unwrap_or_default();
+    let dirs = env::site_packages();
     let gpu = Path::new("/dev/nvidia0").exists() || Path::new("/dev/nvidiactl").exists();
     LAYOUTS
         .iter()
@@ -105,8 +104,7 @@ fn platform_of(path: &Path) -> &'static str {
 }
 
 fn init() -> Result<Platform> {
-    let (name, plugin) = if let Ok(p) = std::env::var("TORCH_TPU_PJRT_PLUGIN") {
-        let p = PathBuf::from(p);
+    let (name, plugin) = if let Some(p) = env::PJRT_PLUGIN.get()? {
         (platform_of(&p).to_string(), p)
     } else {
         let mut found = CANDIDATES
@@ -116,15 +114,9 @@ fn init() -> Result<Platform> {
         if found.is_empty() {
             found = candidates_from_env();
         }
-        let wanted = std::env::var("TORCH_TPU_PLATFORM").ok();
-        let order: Vec<&str> = match wanted.as_deref() {
-            Some(k @ ("tpu" | "cuda" | "cpu")) => vec![k],
-            Some(other) => {
-                return Err(Error::Platform(format!(
-                    "TORCH_TPU_PLATFORM={other}: expected tpu, cuda or cpu"
-                )));
-            }
-            None => vec!["tpu", "cuda", "cpu"],
+        let order: Vec<&str> = match env::PLATFORM.get()? {
+            Some(k) => vec![k],
+            None => env::PLATFORM.values.to_vec(),
         };
         let first = order
             .iter()
@@ -139,10 +131,7 @@ fn init() -> Result<Platform> {
     let mut options = Vec::new();
     if name == "cpu" {
         // One device unless asked: the CPU plugin's default of 4 splits the host's cores.
-        let n = std::env::var("TORCH_TPU_CPU_DEVICE_COUNT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1i64);
+        let n = env::CPU_DEVICE_COUNT.get()?;
         options.push(("cpu_device_count", NamedValue::Int64(n)));
     }
     let client = Client::new(&api, &options)?;

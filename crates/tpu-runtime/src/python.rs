@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::mode::{self, Mode};
-use crate::{abi, cache, fused, metrics, platform, storage};
+use crate::{abi, cache, env, fused, metrics, platform, storage};
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -27,6 +27,7 @@ fn py_err(e: Error) -> PyErr {
     match e {
         Error::NotImplemented(m) => PyNotImplementedError::new_err(m),
         Error::Index(m) => pyo3::exceptions::PyIndexError::new_err(m),
+        Error::Env(e) => PyValueError::new_err(e.to_string()),
         other => PyRuntimeError::new_err(other.to_string()),
     }
 }
@@ -49,6 +50,23 @@ fn plugin_path() -> PyResult<String> {
 #[pyfunction]
 fn set_plugin_candidates(found: Vec<(String, String)>) {
     platform::set_candidates(found.into_iter().map(|(k, p)| (k, p.into())).collect());
+}
+
+/// Checks every environment variable the runtime reads and takes the eager
+/// switches from it now; raises `ValueError` naming a bad one (import calls this).
+#[pyfunction]
+fn validate_env() -> PyResult<()> {
+    env::validate().map_err(|e| py_err(e.into()))?;
+    mode::init_env();
+    Ok(())
+}
+
+/// A boolean `TORCH_TPU_*` switch, parsed as the runtime parses it.
+#[pyfunction]
+fn env_flag(name: &str) -> PyResult<bool> {
+    let flag = env::flag_named(name)
+        .ok_or_else(|| PyValueError::new_err(format!("{name} is not a known flag")))?;
+    flag.get().map_err(|e| py_err(e.into()))
 }
 
 /// Starts the platform now (import does this), so no later thread races to do it.
@@ -172,6 +190,7 @@ fn metrics_dict(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("cache_hits_disk", g(&c.cache_hits_disk))?;
     d.set_item("cache_misses_disk", g(&c.cache_misses_disk))?;
     d.set_item("cache_corrupt_disk", g(&c.cache_corrupt_disk))?;
+    d.set_item("cache_foreign_disk", g(&c.cache_foreign_disk))?;
     d.set_item("bytes_to_device", g(&c.bytes_to_device))?;
     d.set_item("bytes_to_host", g(&c.bytes_to_host))?;
     d.set_item("transfers_to_host", g(&c.transfers_to_host))?;
@@ -292,6 +311,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plugin_path, m)?)?;
     m.add_function(wrap_pyfunction!(device_count, m)?)?;
     m.add_function(wrap_pyfunction!(set_plugin_candidates, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_env, m)?)?;
+    m.add_function(wrap_pyfunction!(env_flag, m)?)?;
     m.add_function(wrap_pyfunction!(init, m)?)?;
     m.add_function(wrap_pyfunction!(is_initialized, m)?)?;
     m.add_function(wrap_pyfunction!(mark_forked, m)?)?;

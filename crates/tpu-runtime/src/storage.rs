@@ -5,6 +5,7 @@
 //! fused trace. Writes rebind the value; a storage is freed in
 //! [`free`] when PyTorch drops its last reference (`tpu_storage_free`).
 
+use crate::error::{Error, Result};
 use crate::trace::PendingRef;
 use pjrt::Buffer;
 use std::collections::BTreeMap;
@@ -50,7 +51,11 @@ impl Storage {
 
 /// Address ranges are handed out once and never reused, spaced so that no two
 /// storages overlap (PyTorch compares data pointers for overlap checks).
-static NEXT_ADDR: AtomicU64 = AtomicU64::new(1 << 40);
+static NEXT_ADDR: AtomicU64 = AtomicU64::new(ADDR_START);
+const ADDR_START: u64 = 1 << 40;
+/// Addresses stay below this, so they are positive as `int64` (`data_ptr()`)
+/// and `addr + nbytes` cannot overflow; a wrapped counter would alias storages.
+pub const ADDR_END: u64 = 1 << 62;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 struct Registry {
@@ -73,9 +78,25 @@ fn grow(v: &mut Vec<i64>, device: usize) {
     }
 }
 
-pub fn new_storage(nbytes: usize, device: usize) -> Arc<Storage> {
-    let span = (nbytes as u64).div_ceil(64) * 64 + 64;
-    let addr = NEXT_ADDR.fetch_add(span, Ordering::Relaxed);
+/// The start of a fresh range for `nbytes` (64-byte aligned, with a gap);
+/// fails rather than wrap when the address space is used up.
+fn reserve(nbytes: usize) -> Result<u64> {
+    let exhausted = || Error::AddressSpace {
+        nbytes: nbytes as u64,
+    };
+    let span = (nbytes as u64)
+        .checked_next_multiple_of(64)
+        .and_then(|n| n.checked_add(64))
+        .ok_or_else(exhausted)?;
+    NEXT_ADDR
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+            a.checked_add(span).filter(|end| *end <= ADDR_END)
+        })
+        .map_err(|_| exhausted())
+}
+
+pub fn new_storage(nbytes: usize, device: usize) -> Result<Arc<Storage>> {
+    let addr = reserve(nbytes)?;
     let s = Arc::new(Storage {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         addr,
@@ -96,7 +117,7 @@ pub fn new_storage(nbytes: usize, device: usize) -> Arc<Storage> {
     if r.allocated[device] > r.peak[device] {
         r.peak[device] = r.allocated[device];
     }
-    s
+    Ok(s)
 }
 
 /// Drops PyTorch's reference; the device buffer goes when the last holder

@@ -59,7 +59,7 @@ fn upload(vals: &[f64], shape: &[i64], dtype: DType) -> Arc<storage::Storage> {
             .collect(),
         d => panic!("test helper: {d}"),
     };
-    let s = storage::new_storage(bytes.len(), 0);
+    let s = storage::new_storage(bytes.len(), 0).unwrap();
     let n = vals.len() as i64;
     let buf = _core::host::upload(&bytes, dtype, &[n], 0).unwrap();
     s.set(Value::Device(Arc::new(buf), dtype));
@@ -281,7 +281,7 @@ fn an_oversized_program_fails_before_it_runs_and_keeps_values() {
         ],
     )
     .unwrap();
-    let big = storage::new_storage(1 << 38, 0);
+    let big = storage::new_storage(1 << 38, 0).unwrap();
     let tbig = tpu_tensor(&big, view(&[1 << 36]), DType::F32);
     dispatch(
         "fill_.Scalar",
