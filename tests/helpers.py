@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -195,3 +196,12 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 30
     return subprocess.run(
         [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def result_line(r: subprocess.CompletedProcess) -> dict:
+    """The JSON a child script printed on its ``RESULT `` line (the script must have succeeded)."""
+    assert r.returncode == 0, f"script failed:\n{r.stdout}\n{r.stderr[-4000:]}"
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise AssertionError(f"no RESULT line:\n{r.stdout}\n{r.stderr[-2000:]}")

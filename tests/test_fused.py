@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import torch_tpu
-from helpers import TPU, run_python
+from helpers import TPU, result_line, run_python
 from test_training import CNN, MLP, TinyGPT
 
 pytestmark = pytest.mark.skipif("fused" not in torch_tpu.EAGER_MODES, reason="the runtime has no fused mode")
@@ -346,7 +345,7 @@ for _ in range(35):
 reasons = dict(torch_tpu.metrics()["cut_reasons"])
 print("RESULT " + json.dumps({"reasons": reasons, "y": y.cpu().tolist()}))
 """
-    out = _result(run_python(code, env={"TORCH_TPU_FUSED_MAX_OPS": "10", "TORCH_TPU_CACHE_DIR": "0"}))
+    out = result_line(run_python(code, env={"TORCH_TPU_FUSED_MAX_OPS": "10", "TORCH_TPU_CACHE_DIR": "0"}))
     assert out["reasons"].get("size limit") == 3, out["reasons"]
     assert out["y"] == [float(i + 35) for i in range(8)]
 
@@ -568,16 +567,10 @@ print("RESULT " + json.dumps({"losses": losses, "z": z, "metrics": torch_tpu.met
 """
 
 
-def _result(r) -> dict:
-    assert r.returncode == 0, f"script failed:\n{r.stdout}\n{r.stderr[-4000:]}"
-    for line in r.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise AssertionError(f"no RESULT line:\n{r.stdout}\n{r.stderr[-2000:]}")
-
-
 def _run_cached(cache: Path) -> dict:
-    return _result(run_python(CACHE_SCRIPT, env={"TORCH_TPU_CACHE_DIR": str(cache), "TORCH_TPU_EAGER_MODE": "fused"}))
+    return result_line(
+        run_python(CACHE_SCRIPT, env={"TORCH_TPU_CACHE_DIR": str(cache), "TORCH_TPU_EAGER_MODE": "fused"})
+    )
 
 
 def _same_results(a: dict, b: dict) -> None:
@@ -656,7 +649,7 @@ def test_foreign_cache_entry_is_detected(tmp_path: Path) -> None:
 
 
 def test_cache_dir_zero_disables_disk_cache(tmp_path: Path) -> None:
-    r = _result(run_python(CACHE_SCRIPT, env={"TORCH_TPU_CACHE_DIR": "0"}))
+    r = result_line(run_python(CACHE_SCRIPT, env={"TORCH_TPU_CACHE_DIR": "0"}))
     m = r["metrics"]
     assert m["cache_hits_disk"] == 0 and m["cache_misses_disk"] == 0 and m["compiles"] > 0, m
 
@@ -721,7 +714,7 @@ def test_step_boundary_runs_without_host_read() -> None:
 )
 def test_mode_from_environment(env: dict[str, str], expected: str) -> None:
     r = run_python('import torch_tpu; print("RESULT " + __import__("json").dumps(torch_tpu.get_eager_mode()))', env=env)
-    assert _result(r) == expected
+    assert result_line(r) == expected
 
 
 def test_metrics_report_lists_fused_counters() -> None:

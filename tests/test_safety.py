@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 import re
 import stat
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import TPU, run_python
+from helpers import TPU, result_line, run_python
 from torch_tpu import _core
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,17 +40,9 @@ print("RESULT " + json.dumps({
 """
 
 
-def _result(r) -> dict:
-    assert r.returncode == 0, f"script failed:\n{r.stdout}\n{r.stderr[-4000:]}"
-    for line in r.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise AssertionError(f"no RESULT line:\n{r.stdout}\n{r.stderr[-2000:]}")
-
-
 def _run(prog: str, cache: Path, prelude: str = "") -> tuple[dict, str]:
     r = run_python(prelude + f"PROG = {prog!r}\n" + PROGRAM, env={"TORCH_TPU_CACHE_DIR": str(cache)})
-    return _result(r), r.stderr
+    return result_line(r), r.stderr
 
 
 def _entries(cache: Path) -> list[Path]:
@@ -332,7 +323,7 @@ print("RESULT " + json.dumps({"ptrs": ptrs, "error": error, "small": small.data_
 def test_storage_addresses_never_wrap() -> None:
     """Addresses are never reused, so they run out: the allocation that would wrap
     (or leave int64) raises instead of aliasing an earlier storage."""
-    r = _result(run_python(ADDRESSES))
+    r = result_line(run_python(ADDRESSES))
     ptrs = r["ptrs"]
     assert 1 <= len(ptrs) < 8 and r["error"], r
     assert ptrs == sorted(ptrs) and all(0 < p < 2**63 for p in ptrs), ptrs
