@@ -21,6 +21,8 @@ static INIT: Once = Once::new();
 fn setup(m: Mode) -> MutexGuard<'static, ()> {
     let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     INIT.call_once(|| {
+        // The plugin's own logging, as `torch_tpu` leaves it by default.
+        std::env::set_var("TF_CPP_MIN_LOG_LEVEL", "3");
         platform::set_candidates(vec![("cpu".into(), pjrt::testing::cpu_plugin())]);
     });
     fused::cut("sync").unwrap();
@@ -304,4 +306,135 @@ fn an_oversized_program_fails_before_it_runs_and_keeps_values() {
     // The never-computed storage says so instead of reading zeros.
     assert!(matches!(big.value(), Value::Failed(_)));
     storage::free(big);
+}
+
+#[test]
+fn disk_cache_entries_are_checked_against_their_source() {
+    use _core::diskcache::{encode, verify, Reject, Source};
+    let a = Source {
+        identity: "plugin A",
+        options: b"opts",
+        text: "module @a {}",
+    }
+    .hash();
+    let b = Source {
+        identity: "plugin A",
+        options: b"opts",
+        text: "module @b {}",
+    }
+    .hash();
+    let other_options = Source {
+        identity: "plugin A",
+        options: b"other",
+        text: "module @a {}",
+    }
+    .hash();
+    assert_ne!(a, other_options, "compile options are part of the source");
+    let entry = encode(b"executable bytes", &a);
+    assert_eq!(verify(&entry, &a), Ok(&b"executable bytes"[..]));
+    // An intact entry of another program, e.g. a copied or renamed file.
+    assert_eq!(verify(&entry, &b), Err(Reject::Foreign));
+    let mut damaged = entry.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    assert_eq!(verify(&damaged, &a), Err(Reject::Corrupt));
+    assert_eq!(verify(&entry[..entry.len() - 1], &a), Err(Reject::Corrupt));
+    assert_eq!(verify(b"not an entry", &a), Err(Reject::Corrupt));
+}
+
+#[test]
+fn a_status_vector_reports_the_first_failed_check() {
+    let _g = setup(Mode::Strict);
+    use tpu_graph::{ConstVal, Graph, ValueType};
+    use tpu_lower::registry::{Check, CheckKind};
+    let mut g = Graph::new();
+    let ok = g.constant(ConstVal::Bool(true), DType::Bool, &[]);
+    let bad = g.constant(ConstVal::Bool(false), DType::Bool, &[]);
+    let v = g.parameter(ValueType::new(DType::I64, &[]));
+    let check = |ok, kind, message: &str| Check {
+        ok,
+        value: v,
+        kind,
+        message: message.into(),
+    };
+    let all = [
+        check(ok, CheckKind::Index, "first {}"),
+        check(bad, CheckKind::Runtime, "second {}"),
+        check(bad, CheckKind::Index, "third {}"),
+    ];
+    let status = checks::status_vector(&mut g, &all).unwrap();
+    g.outputs = vec![status];
+    let exe = _core::cache::executable(
+        &g,
+        &_core::cache::Site {
+            hash: 1,
+            name: "status test",
+        },
+    )
+    .unwrap();
+    let arg = _core::host::upload(&42i64.to_le_bytes(), DType::I64, &[], 0).unwrap();
+    let dev = platform::get().unwrap().device(0).unwrap();
+    let out = exe.execute(&[&arg], Some(dev), &[]).unwrap().remove(0);
+    let metas: Vec<checks::CheckMeta> = all.iter().map(checks::CheckMeta::of).collect();
+    match checks::verify(&out, &metas, false) {
+        Err(Error::Invalid(m)) => assert_eq!(m, "second 42"),
+        other => panic!("expected the second check, got {other:?}"),
+    }
+}
+
+#[test]
+fn mode_switches_take_effect_for_the_next_op() {
+    let _g = setup(Mode::Fused);
+    let a = upload(&[2.0], &[1], DType::F32);
+    let ta = tpu_tensor(&a, view(&[1]), DType::F32);
+    let before = metrics::get(&metrics::COUNTERS.executions);
+    let r = dispatch("mul.Tensor", &[input(ta.clone()), input(ta.clone())]).unwrap();
+    assert_eq!(
+        metrics::get(&metrics::COUNTERS.executions),
+        before,
+        "fused: recorded only"
+    );
+    // Leaving fused mode runs what was recorded.
+    fused::cut("mode switch").unwrap();
+    mode::set(Mode::Strict);
+    assert_eq!(mode::current(), Mode::Strict);
+    let after_cut = metrics::get(&metrics::COUNTERS.executions);
+    assert_eq!(after_cut, before + 1);
+    let r2 = dispatch("mul.Tensor", &[input(new_tensor(&r)), input(ta)]).unwrap();
+    assert_eq!(
+        metrics::get(&metrics::COUNTERS.executions),
+        after_cut + 1,
+        "strict: runs at once"
+    );
+    assert_eq!(read_f32(&new_tensor(&r2)), [8.0]);
+}
+
+#[test]
+fn reading_a_storage_whose_program_failed_raises() {
+    let _g = setup(Mode::Strict);
+    let s = storage::new_storage(4, 0).unwrap();
+    s.set(Value::Failed("graph of 3 ops: out of memory".into()));
+    let t = tpu_tensor(&s, view(&[1]), DType::F32);
+    match transfer::materialize(&t, DType::F32) {
+        Err(Error::Invalid(m)) => assert!(
+            m.contains("has no value") && m.contains("out of memory"),
+            "{m}"
+        ),
+        other => panic!("expected an error, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn strict_mode_compiles_again_for_a_new_shape() {
+    let _g = setup(Mode::Strict);
+    let small = upload(&[1.0, 2.0], &[2], DType::F32);
+    let large = upload(&[1.0, 2.0, 3.0], &[3], DType::F32);
+    let neg = |s: &Arc<storage::Storage>, n: i64| {
+        let t = tpu_tensor(s, view(&[n]), DType::F32);
+        new_tensor(&dispatch("neg", &[input(t)]).unwrap())
+    };
+    assert_eq!(read_f32(&neg(&small, 2)), [-1.0, -2.0]);
+    let hits = metrics::get(&metrics::COUNTERS.cache_hits_memory);
+    // Another shape is another signature: no stale replay of the first program.
+    assert_eq!(read_f32(&neg(&large, 3)), [-1.0, -2.0, -3.0]);
+    assert_eq!(metrics::get(&metrics::COUNTERS.cache_hits_memory), hits);
 }
