@@ -25,6 +25,8 @@ pub struct LoadedExecutable {
     default_device: *mut sys::PJRT_Device,
     /// Devices the executable is assigned to (empty if portable).
     assigned: Vec<Device>,
+    /// [`LoadedExecutable::run_memory_bytes`], asked of the plugin once.
+    run_memory: std::sync::OnceLock<Option<i64>>,
 }
 
 // SAFETY: PJRT loaded executables are thread-safe: Execute and the metadata
@@ -62,6 +64,7 @@ impl LoadedExecutable {
             num_outputs: 0,
             default_device: null_mut(),
             assigned: Vec::new(),
+            run_memory: std::sync::OnceLock::new(),
         };
         // From here on Drop cleans up on error.
         let api = *this.client.api();
@@ -197,6 +200,10 @@ impl LoadedExecutable {
     /// not aliased to donated inputs, plus temporaries; None if the plugin
     /// does not say.
     pub fn run_memory_bytes(&self) -> Option<i64> {
+        *self.run_memory.get_or_init(|| self.query_run_memory())
+    }
+
+    fn query_run_memory(&self) -> Option<i64> {
         let mut args = sys::PJRT_Executable_GetCompiledMemoryStats_Args {
             struct_size: sys::PJRT_Executable_GetCompiledMemoryStats_Args_STRUCT_SIZE as usize,
             executable: self.exe,
