@@ -42,6 +42,18 @@ impl TensorIn<'_> {
             TensorIn::Tpu { dtype, .. } | TensorIn::Host { dtype, .. } => *dtype,
         }
     }
+    /// Storage, view and dtype of a tpu tensor (for the overlap checks).
+    pub fn tpu_parts(&self) -> Option<crate::overlap::Tensor<'_>> {
+        match self {
+            TensorIn::Tpu {
+                storage,
+                view,
+                dtype,
+                ..
+            } => Some((storage.id, view, *dtype)),
+            TensorIn::Host { .. } => None,
+        }
+    }
     pub fn tensor_ref(&self) -> Option<TensorRef<'_>> {
         match self {
             TensorIn::Tpu {
@@ -150,7 +162,7 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
         )));
     };
     let device = device_of(args)?;
-    crate::overlap::check_call(op, args)?;
+    check_overlap(op, args)?;
     match mode::current() {
         Mode::Fused => {
             let in_place = args.iter().any(|a| a.is_write && !a.is_out);
@@ -183,6 +195,34 @@ pub fn dispatch(op: &str, args: &[CallArg]) -> Result<Vec<Ret>> {
             Ok(rets)
         }
     }
+}
+
+/// The overlap checks of a call that writes a tensor (see `overlap.rs`).
+fn check_overlap(op: &str, args: &[CallArg]) -> Result<()> {
+    let writes_tensor =
+        |a: &CallArg| a.is_write && matches!(a.arg, ArgIn::Tensor(TensorIn::Tpu { .. }));
+    if !args.iter().any(writes_tensor) {
+        return Ok(());
+    }
+    let mut operands = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        let tensors: Vec<&TensorIn> = match &a.arg {
+            ArgIn::Tensor(t) => vec![t],
+            ArgIn::Tensors(ts) => ts.iter().flatten().collect(),
+            ArgIn::Value(_) => continue,
+        };
+        for t in tensors {
+            if let Some(tensor) = t.tpu_parts() {
+                operands.push(crate::overlap::Operand {
+                    arg: i,
+                    tensor,
+                    written: writes_tensor(a),
+                    out: a.is_out,
+                });
+            }
+        }
+    }
+    crate::overlap::check_call(op, &operands)
 }
 
 fn written_storages(args: &[CallArg], rets: &[Ret]) -> Vec<Arc<Storage>> {

@@ -6,10 +6,7 @@
 //! CPU, where the same code raises. The checks work on views (offset, sizes,
 //! strides) only, before anything is recorded.
 
-use crate::dispatch::{ArgIn, CallArg, TensorIn};
 use crate::error::Result;
-use crate::storage::Storage;
-use std::sync::Arc;
 use tpu_graph::{DType, View};
 
 const INTERNAL: &str = "unsupported operation: more than one element of the written-to tensor refers to a single memory location. Please clone() the tensor before performing the operation.";
@@ -95,10 +92,20 @@ fn dense(v: &View) -> bool {
     true
 }
 
-type Tensor<'a> = (&'a Arc<Storage>, &'a View, DType);
+/// A tensor as the checks see it: its storage's id, view and dtype.
+pub type Tensor<'a> = (u64, &'a View, DType);
+
+/// A tpu tensor of a call: its argument position, and whether it is written
+/// (`out=` or in-place) or an `out=` argument.
+pub struct Operand<'a> {
+    pub arg: usize,
+    pub tensor: Tensor<'a>,
+    pub written: bool,
+    pub out: bool,
+}
 
 fn overlap(a: Tensor, b: Tensor) -> Overlap {
-    if !Arc::ptr_eq(a.0, b.0) || a.1.numel() == 0 || b.1.numel() == 0 {
+    if a.0 != b.0 || a.1.numel() == 0 || b.1.numel() == 0 {
         return Overlap::No;
     }
     if !dense(a.1) || !dense(b.1) {
@@ -123,26 +130,14 @@ fn overlap(a: Tensor, b: Tensor) -> Overlap {
     }
 }
 
-fn tpu<'a>(t: &'a TensorIn<'_>) -> Option<Tensor<'a>> {
-    match t {
-        TensorIn::Tpu {
-            storage,
-            view,
-            dtype,
-            ..
-        } => Some((storage, view, *dtype)),
-        TensorIn::Host { .. } => None,
-    }
-}
-
-/// `dst` is written from `src` (`copy_`): no internal and no partial overlap.
-pub fn check_copy(src: &TensorIn, dst: &TensorIn) -> Result<()> {
-    let Some(d) = tpu(dst) else { return Ok(()) };
-    if internal_overlap(d.1) {
+/// `dst` is written from `src` (`copy_`; `None`: a CPU source): no internal
+/// and no partial overlap.
+pub fn check_copy(src: Option<Tensor>, dst: Tensor) -> Result<()> {
+    if internal_overlap(dst.1) {
         crate::invalid!("{INTERNAL}");
     }
-    if let Some(s) = tpu(src) {
-        if overlap(d, s) == Overlap::Partial {
+    if let Some(s) = src {
+        if overlap(dst, s) == Overlap::Partial {
             crate::invalid!("{PARTIAL}");
         }
     }
@@ -151,33 +146,19 @@ pub fn check_copy(src: &TensorIn, dst: &TensorIn) -> Result<()> {
 
 /// The written tensors of a call (`out=`, in-place `self`) against themselves
 /// and against the call's other tensors.
-pub fn check_call(op: &str, args: &[CallArg]) -> Result<()> {
+pub fn check_call(op: &str, operands: &[Operand]) -> Result<()> {
     let base = op.split('.').next().unwrap_or(op);
     let check_inputs = !UNCHECKED_INPUTS.iter().any(|p| base.starts_with(p));
-    for (i, a) in args.iter().enumerate() {
-        let ArgIn::Tensor(w) = &a.arg else { continue };
-        let Some(w) = tpu(w).filter(|_| a.is_write) else {
-            continue;
-        };
-        if !WRITES_EXPANDED.contains(&base) && internal_overlap(w.1) {
+    for w in operands.iter().filter(|o| o.written) {
+        if !WRITES_EXPANDED.contains(&base) && internal_overlap(w.tensor.1) {
             crate::invalid!("{INTERNAL}");
         }
         if !check_inputs {
             continue;
         }
-        for (j, b) in args.iter().enumerate() {
-            if j == i || b.is_out {
-                continue;
-            }
-            let inputs: Vec<&TensorIn> = match &b.arg {
-                ArgIn::Tensor(t) => vec![t],
-                ArgIn::Tensors(ts) => ts.iter().flatten().collect(),
-                ArgIn::Value(_) => continue,
-            };
-            for t in inputs.into_iter().filter_map(tpu) {
-                if overlap(w, t) == Overlap::Partial {
-                    crate::invalid!("{PARTIAL}");
-                }
+        for t in operands.iter().filter(|o| o.arg != w.arg && !o.out) {
+            if overlap(w.tensor, t.tensor) == Overlap::Partial {
+                crate::invalid!("{PARTIAL}");
             }
         }
     }
@@ -212,20 +193,22 @@ mod tests {
 
     #[test]
     fn overlap_of_two_views_of_one_storage() {
-        let s = crate::storage::new_storage(64, 0).unwrap();
-        fn t<'a>(s: &'a Arc<Storage>, view: &'a View) -> Tensor<'a> {
-            (s, view, DType::F32)
-        }
-        let (whole, head, tail) = (v(0, &[4], &[1]), v(0, &[3], &[1]), v(1, &[3], &[1]));
-        let transposed = v(0, &[2, 2], &[1, 2]);
-        let rows = v(0, &[2, 2], &[2, 1]);
-        assert!(overlap(t(&s, &whole), t(&s, &whole)) == Overlap::Full);
-        assert!(overlap(t(&s, &head), t(&s, &tail)) == Overlap::Partial);
-        assert!(overlap(t(&s, &rows), t(&s, &transposed)) == Overlap::Partial);
-        assert!(overlap(t(&s, &v(0, &[2], &[1])), t(&s, &v(2, &[2], &[1]))) == Overlap::No);
-        let other = crate::storage::new_storage(64, 0).unwrap();
-        assert!(overlap((&other, &whole, DType::F32), t(&s, &whole)) == Overlap::No);
-        crate::storage::free(s.clone());
-        crate::storage::free(other);
+        let t = |view: &View| -> (u64, View, DType) { (1, view.clone(), DType::F32) };
+        let check = |a: &(u64, View, DType), b: &(u64, View, DType)| {
+            overlap((a.0, &a.1, a.2), (b.0, &b.1, b.2))
+        };
+        let (whole, head, tail) = (
+            t(&v(0, &[4], &[1])),
+            t(&v(0, &[3], &[1])),
+            t(&v(1, &[3], &[1])),
+        );
+        let transposed = t(&v(0, &[2, 2], &[1, 2]));
+        let rows = t(&v(0, &[2, 2], &[2, 1]));
+        assert!(check(&whole, &whole) == Overlap::Full);
+        assert!(check(&head, &tail) == Overlap::Partial);
+        assert!(check(&rows, &transposed) == Overlap::Partial);
+        assert!(check(&t(&v(0, &[2], &[1])), &t(&v(2, &[2], &[1]))) == Overlap::No);
+        let other = (2, whole.1.clone(), DType::F32);
+        assert!(check(&other, &whole) == Overlap::No);
     }
 }
