@@ -15,20 +15,20 @@ use tpu_graph::{ExternalFunctions, ValueId, ValueType};
 /// One shared copy of each kernel's text (a call passes it again every time).
 static FUNCTIONS: Mutex<Option<FxHashMap<String, Arc<ExternalFunctions>>>> = Mutex::new(None);
 
+/// The symbol names its text (`torch_tpu.pallas` derives it from a hash of
+/// the content), so one lookup by symbol finds the shared copy.
 fn functions(symbol: &str, text: &str) -> Arc<ExternalFunctions> {
     let mut map = FUNCTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let map = map.get_or_insert_with(Default::default);
-    match map.get(symbol) {
-        Some(f) if f.text == text => f.clone(),
-        _ => {
-            let f = Arc::new(ExternalFunctions {
-                symbol: symbol.to_string(),
-                text: text.to_string(),
-            });
-            map.insert(symbol.to_string(), f.clone());
-            f
-        }
+    if let Some(f) = map.get(symbol) {
+        return f.clone();
     }
+    let f = Arc::new(ExternalFunctions {
+        symbol: symbol.to_string(),
+        text: text.to_string(),
+    });
+    map.insert(symbol.to_string(), f.clone());
+    f
 }
 
 fn stablehlo_call(c: &mut LowerCtx, a: &Args) -> Result<Vec<ValueId>> {
