@@ -10,6 +10,7 @@
 #include <c10/util/SmallVector.h>
 #include <torch/library.h>
 
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -141,6 +142,7 @@ constexpr size_t kInline = 16;
 struct Scratch {
   c10::SmallVector<TpuArg, kInline> args;
   c10::SmallVector<TpuTensor, kInline> tensors;  // list elements
+  std::vector<at::Tensor> resolved;               // CPU tensors with their lazy math bits applied
   c10::SmallVector<int64_t, kInline> ints;
   c10::SmallVector<double, 4> doubles;
   c10::SmallVector<uint8_t, 8> bools;
@@ -151,7 +153,18 @@ struct Scratch {
               what);
 }
 
-void fill_tensor(TpuTensor& o, const at::Tensor& t, bool write, const OpInfo& op, size_t i) {
+void fill_tensor(TpuTensor& o, const at::Tensor& arg, bool write, const OpInfo& op, size_t i, Scratch& s) {
+  const at::Tensor* tp = &arg;
+  if (C10_UNLIKELY((arg.is_conj() || arg.is_neg()) && arg.device().type() == c10::DeviceType::CPU)) {
+    // The runtime reads CPU memory as is: apply a CPU view's conjugate/negative bits here (on the CPU).
+    TORCH_CHECK(!write, "tpu: ", op.name, ": argument ", i,
+                " is a conjugate or negative CPU view written in place; call resolve_conj()/resolve_neg() first");
+    s.resolved.reserve(16);  // stable addresses: at most a few per call
+    TORCH_CHECK(s.resolved.size() < 16, "tpu: ", op.name, ": too many conjugate CPU views");
+    s.resolved.push_back(arg.resolve_conj().resolve_neg());
+    tp = &s.resolved.back();
+  }
+  const at::Tensor& t = *tp;
   c10::TensorImpl* impl = t.unsafeGetTensorImpl();
   if (C10_UNLIKELY(impl->layout() != c10::kStrided)) bad_arg(op, i, "only strided tensors are supported");
   o.ndim = static_cast<int32_t>(impl->dim());
@@ -160,6 +173,7 @@ void fill_tensor(TpuTensor& o, const at::Tensor& t, bool write, const OpInfo& op
   o.storage_offset = impl->storage_offset();
   o.dtype = static_cast<int32_t>(impl->dtype().toScalarType());
   o.wrapped_number = impl->is_wrapped_number() ? 1 : 0;
+  o.math_bits = static_cast<uint8_t>((t.is_conj() ? 1 : 0) | (t.is_neg() ? 2 : 0));
   const c10::Device dev = impl->device();
   const c10::Storage& st = impl->storage();
   o.storage_nbytes = static_cast<int64_t>(st.nbytes());
@@ -212,7 +226,7 @@ void convert_args(const OpInfo& op, const c10::IValue* ivs, size_t nargs, Scratc
         if (!v.isTensor()) bad_arg(op, i, "expected a tensor");
         if (!v.toTensor().defined()) continue;  // an undefined tensor is None
         a.kind = TPU_ARG_TENSOR;
-        fill_tensor(a.tensor, v.toTensor(), ai.is_write, op, i);
+        fill_tensor(a.tensor, v.toTensor(), ai.is_write, op, i, s);
         break;
       case Decl::TensorList: {
         auto elems = v.toListRef();
@@ -222,7 +236,7 @@ void convert_args(const OpInfo& op, const c10::IValue* ivs, size_t nargs, Scratc
         for (const c10::IValue& e : elems) {
           s.tensors.emplace_back();
           if (e.isTensor() && e.toTensor().defined()) {
-            fill_tensor(s.tensors.back(), e.toTensor(), ai.is_write, op, i);
+            fill_tensor(s.tensors.back(), e.toTensor(), ai.is_write, op, i, s);
           } else {
             absent_tensor(s.tensors.back());
           }
@@ -256,7 +270,11 @@ void convert_args(const OpInfo& op, const c10::IValue* ivs, size_t nargs, Scratc
           a.kind = TPU_ARG_SCALAR_BOOL;
           a.i = v.toBool() ? 1 : 0;
         } else if (v.isComplexDouble()) {
-          bad_arg(op, i, "complex scalars are not supported on tpu");
+          const c10::complex<double> z = v.toComplexDouble();
+          a.kind = TPU_ARG_SCALAR_COMPLEX;
+          a.d = z.real();
+          const double im = z.imag();
+          std::memcpy(&a.i, &im, sizeof im);
         } else {
           bad_arg(op, i, "unsupported Scalar (symbolic?)");
         }
@@ -369,6 +387,13 @@ c10::IValue convert_ret(const OpInfo& op, size_t k, const TpuRet& r, const c10::
                   op.name, ": the runtime returned a bool for result ", k);
       if (decl == RetDecl::Int) return c10::IValue(r.i);
       return c10::IValue(r.i != 0);
+    case TPU_RET_COMPLEX: {
+      TORCH_CHECK(decl == RetDecl::Scalar, "tpu: ", op.name, ": the runtime returned a complex number for result ",
+                  k);
+      double im = 0;
+      std::memcpy(&im, &r.i, sizeof im);
+      return c10::IValue(c10::complex<double>(r.d, im));
+    }
     default:
       TORCH_CHECK(false, "tpu: ", op.name, ": unknown result kind ", r.kind);
   }

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TPU_ABI_VERSION 1
+#define TPU_ABI_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,6 +30,7 @@ typedef struct {
   uint8_t device;          // TpuDeviceKind
   uint8_t wrapped_number;  // a Python number wrapped into a 0-dim CPU tensor
   int16_t device_index;
+  uint8_t math_bits;       // tpu tensors: 1 a conjugate view, 2 a negative view (lazy math bits)
 } TpuTensor;
 
 enum TpuArgKind {
@@ -49,6 +50,7 @@ enum TpuArgKind {
   TPU_ARG_DTYPE = 13,       // c10::ScalarType in `i`
   TPU_ARG_SEED = 14,        // a Generator: the seed drawn from it for this call, in `i`
   TPU_ARG_OTHER = 15,       // layout, device, memory format: ignored by lowerings
+  TPU_ARG_SCALAR_COMPLEX = 16,  // a complex Scalar: real part in `d`, the imaginary part's f64 bits in `i`
 };
 
 typedef struct {
@@ -69,6 +71,7 @@ enum TpuRetKind {
   TPU_RET_INT = 3,     // `i`
   TPU_RET_DOUBLE = 4,  // `d`
   TPU_RET_BOOL = 5,    // `i`
+  TPU_RET_COMPLEX = 6, // real part in `d`, the imaginary part's f64 bits in `i`
 };
 
 typedef struct {

@@ -20,11 +20,13 @@ pub enum ElementType {
     BF16,
     F32,
     F64,
+    C64,
+    C128,
 }
 
 impl ElementType {
     /// All supported element types.
-    pub const ALL: [ElementType; 13] = [
+    pub const ALL: [ElementType; 15] = [
         ElementType::Pred,
         ElementType::S8,
         ElementType::S16,
@@ -38,6 +40,8 @@ impl ElementType {
         ElementType::BF16,
         ElementType::F32,
         ElementType::F64,
+        ElementType::C64,
+        ElementType::C128,
     ];
 
     /// Size of one element in host memory (`Pred` is one byte, 0 or 1).
@@ -47,7 +51,8 @@ impl ElementType {
             Pred | S8 | U8 => 1,
             S16 | U16 | F16 | BF16 => 2,
             S32 | U32 | F32 => 4,
-            S64 | U64 | F64 => 8,
+            S64 | U64 | F64 | C64 => 8,
+            C128 => 16,
         }
     }
 
@@ -69,6 +74,8 @@ impl ElementType {
             BF16 => T::PJRT_Buffer_Type_BF16,
             F32 => T::PJRT_Buffer_Type_F32,
             F64 => T::PJRT_Buffer_Type_F64,
+            C64 => T::PJRT_Buffer_Type_C64,
+            C128 => T::PJRT_Buffer_Type_C128,
         }
     }
 

@@ -33,6 +33,7 @@ impl Graph {
             crate::Category::Bool => ConstVal::Bool(value != 0.0),
             crate::Category::Int => ConstVal::Int(value as i64),
             crate::Category::Float => ConstVal::float(value),
+            crate::Category::Complex => ConstVal::complex(value, 0.0),
         };
         self.constant(c, dtype, &[])
     }
@@ -47,17 +48,48 @@ impl Graph {
     }
 
     pub fn unary(&mut self, kind: UnaryKind, x: ValueId) -> Result<ValueId> {
+        use UnaryKind as K;
         let t = self.ty(x).clone();
+        let d = t.dtype;
         let out = match kind {
-            UnaryKind::IsFinite => {
-                if !t.dtype.is_float() {
-                    return bad(format!("isfinite needs a float input, got {}", t.dtype));
+            K::IsFinite => {
+                if !d.is_float() {
+                    return bad(format!("isfinite needs a float input, got {d}"));
                 }
                 t.with_dtype(DType::Bool)
             }
-            UnaryKind::Not | UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Sign => t,
-            _ if !t.dtype.is_float() => {
-                return bad(format!("{kind:?} needs a float input, got {}", t.dtype));
+            K::Real | K::Imag => {
+                if !d.is_complex() {
+                    return bad(format!("{kind:?} needs a complex input, got {d}"));
+                }
+                t.with_dtype(d.real())
+            }
+            // |z| of a complex value is real.
+            K::Abs if d.is_complex() => t.with_dtype(d.real()),
+            K::Not | K::Neg | K::Abs | K::Sign => t,
+            _ if d.is_complex() => {
+                // The complex math StableHLO and XLA's expanders define.
+                let complex_ok = matches!(
+                    kind,
+                    K::Exp
+                        | K::Expm1
+                        | K::Log
+                        | K::Log1p
+                        | K::Sqrt
+                        | K::Rsqrt
+                        | K::Tanh
+                        | K::Logistic
+                        | K::Sin
+                        | K::Cos
+                        | K::Tan
+                );
+                if !complex_ok {
+                    return bad(format!("{kind:?} is not supported for complex input {d}"));
+                }
+                t
+            }
+            _ if !d.is_float() => {
+                return bad(format!("{kind:?} needs a float input, got {d}"));
             }
             _ => t,
         };
@@ -76,14 +108,22 @@ impl Graph {
     }
 
     pub fn binary(&mut self, kind: BinaryKind, a: ValueId, b: ValueId) -> Result<ValueId> {
+        use BinaryKind as K;
         self.same_type(&format!("{kind:?}"), a, b)?;
         let t = self.ty(a).clone();
-        if matches!(kind, BinaryKind::And | BinaryKind::Or | BinaryKind::Xor) && t.dtype.is_float()
-        {
-            return bad(format!(
-                "{kind:?} needs integer or bool operands, got {}",
-                t.dtype
-            ));
+        let d = t.dtype;
+        if matches!(kind, K::And | K::Or | K::Xor) && d.is_inexact() {
+            return bad(format!("{kind:?} needs integer or bool operands, got {d}"));
+        }
+        if kind == K::Complex {
+            if !d.is_float() || d.size() < 4 {
+                return bad(format!("complex needs float32 or float64 parts, got {d}"));
+            }
+            let out = t.with_dtype(d.to_complex());
+            return Ok(self.push1(Op::Binary(kind), vec![a, b], out));
+        }
+        if d.is_complex() && !matches!(kind, K::Add | K::Sub | K::Mul | K::Div | K::Pow) {
+            return bad(format!("{kind:?} is not supported for complex operands {d}"));
         }
         Ok(self.push1(Op::Binary(kind), vec![a, b], t))
     }
@@ -126,8 +166,18 @@ impl Graph {
     }
 
     pub fn convert(&mut self, x: ValueId, dtype: DType) -> ValueId {
-        if self.dtype(x) == dtype {
+        let from = self.dtype(x);
+        if from == dtype {
             return x;
+        }
+        // XLA converts real to complex, not back: complex to real keeps the real part.
+        if from.is_complex() && !dtype.is_complex() {
+            let re = self.push1(
+                Op::Unary(UnaryKind::Real),
+                vec![x],
+                self.ty(x).with_dtype(from.real()),
+            );
+            return self.convert(re, dtype);
         }
         let t = self.ty(x).with_dtype(dtype);
         self.push1(Op::Convert, vec![x], t)

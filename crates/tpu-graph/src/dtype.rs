@@ -17,6 +17,10 @@ pub enum DType {
     /// 64-bit unsigned: used for random-number state, not exposed as a torch dtype here.
     U64,
     U32,
+    /// complex64: two f32 (real, imaginary), as `torch.cfloat`.
+    C64,
+    /// complex128: two f64, as `torch.cdouble`.
+    C128,
 }
 
 /// Kind of a dtype, ordered as PyTorch's type promotion orders categories.
@@ -25,6 +29,7 @@ pub enum Category {
     Bool,
     Int,
     Float,
+    Complex,
 }
 
 impl DType {
@@ -40,6 +45,8 @@ impl DType {
             6 => DType::F32,
             7 => DType::F64,
             11 => DType::Bool,
+            9 => DType::C64,
+            10 => DType::C128,
             15 => DType::BF16,
             27 => DType::U32,
             28 => DType::U64,
@@ -58,6 +65,8 @@ impl DType {
             DType::F32 => 6,
             DType::F64 => 7,
             DType::Bool => 11,
+            DType::C64 => 9,
+            DType::C128 => 10,
             DType::BF16 => 15,
             DType::U32 => 27,
             DType::U64 => 28,
@@ -69,7 +78,8 @@ impl DType {
             DType::Bool | DType::U8 | DType::I8 => 1,
             DType::I16 | DType::F16 | DType::BF16 => 2,
             DType::I32 | DType::F32 | DType::U32 => 4,
-            DType::I64 | DType::F64 | DType::U64 => 8,
+            DType::I64 | DType::F64 | DType::U64 | DType::C64 => 8,
+            DType::C128 => 16,
         }
     }
 
@@ -88,6 +98,8 @@ impl DType {
             DType::F64 => "f64",
             DType::U32 => "ui32",
             DType::U64 => "ui64",
+            DType::C64 => "complex<f32>",
+            DType::C128 => "complex<f64>",
         }
     }
 
@@ -95,12 +107,39 @@ impl DType {
         match self {
             DType::Bool => Category::Bool,
             DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Category::Float,
+            DType::C64 | DType::C128 => Category::Complex,
             _ => Category::Int,
         }
     }
 
     pub fn is_float(self) -> bool {
         self.category() == Category::Float
+    }
+
+    pub fn is_complex(self) -> bool {
+        self.category() == Category::Complex
+    }
+
+    /// Float or complex: the dtypes inexact math keeps.
+    pub fn is_inexact(self) -> bool {
+        self.is_float() || self.is_complex()
+    }
+
+    /// The dtype of a complex dtype's parts (the dtype itself otherwise).
+    pub fn real(self) -> DType {
+        match self {
+            DType::C64 => DType::F32,
+            DType::C128 => DType::F64,
+            d => d,
+        }
+    }
+
+    /// The complex dtype whose parts are `self` (f64 → complex128, any other → complex64).
+    pub fn to_complex(self) -> DType {
+        match self {
+            DType::F64 | DType::C128 => DType::C128,
+            _ => DType::C64,
+        }
     }
 
     pub fn is_int(self) -> bool {
@@ -111,9 +150,11 @@ impl DType {
         matches!(self, DType::U8 | DType::U32 | DType::U64 | DType::Bool)
     }
 
-    /// PyTorch's `canCast`: no float to integral, no non-bool to bool.
+    /// PyTorch's `canCast`: no complex to non-complex, no float to integral, no non-bool to bool.
     pub fn can_cast(from: DType, to: DType) -> bool {
-        !(from.is_float() && !to.is_float() || from != DType::Bool && to == DType::Bool)
+        !(from.is_complex() && !to.is_complex()
+            || from.is_float() && !to.is_inexact()
+            || from != DType::Bool && to == DType::Bool)
     }
 
     /// PyTorch's `promoteTypes` for two dtypes.
@@ -125,6 +166,14 @@ impl DType {
         match (a.category(), b.category()) {
             (Category::Bool, _) => b,
             (_, Category::Bool) => a,
+            // complex with anything: complex wide enough for both parts.
+            (Category::Complex, _) | (_, Category::Complex) => {
+                if a.real() == F64 || b.real() == F64 {
+                    C128
+                } else {
+                    C64
+                }
+            }
             (Category::Float, Category::Int) => a,
             (Category::Int, Category::Float) => b,
             (Category::Float, Category::Float) => match (a, b) {
@@ -168,6 +217,8 @@ impl fmt::Display for DType {
             DType::F64 => "float64",
             DType::U32 => "uint32",
             DType::U64 => "uint64",
+            DType::C64 => "complex64",
+            DType::C128 => "complex128",
         };
         f.write_str(name)
     }

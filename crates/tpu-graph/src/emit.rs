@@ -14,6 +14,11 @@ pub fn literal(value: ConstVal, dtype: DType) -> String {
         DType::F32 => format!("0x{:08X}", (f as f32).to_bits()),
         DType::F16 => format!("0x{:04X}", half::f16::from_f64(f).to_bits()),
         DType::BF16 => format!("0x{:04X}", half::bf16::from_f64(f).to_bits()),
+        DType::C64 | DType::C128 => {
+            let part = dtype.real();
+            let (re, im) = (ConstVal::float(f), ConstVal::float(value.imag()));
+            format!("({}, {})", literal(re, part), literal(im, part))
+        }
         _ => match value {
             ConstVal::Int(i) => wrap_int(i, dtype).to_string(),
             _ => wrap_int(f as i64, dtype).to_string(),
@@ -96,6 +101,8 @@ fn unary_name(k: UnaryKind) -> &'static str {
         Atanh => "chlo.atanh",
         Lgamma => "chlo.lgamma",
         Digamma => "chlo.digamma",
+        Real => "stablehlo.real",
+        Imag => "stablehlo.imag",
     }
 }
 
@@ -114,6 +121,7 @@ fn binary_name(k: BinaryKind) -> &'static str {
         Or => "stablehlo.or",
         Xor => "stablehlo.xor",
         Atan2 => "stablehlo.atan2",
+        Complex => "stablehlo.complex",
         ShiftLeft => "stablehlo.shift_left",
         ShiftRightArithmetic => "stablehlo.shift_right_arithmetic",
         ShiftRightLogical => "stablehlo.shift_right_logical",
@@ -121,7 +129,7 @@ fn binary_name(k: BinaryKind) -> &'static str {
 }
 
 fn compare_type(d: DType) -> &'static str {
-    if d.is_float() {
+    if d.is_inexact() {
         "FLOAT"
     } else if d.is_unsigned() {
         "UNSIGNED"
@@ -347,6 +355,19 @@ impl Emitter<'_> {
                     array(interior)
                 );
                 self.op(node, "stablehlo.pad", "", &attrs);
+            }
+            Op::Fft { kind, lengths } => {
+                let k = match kind {
+                    FftKind::Fft => "FFT",
+                    FftKind::Ifft => "IFFT",
+                    FftKind::Rfft => "RFFT",
+                    FftKind::Irfft => "IRFFT",
+                };
+                let attrs = format!(
+                    "{{fft_type = #stablehlo<fft_type {k}>, fft_length = {}}}",
+                    array(lengths)
+                );
+                self.op(node, "stablehlo.fft", "", &attrs);
             }
             Op::Reverse(d) => self.op(
                 node,

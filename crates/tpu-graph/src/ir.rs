@@ -84,6 +84,9 @@ pub enum UnaryKind {
     Atanh,
     Lgamma,
     Digamma,
+    /// Parts of a complex value (real dtype out).
+    Real,
+    Imag,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,6 +106,8 @@ pub enum BinaryKind {
     ShiftLeft,
     ShiftRightArithmetic,
     ShiftRightLogical,
+    /// Real and imaginary parts (real operands) into one complex value.
+    Complex,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -181,17 +186,29 @@ pub enum ConstVal {
     Int(i64),
     /// f64 bits.
     Float(u64),
+    /// f64 bits of the real and imaginary parts.
+    Complex(u64, u64),
 }
 
 impl ConstVal {
     pub fn float(v: f64) -> Self {
         ConstVal::Float(v.to_bits())
     }
+    pub fn complex(re: f64, im: f64) -> Self {
+        ConstVal::Complex(re.to_bits(), im.to_bits())
+    }
+    /// The imaginary part (0 for real values).
+    pub fn imag(self) -> f64 {
+        match self {
+            ConstVal::Complex(_, im) => f64::from_bits(im),
+            _ => 0.0,
+        }
+    }
     pub fn as_f64(self) -> f64 {
         match self {
             ConstVal::Bool(b) => b as i64 as f64,
             ConstVal::Int(i) => i as f64,
-            ConstVal::Float(bits) => f64::from_bits(bits),
+            ConstVal::Float(bits) | ConstVal::Complex(bits, _) => f64::from_bits(bits),
         }
     }
 }
@@ -270,6 +287,24 @@ pub enum Op {
     /// `functions` are private `func.func` definitions, emitted once beside
     /// `main`, among them `symbol`, called with the node's inputs.
     Call(std::sync::Arc<ExternalFunctions>),
+    /// Discrete Fourier transform over the trailing `lengths.len()` dims
+    /// (`Ifft`/`Irfft` scale by 1/n, as StableHLO defines them).
+    Fft {
+        kind: FftKind,
+        lengths: Vec<i64>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FftKind {
+    /// complex → complex, forward.
+    Fft,
+    /// complex → complex, inverse.
+    Ifft,
+    /// real → complex, the non-redundant half of the last dim (n/2 + 1).
+    Rfft,
+    /// complex half spectrum → real of the last length.
+    Irfft,
 }
 
 /// StableHLO functions from outside the graph (see [`Op::Call`]); names are

@@ -7,6 +7,7 @@
 //! - [`Graph::structural_hash`] keys every executable cache.
 
 pub mod builder;
+pub mod complex;
 pub mod dtype;
 pub mod emit;
 pub mod fold;

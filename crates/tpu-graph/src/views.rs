@@ -278,6 +278,15 @@ impl Graph {
         if have == dtype {
             return Ok(flat);
         }
+        // Complex storage is its parts interleaved (XLA bitcasts no complex types).
+        if have.is_complex() {
+            let parts = self.complex_to_interleaved(flat)?;
+            return self.reinterpret_flat(parts, dtype);
+        }
+        if dtype.is_complex() {
+            let parts = self.reinterpret_flat(flat, dtype.real())?;
+            return self.interleaved_to_complex(parts, dtype);
+        }
         if have == DType::Bool {
             let bytes = self.convert(flat, DType::U8);
             return self.reinterpret_flat(bytes, dtype);

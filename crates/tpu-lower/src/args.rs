@@ -17,14 +17,24 @@ pub enum ScalarArg {
     Bool(bool),
     Int(i64),
     Float(f64),
+    /// A Python `complex`: real and imaginary parts.
+    Complex(f64, f64),
 }
 
 impl ScalarArg {
+    /// The value as a real number (a complex number's real part).
     pub fn as_f64(self) -> f64 {
         match self {
             ScalarArg::Bool(b) => b as i64 as f64,
             ScalarArg::Int(i) => i as f64,
-            ScalarArg::Float(f) => f,
+            ScalarArg::Float(f) | ScalarArg::Complex(f, _) => f,
+        }
+    }
+    /// The imaginary part (0 for real numbers).
+    pub fn imag(self) -> f64 {
+        match self {
+            ScalarArg::Complex(_, im) => im,
+            _ => 0.0,
         }
     }
     /// The dtype a wrapped Python number of this kind promotes as.
@@ -33,6 +43,7 @@ impl ScalarArg {
             ScalarArg::Bool(_) => DType::Bool,
             ScalarArg::Int(_) => DType::I64,
             ScalarArg::Float(_) => DType::F64,
+            ScalarArg::Complex(..) => DType::C128,
         }
     }
 }

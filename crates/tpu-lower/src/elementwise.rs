@@ -170,7 +170,7 @@ fn frac(c: &mut LowerCtx, a: &Args) -> Out {
 
 fn bitwise_not(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
-    if c.g.dtype(x).is_float() {
+    if c.g.dtype(x).is_inexact() {
         bail!(
             "bitwise_not is only supported for integer and boolean tensors, got {}",
             c.g.dtype(x)
@@ -187,6 +187,9 @@ fn logical_not(c: &mut LowerCtx, a: &Args) -> Out {
 
 fn isnan(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
+    if c.g.dtype(x).is_complex() {
+        return Ok(vec![crate::complex::complex_isnan(c, x)?]);
+    }
     Ok(vec![c.g.compare(CmpDir::Ne, x, x)?])
 }
 
@@ -209,6 +212,9 @@ fn isneginf(c: &mut LowerCtx, a: &Args) -> Out {
 
 fn isfinite(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
+    if c.g.dtype(x).is_complex() {
+        return Ok(vec![crate::complex::complex_isfinite(c, x)?]);
+    }
     if !c.g.dtype(x).is_float() {
         return Ok(vec![c.g.full_like(x, 1.0, DType::Bool)]);
     }
@@ -323,7 +329,7 @@ fn fmod(c: &mut LowerCtx, a: &Args) -> Out {
 }
 fn bitwise(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     let d = promoted(c, a);
-    if d.is_float() {
+    if d.is_inexact() {
         bail!("bitwise ops are only supported for integer and boolean tensors, got {d}");
     }
     promoted_binary(c, a, kind)
@@ -436,7 +442,7 @@ fn floor_divide(c: &mut LowerCtx, a: &Args) -> Out {
 
 fn pow(c: &mut LowerCtx, a: &Args) -> Out {
     let d = promoted(c, a);
-    if let Arg::Scalar(s) = a.arg(1) {
+    if let Arg::Scalar(s @ (ScalarArg::Int(_) | ScalarArg::Float(_) | ScalarArg::Bool(_))) = a.arg(1) {
         let e = s.as_f64();
         let x = operand(c, a, 0, d)?;
         if e == 2.0 {

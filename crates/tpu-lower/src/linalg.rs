@@ -92,6 +92,14 @@ fn mv(c: &mut LowerCtx, a: &Args) -> Out {
 fn dot(c: &mut LowerCtx, a: &Args) -> Out {
     plain(c, a, "dot")
 }
+/// `vdot(x, y)`: the dot product with `x` conjugated.
+fn vdot(c: &mut LowerCtx, a: &Args) -> Out {
+    let (x, y) = (a.t(0)?, a.t(1)?);
+    let d = c.g.dtype(x);
+    let xc = c.g.conj(x)?;
+    let p = product(c, "dot", xc, y)?;
+    Ok(vec![c.g.convert(p, d)])
+}
 
 /// Multiplies by a host scalar unless it is 1.
 fn scale(c: &mut LowerCtx, v: ValueId, s: ScalarArg) -> Result<ValueId> {
@@ -143,7 +151,8 @@ pub fn register(r: &mut Registry) {
     r.add(&["mm", "mm.out"], mm);
     r.add(&["bmm", "bmm.out"], bmm);
     r.add(&["mv", "mv.out"], mv);
-    r.add(&["dot", "dot.out", "vdot", "vdot.out"], dot);
+    r.add(&["dot", "dot.out"], dot);
+    r.add(&["vdot", "vdot.out"], vdot);
     r.add(&["addmm", "addmm.out", "addmm_"], addmm);
     r.add(&["baddbmm", "baddbmm.out", "baddbmm_"], baddbmm);
     r.add(&["addmv", "addmv.out", "addmv_"], addmv);

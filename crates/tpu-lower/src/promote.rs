@@ -28,6 +28,7 @@ fn wrapped_dtype(d: DType) -> DType {
         tpu_graph::Category::Float => DEFAULT_FLOAT,
         tpu_graph::Category::Int => DType::I64,
         tpu_graph::Category::Bool => DType::Bool,
+        tpu_graph::Category::Complex => DEFAULT_FLOAT.to_complex(),
     }
 }
 
@@ -37,7 +38,12 @@ fn combine(higher: Option<DType>, lower: Option<DType>) -> Option<DType> {
         (None, l) => l,
         (h, None) => h,
         (Some(h), Some(l)) => {
-            if h.is_float() {
+            if h.is_complex() {
+                Some(h)
+            } else if l.is_complex() {
+                // A complex number keeps a float tensor's precision.
+                Some(if h.is_float() { h.to_complex() } else { l })
+            } else if h.is_float() {
                 Some(h)
             } else if h == DType::Bool || l.is_float() {
                 Some(DType::promote(h, l))
@@ -68,10 +74,10 @@ pub fn result_type(g: &Graph, args: &[&Arg]) -> DType {
     combine(s.dim, combine(s.zero, s.wrapped)).unwrap_or(DEFAULT_FLOAT)
 }
 
-/// The dtype float-valued math computes in: float inputs keep their dtype,
-/// integer and bool inputs go to the default float dtype.
+/// The dtype float-valued math computes in: float and complex inputs keep
+/// their dtype, integer and bool inputs go to the default float dtype.
 pub fn float_dtype(d: DType) -> DType {
-    if d.is_float() {
+    if d.is_inexact() {
         d
     } else {
         DEFAULT_FLOAT

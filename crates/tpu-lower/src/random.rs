@@ -145,6 +145,9 @@ fn operand(a: &Args, i: usize, default: f64) -> Result<Operand> {
 /// `normal_(self, mean, std, *, generator)` and `normal.out(self, mean, std)`.
 fn normal_(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
+    if c.g.dtype(x).is_complex() {
+        return complex_normal_(c, a, x);
+    }
     let d = float_out(c, x, "normal_")?;
     let shape = c.g.shape(x).to_vec();
     let state = c.rng_state_arg(a, 3)?;
@@ -156,6 +159,25 @@ fn normal_(c: &mut LowerCtx, a: &Args) -> Out {
         operand(a, 2, 1.0)?,
         d,
     )?])
+}
+
+/// `normal_` of a complex tensor, as PyTorch defines it: real and imaginary
+/// parts each normal with the mean and `std / sqrt(2)` (so `E|z - mean|^2 = std^2`).
+fn complex_normal_(c: &mut LowerCtx, a: &Args, x: ValueId) -> Out {
+    let d = c.g.dtype(x);
+    let shape = c.g.shape(x).to_vec();
+    let n: i64 = shape.iter().product();
+    let state = c.rng_state_arg(a, 3)?;
+    let z = standard_normal(c, state, &[2 * n], d.real())?;
+    let (mean, std) = (a.float_or(1, 0.0)?, a.float_or(2, 1.0)?);
+    let parts = affine_normal(
+        c,
+        z,
+        Operand::Host(mean),
+        Operand::Host(std / std::f64::consts::SQRT_2),
+        d.real(),
+    )?;
+    Ok(vec![crate::complex::complex_from_draws(c, parts, d, &shape)?])
 }
 
 /// Functional `normal.Tensor_float`, `.float_Tensor`, `.Tensor_Tensor` (+ `_out`):

@@ -20,7 +20,7 @@ fn dims_at(c: &LowerCtx, a: &Args, x: ValueId, i: usize) -> Result<Vec<usize>> {
 
 /// Dtype of sum/prod/cumsum: the `dtype` argument, else int64 for integer and bool inputs.
 fn sum_dtype(x: DType, dtype: Option<DType>) -> DType {
-    dtype.unwrap_or(if x.is_float() { x } else { DType::I64 })
+    dtype.unwrap_or(if x.is_inexact() { x } else { DType::I64 })
 }
 
 /// Sum or product of `x` converted to `out`, accumulated in `opmath(out)`.
@@ -80,7 +80,7 @@ pub(crate) fn mean_of(
 
 fn mean_dtype(c: &LowerCtx, x: ValueId, dtype: Option<DType>) -> Result<DType> {
     let d = dtype.unwrap_or(c.g.dtype(x));
-    if !d.is_float() {
+    if !d.is_inexact() {
         bail!(
             "mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: {}",
             c.g.dtype(x)
@@ -446,7 +446,13 @@ pub(crate) fn vector_norm(
     keepdim: bool,
     dtype: Option<DType>,
 ) -> Result<ValueId> {
-    let d = dtype.unwrap_or(c.g.dtype(x));
+    // The norm of complex values is the norm of their magnitudes.
+    let x = if c.g.dtype(x).is_complex() {
+        c.g.unary(U::Abs, x)?
+    } else {
+        x
+    };
+    let d = dtype.map(DType::real).unwrap_or(c.g.dtype(x));
     if !d.is_float() {
         bail!(
             "linalg.vector_norm: expected a floating point input, got {}",

@@ -213,6 +213,7 @@ fn full(c: &mut LowerCtx, a: &Args) -> Out {
             ScalarArg::Bool(_) => DType::Bool,
             ScalarArg::Int(_) => DType::I64,
             ScalarArg::Float(_) => crate::promote::DEFAULT_FLOAT,
+            ScalarArg::Complex(..) => crate::promote::DEFAULT_FLOAT.to_complex(),
         },
     };
     Ok(vec![c.scalar_full(s, d, &size)?])

@@ -280,6 +280,9 @@ fn ndtri(c: &mut LowerCtx, a: &Args) -> Out {
 
 /// `angle` of a real number: pi below zero, 0 otherwise, NaN passes.
 fn angle(c: &mut LowerCtx, a: &Args) -> Out {
+    if c.g.dtype(a.t(0)?).is_complex() {
+        return Ok(vec![crate::complex::complex_angle(c, a.t(0)?)?]);
+    }
     let (x, d) = float_arg(c, a)?;
     let neg = cmp_k(c, CmpDir::Lt, x, 0.0)?;
     let pi = k(c, x, std::f64::consts::PI);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tpu_graph::{DType, View};
 use tpu_lower::{Arg, ScalarArg};
 
-pub const ABI_VERSION: i32 = 1;
+pub const ABI_VERSION: i32 = 2;
 
 #[repr(C)]
 pub struct TpuTensor {
@@ -28,6 +28,8 @@ pub struct TpuTensor {
     device: u8,
     wrapped_number: u8,
     device_index: i16,
+    /// 1: conjugate view, 2: negative view (PyTorch's lazy math bits).
+    math_bits: u8,
 }
 
 #[repr(C)]
@@ -213,6 +215,10 @@ unsafe fn tensor_in<'a>(t: &'a TpuTensor) -> Result<TensorIn<'a>> {
             view,
             dtype,
             device: t.device_index.max(0) as usize,
+            bits: crate::trace::MathBits {
+                conj: t.math_bits & 1 != 0,
+                neg: t.math_bits & 2 != 0,
+            },
         })
     } else {
         let numel: i64 = sizes.iter().product();
@@ -281,6 +287,10 @@ unsafe fn arg_in<'a>(a: &'a TpuArg) -> Result<CallArg<'a>> {
         )),
         13 => ArgIn::Value(Arg::DType(dtype(a.i as i32)?)),
         14 => ArgIn::Value(Arg::Seed(a.i as u64)),
+        16 => ArgIn::Value(Arg::Scalar(ScalarArg::Complex(
+            a.d,
+            f64::from_bits(a.i as u64),
+        ))),
         _ => ArgIn::Value(Arg::Other),
     };
     Ok(CallArg {
@@ -333,6 +343,7 @@ fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
                 Ret::Int(i) => (t.kind, t.i) = (3, i),
                 Ret::Double(d) => (t.kind, t.d) = (4, d),
                 Ret::Bool(b) => (t.kind, t.i) = (5, b as i64),
+                Ret::Complex(re, im) => (t.kind, t.d, t.i) = (6, re, im.to_bits() as i64),
             }
             out.push(t);
         }

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::mode::{self, Mode};
 use crate::storage::{self, Storage};
 use crate::trace::{Input, TensorRef, Trace};
+use crate::trace::MathBits;
 use crate::{fused, host, metrics, opcache, transfer};
 use std::sync::Arc;
 use tpu_graph::{DType, ValueType, View};
@@ -20,6 +21,8 @@ pub enum TensorIn<'a> {
         view: View,
         dtype: DType,
         device: usize,
+        /// PyTorch's lazy conjugate / negative view bits.
+        bits: MathBits,
     },
     Host {
         span: HostSpan,
@@ -60,11 +63,13 @@ impl TensorIn<'_> {
                 storage,
                 view,
                 dtype,
+                bits,
                 ..
             } => Some(TensorRef {
                 storage,
                 view: view.clone(),
                 dtype: *dtype,
+                bits: *bits,
             }),
             TensorIn::Host { .. } => None,
         }
@@ -106,6 +111,8 @@ pub enum Ret {
     Int(i64),
     Double(f64),
     Bool(bool),
+    /// A complex number: real and imaginary parts.
+    Complex(f64, f64),
     /// Argument `index` must be resized to these sizes and the op retried.
     Resize(usize, Vec<i64>),
 }
@@ -276,12 +283,14 @@ pub fn read_arg(t: &mut Trace, x: &TensorIn) -> Result<TensorArg> {
             storage,
             view,
             dtype,
+            bits,
             ..
         } => {
             let v = t.read(&TensorRef {
                 storage,
                 view: view.clone(),
                 dtype: *dtype,
+                bits: *bits,
             })?;
             Ok(TensorArg {
                 v,

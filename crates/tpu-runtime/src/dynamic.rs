@@ -212,6 +212,7 @@ pub fn expand_bool_indices<'a>(op: &str, args: &[CallArg<'a>]) -> Result<Option<
                         view,
                         dtype: DType::I64,
                         device,
+                        bits: Default::default(),
                     }));
                 }
             }

@@ -22,6 +22,8 @@ pub fn element_type(d: DType) -> ElementType {
         DType::BF16 => ElementType::BF16,
         DType::F32 => ElementType::F32,
         DType::F64 => ElementType::F64,
+        DType::C64 => ElementType::C64,
+        DType::C128 => ElementType::C128,
         DType::U32 => ElementType::U32,
         DType::U64 => ElementType::U64,
     }
@@ -33,7 +35,7 @@ pub fn scalar_bytes(s: ScalarArg, d: DType) -> Vec<u8> {
     let i = match s {
         ScalarArg::Int(i) => i,
         ScalarArg::Bool(b) => b as i64,
-        ScalarArg::Float(f) => f as i64,
+        ScalarArg::Float(f) | ScalarArg::Complex(f, _) => f as i64,
     };
     match d {
         DType::Bool => vec![(f != 0.0) as u8],
@@ -48,6 +50,8 @@ pub fn scalar_bytes(s: ScalarArg, d: DType) -> Vec<u8> {
         DType::BF16 => half::bf16::from_f64(f).to_le_bytes().to_vec(),
         DType::F32 => (f as f32).to_le_bytes().to_vec(),
         DType::F64 => f.to_le_bytes().to_vec(),
+        DType::C64 => [(f as f32).to_le_bytes(), (s.imag() as f32).to_le_bytes()].concat(),
+        DType::C128 => [f.to_le_bytes(), s.imag().to_le_bytes()].concat(),
     }
 }
 
@@ -70,6 +74,14 @@ pub fn scalar_from_bytes(b: &[u8], d: DType) -> ScalarArg {
         DType::BF16 => ScalarArg::Float(half::bf16::from_le_bytes([b[0], b[1]]).to_f64()),
         DType::F32 => ScalarArg::Float(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
         DType::F64 => ScalarArg::Float(f64::from_le_bytes(a(8))),
+        DType::C64 => {
+            let part = |k: usize| f32::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3]]) as f64;
+            ScalarArg::Complex(part(0), part(4))
+        }
+        DType::C128 => {
+            let part = |k: usize| f64::from_le_bytes(b[k..k + 8].try_into().expect("8 bytes"));
+            ScalarArg::Complex(part(0), part(8))
+        }
     }
 }
 

@@ -83,6 +83,7 @@ fn hash_arg(a: &Arg, h: &mut impl Hasher) -> Option<()> {
         Arg::Scalar(ScalarArg::Int(v)) => (0u8, v).hash(h),
         Arg::Scalar(ScalarArg::Float(v)) => (1u8, v.to_bits()).hash(h),
         Arg::Scalar(ScalarArg::Bool(v)) => (2u8, v).hash(h),
+        Arg::Scalar(ScalarArg::Complex(re, im)) => (3u8, re.to_bits(), im.to_bits()).hash(h),
         Arg::Str(s) => s.hash(h),
         Arg::DType(d) => d.hash(h),
         Arg::Seed(_) => return None,
@@ -123,11 +124,12 @@ fn hash_tensor(t: &TensorIn, ids: &mut Vec<u64>, h: &mut impl Hasher) -> Option<
             view,
             dtype,
             device,
+            bits,
         } => {
             // Which earlier tensor shares this storage: reads are deduplicated by storage.
             let same = ids.iter().position(|&id| id == storage.id);
             ids.push(storage.id);
-            (same, storage.nbytes, view, dtype, device).hash(h);
+            (same, storage.nbytes, view, dtype, device, bits).hash(h);
             match storage.value() {
                 Value::Empty => 0u8.hash(h),
                 Value::Device(_, d) => (1u8, d).hash(h),

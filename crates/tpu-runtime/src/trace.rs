@@ -80,6 +80,31 @@ pub struct TensorRef<'a> {
     pub storage: &'a Arc<Storage>,
     pub view: View,
     pub dtype: DType,
+    pub bits: MathBits,
+}
+
+/// PyTorch's lazy math bits of a view: its values are the conjugate and/or
+/// the negation of what the storage holds (`x.conj()`, `x.conj().imag`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MathBits {
+    pub conj: bool,
+    pub neg: bool,
+}
+
+impl MathBits {
+    pub fn is_none(self) -> bool {
+        !self.conj && !self.neg
+    }
+
+    /// Applies the bits (each is its own inverse, so reads and writes share this).
+    pub fn apply(self, g: &mut tpu_graph::Graph, v: ValueId) -> tpu_graph::Result<ValueId> {
+        let v = if self.conj { g.conj(v)? } else { v };
+        if self.neg {
+            g.unary(tpu_graph::UnaryKind::Neg, v)
+        } else {
+            Ok(v)
+        }
+    }
 }
 
 static NEXT_TRACE: AtomicU64 = AtomicU64::new(1);
@@ -305,12 +330,14 @@ impl Trace {
     /// Reads a tensor through its view.
     pub fn read(&mut self, t: &TensorRef) -> Result<ValueId> {
         let flat = self.flat_as(t.storage, t.dtype)?;
-        Ok(self.g.strided_read(flat, &t.view)?)
+        let v = self.g.strided_read(flat, &t.view)?;
+        Ok(t.bits.apply(&mut self.g, v)?)
     }
 
     /// Writes `v` through the tensor's view (converting to its dtype).
     pub fn write(&mut self, t: &TensorRef, v: ValueId) -> Result<()> {
         let v = self.g.convert(v, t.dtype);
+        let v = t.bits.apply(&mut self.g, v)?;
         let len = (t.storage.nbytes / t.dtype.size()) as i64;
         let new_flat = if t.view.covers(len) {
             self.g.reshape(v, &[len])?

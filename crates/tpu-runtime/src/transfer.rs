@@ -69,12 +69,14 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
                 view,
                 dtype,
                 device,
+                bits,
             },
         ) => {
             let dst_ref = TensorRef {
                 storage,
                 view: view.clone(),
                 dtype: *dtype,
+                bits: *bits,
             };
             upload_into(src, &dst_ref, *device)?;
         }
@@ -103,12 +105,14 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
                 view,
                 dtype,
                 device,
+                bits,
             },
         ) => {
             let dst_ref = TensorRef {
                 storage,
                 view: view.clone(),
                 dtype: *dtype,
+                bits: *bits,
             };
             // Across devices the source moves first; on one device the copy is recorded.
             let moved = if from != device {
@@ -181,6 +185,7 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
         view,
         dtype: src_dtype,
         device,
+        bits,
     } = x
     else {
         crate::invalid!("expected a tpu tensor");
@@ -188,7 +193,7 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
     fused::ensure_computed(storage, "read to host")?;
     let len = (storage.nbytes / src_dtype.size()) as i64;
     if let Value::Device(buf, d) = storage.value() {
-        if d == dtype && *src_dtype == dtype && view.covers(len) {
+        if d == dtype && *src_dtype == dtype && view.covers(len) && bits.is_none() {
             crate::checks::raise_pending()?;
             return Ok(buf);
         }
@@ -199,6 +204,7 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
         storage,
         view: View { ..view.clone() },
         dtype: *src_dtype,
+        bits: *bits,
     })?;
     let v = t.g.convert(v, dtype);
     let v = if view.sizes.is_empty() {
@@ -230,6 +236,7 @@ fn local_scalar_dense(args: &[CallArg]) -> Result<Vec<Ret>> {
         tpu_lower::ScalarArg::Bool(b) => Ret::Bool(b),
         tpu_lower::ScalarArg::Int(i) => Ret::Int(i),
         tpu_lower::ScalarArg::Float(f) => Ret::Double(f),
+        tpu_lower::ScalarArg::Complex(re, im) => Ret::Complex(re, im),
     }])
 }
 
