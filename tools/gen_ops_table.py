@@ -18,8 +18,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DTYPES = ("float32", "bfloat16", "int64", "bool")
-SHORT = {"float32": "f32", "bfloat16": "bf16", "int64": "i64", "bool": "bool"}
+DTYPES = ("float32", "bfloat16", "int64", "bool", "complex64")
+SHORT = {"float32": "f32", "bfloat16": "bf16", "int64": "i64", "bool": "bool", "complex64": "c64"}
 BAD = ("fail", "unsupported")
 
 
@@ -185,7 +185,7 @@ def render(data: dict) -> str:
         f"{len(meta.get('lowered_ops', []))} lowered overloads; run took {meta.get('wall_s')} s.",
         "",
         "Each case is (entry, dtype, mode, forward or gradients); dtypes are those the entry supports on the",
-        "CPU among float32, bfloat16, int64, bool; gradients are float32, for entries that support autograd.",
+        "CPU among float32, bfloat16, int64, bool, complex64; gradients are float32, for entries that support autograd.",
         "Outputs are compared with the CPU with `torch.testing.assert_close(equal_nan=True)` at",
         "`rtol = atol = 1e-3` (PyTorch's `test_compare_cpu`), never tighter than the dtype's default.",
         "Statuses: **pass**; **cpu-fallback** (needs an op with no lowering, passes with",

@@ -34,8 +34,14 @@ from torch_tpu import _core
 
 TPU = "tpu"
 MODES = ("strict", "fused")
-DTYPES = (torch.float32, torch.bfloat16, torch.int64, torch.bool)
-DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.int64: "int64", torch.bool: "bool"}
+DTYPES = (torch.float32, torch.bfloat16, torch.int64, torch.bool, torch.complex64)
+DTYPE_NAMES = {
+    torch.float32: "float32",
+    torch.bfloat16: "bfloat16",
+    torch.int64: "int64",
+    torch.bool: "bool",
+    torch.complex64: "complex64",
+}
 MAX_SAMPLES = 3
 SEED = 0
 

@@ -130,6 +130,12 @@ impl Graph {
 
     pub fn compare(&mut self, dir: CmpDir, a: ValueId, b: ValueId) -> Result<ValueId> {
         self.same_type("compare", a, b)?;
+        if self.dtype(a).is_complex() && !matches!(dir, CmpDir::Eq | CmpDir::Ne) {
+            return bad(format!(
+                "{dir:?} comparison is not defined for complex operands {}",
+                self.ty(a)
+            ));
+        }
         let t = self.ty(a).with_dtype(DType::Bool);
         Ok(self.push1(Op::Compare(dir), vec![a, b], t))
     }
