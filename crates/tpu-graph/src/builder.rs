@@ -123,7 +123,9 @@ impl Graph {
             return Ok(self.push1(Op::Binary(kind), vec![a, b], out));
         }
         if d.is_complex() && !matches!(kind, K::Add | K::Sub | K::Mul | K::Div | K::Pow) {
-            return bad(format!("{kind:?} is not supported for complex operands {d}"));
+            return bad(format!(
+                "{kind:?} is not supported for complex operands {d}"
+            ));
         }
         Ok(self.push1(Op::Binary(kind), vec![a, b], t))
     }

@@ -84,13 +84,17 @@ impl Graph {
         let out = match kind {
             FftKind::Fft | FftKind::Ifft => {
                 if !t.dtype.is_complex() || trailing != lengths {
-                    return bad(format!("a complex input with trailing dims {lengths:?}, got {t}"));
+                    return bad(format!(
+                        "a complex input with trailing dims {lengths:?}, got {t}"
+                    ));
                 }
                 t.clone()
             }
             FftKind::Rfft => {
                 if !matches!(t.dtype, DType::F32 | DType::F64) || trailing != lengths {
-                    return bad(format!("a real input with trailing dims {lengths:?}, got {t}"));
+                    return bad(format!(
+                        "a real input with trailing dims {lengths:?}, got {t}"
+                    ));
                 }
                 let mut s = t.shape.clone();
                 s[r - 1] = last / 2 + 1;

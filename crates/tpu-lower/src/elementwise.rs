@@ -442,7 +442,9 @@ fn floor_divide(c: &mut LowerCtx, a: &Args) -> Out {
 
 fn pow(c: &mut LowerCtx, a: &Args) -> Out {
     let d = promoted(c, a);
-    if let Arg::Scalar(s @ (ScalarArg::Int(_) | ScalarArg::Float(_) | ScalarArg::Bool(_))) = a.arg(1) {
+    if let Arg::Scalar(s @ (ScalarArg::Int(_) | ScalarArg::Float(_) | ScalarArg::Bool(_))) =
+        a.arg(1)
+    {
         let e = s.as_f64();
         let x = operand(c, a, 0, d)?;
         if e == 2.0 {

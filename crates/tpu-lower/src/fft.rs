@@ -40,7 +40,10 @@ fn transform(
     lengths: &[i64],
 ) -> Result<ValueId> {
     let rank = c.g.rank(x);
-    let mut perm: Vec<i64> = (0..rank).filter(|d| !dims.contains(d)).map(|d| d as i64).collect();
+    let mut perm: Vec<i64> = (0..rank)
+        .filter(|d| !dims.contains(d))
+        .map(|d| d as i64)
+        .collect();
     perm.extend(dims.iter().map(|&d| d as i64));
     let moved = c.g.transpose(x, &perm)?;
     let y = c.g.fft(moved, kind, lengths)?;
@@ -99,7 +102,10 @@ fn fft_r2c(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let d = c.g.dtype(x);
     if !matches!(d, DType::F32 | DType::F64) {
-        bail!("_fft_r2c: expected a float or double input, got {}", c.g.ty(x));
+        bail!(
+            "_fft_r2c: expected a float or double input, got {}",
+            c.g.ty(x)
+        );
     }
     let dims = fft_dims(c, a, x, "_fft_r2c")?;
     let n = signal_size(c, x, &dims);
@@ -140,7 +146,12 @@ fn fft_c2r(c: &mut LowerCtx, a: &Args) -> Out {
     // StableHLO's IRFFT divides by n: undo it, PyTorch's normalization follows.
     let real = c.g.mul_const(real, n_last as f64)?;
     lengths.extend(rest.iter().map(|&d| c.g.shape(x)[d]));
-    Ok(vec![normalize(c, real, a.int(2)?, lengths.iter().product())?])
+    Ok(vec![normalize(
+        c,
+        real,
+        a.int(2)?,
+        lengths.iter().product(),
+    )?])
 }
 
 pub fn register(r: &mut Registry) {

@@ -9,6 +9,7 @@
 
 pub mod activation;
 pub mod args;
+pub mod asserts;
 pub mod batch_norm;
 pub mod bessel;
 pub mod complex;

@@ -177,7 +177,9 @@ fn complex_normal_(c: &mut LowerCtx, a: &Args, x: ValueId) -> Out {
         Operand::Host(std / std::f64::consts::SQRT_2),
         d.real(),
     )?;
-    Ok(vec![crate::complex::complex_from_draws(c, parts, d, &shape)?])
+    Ok(vec![crate::complex::complex_from_draws(
+        c, parts, d, &shape,
+    )?])
 }
 
 /// Functional `normal.Tensor_float`, `.float_Tensor`, `.Tensor_Tensor` (+ `_out`):

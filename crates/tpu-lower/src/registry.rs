@@ -167,6 +167,34 @@ impl<'a> LowerCtx<'a> {
         Ok(())
     }
 
+    /// A one-element tensor that must be nonzero (true), else `message` is
+    /// raised as a `RuntimeError` at the next host sync (debug mode: at the op).
+    pub fn check_true(&mut self, cond: ValueId, message: String) -> Result<()> {
+        use tpu_graph::{CmpDir, ReduceKind};
+        if self.g.ty(cond).numel() != 1 {
+            return Err(LowerError::Invalid(format!(
+                "Boolean value of Tensor with more than one value is ambiguous (got {})",
+                self.g.ty(cond)
+            )));
+        }
+        let d = self.g.dtype(cond);
+        let zero = self.g.full_like(cond, 0.0, d);
+        let ok = self.g.compare(CmpDir::Ne, cond, zero)?;
+        let dims: Vec<i64> = (0..self.g.rank(ok) as i64).collect();
+        let ok = self.g.reduce(ReduceKind::And, ok, &dims)?;
+        let value = self
+            .g
+            .constant(tpu_graph::ConstVal::Int(0), DType::I64, &[]);
+        self.checks.push(Check {
+            ok,
+            value,
+            kind: CheckKind::Runtime,
+            // `{}` is where an offending value would go: keep the user's braces literal.
+            message: message.replace("{}", "{ }"),
+        });
+        Ok(())
+    }
+
     /// RNG state parameter seeded from the default generator at every run.
     pub fn default_rng_state(&mut self) -> ValueId {
         let p = self.g.parameter(ValueType::new(DType::U64, &[2]));
@@ -414,6 +442,7 @@ impl Registry {
             crate::external::register(&mut r);
             crate::complex::register(&mut r);
             crate::fft::register(&mut r);
+            crate::asserts::register(&mut r);
             r
         })
     }

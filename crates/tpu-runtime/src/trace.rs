@@ -254,8 +254,9 @@ impl Trace {
         }
     }
 
+    /// Nothing to run: no writes, no extra outputs and no checks (an assert alone is work).
     pub fn is_empty(&self) -> bool {
-        self.written.is_empty() && self.extra_outputs.is_empty()
+        self.written.is_empty() && self.extra_outputs.is_empty() && self.checks.is_empty()
     }
 
     /// A parameter fed by `input`.

@@ -45,6 +45,7 @@ fn tpu_tensor<'a>(storage: &Arc<storage::Storage>, v: View, dtype: DType) -> Ten
         view: v,
         dtype,
         device: 0,
+        bits: Default::default(),
     }
 }
 

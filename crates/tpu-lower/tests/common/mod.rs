@@ -94,6 +94,8 @@ pub fn elem(d: DType) -> ElementType {
         DType::F64 => ElementType::F64,
         DType::U32 => ElementType::U32,
         DType::U64 => ElementType::U64,
+        DType::C64 => ElementType::C64,
+        DType::C128 => ElementType::C128,
     }
 }
 
@@ -113,6 +115,9 @@ fn to_bytes(t: &T) -> Vec<u8> {
             DType::BF16 => out.extend(half::bf16::from_f64(v).to_ne_bytes()),
             DType::F32 => out.extend((v as f32).to_ne_bytes()),
             DType::F64 => out.extend(v.to_ne_bytes()),
+            // Test values are real: the imaginary parts are zero.
+            DType::C64 => out.extend([(v as f32).to_ne_bytes(), 0f32.to_ne_bytes()].concat()),
+            DType::C128 => out.extend([v.to_ne_bytes(), 0f64.to_ne_bytes()].concat()),
         }
     }
     out
@@ -134,6 +139,9 @@ fn from_bytes(ty: &ValueType, b: &[u8]) -> T {
             DType::BF16 => half::bf16::from_ne_bytes(c.try_into().unwrap()).to_f64(),
             DType::F32 => f32::from_ne_bytes(c.try_into().unwrap()) as f64,
             DType::F64 => f64::from_ne_bytes(c.try_into().unwrap()),
+            // The real part.
+            DType::C64 => f32::from_ne_bytes(c[..4].try_into().unwrap()) as f64,
+            DType::C128 => f64::from_ne_bytes(c[..8].try_into().unwrap()),
         })
         .collect();
     T {
