@@ -4,6 +4,11 @@
     TORCH_TPU_OPINFO_FULL=1 PYTHONPATH=python pytest tests/opinfo -n 2 -q --opinfo-out build/opinfo.json
     python tools/gen_ops_table.py build/opinfo.json [--out docs/ops.md] [--update-expected]
 
+Several JSON files merge in order: a later run's cases replace an earlier run's
+for the same (entry, dtype, mode, kind), so a full run can be refreshed by
+partial ones (``TORCH_TPU_OPINFO_OPS=...`` or ``TORCH_TPU_OPINFO_DTYPES=...``);
+the table names every run it was built from.
+
 ``--update-expected`` also records every case's status in
 tests/opinfo/expected.json (the CI slice fails when a case recorded as passing
 stops passing); entries absent from the results keep their recorded status.
@@ -251,14 +256,34 @@ def write_expected(path: Path, data: dict) -> None:
     path.write_text("{\n" + ",\n".join(lines) + "\n}\n")
 
 
+def merge(runs: list[dict]) -> dict:
+    """One result set from several runs, later runs winning case by case."""
+    if len(runs) == 1:
+        return runs[0]
+    cases: dict[tuple, dict] = {}
+    entries: dict[str, dict] = {}
+    for run in runs:
+        for name, info in run["entries"].items():
+            old = entries.get(name, {})
+            dtypes = list(dict.fromkeys(old.get("dtypes", []) + info.get("dtypes", [])))
+            entries[name] = {**old, **info, "dtypes": dtypes}
+        for r in run["results"]:
+            cases[(r["entry"], r["dtype"], r["mode"], r["kind"])] = r
+    meta = dict(runs[-1]["meta"])
+    meta["selection"] = " + ".join(f"`{r['meta'].get('selection')}`" for r in runs).strip("`")
+    meta["wall_s"] = " + ".join(str(r["meta"].get("wall_s")) for r in runs)
+    meta["dtypes"] = list(dict.fromkeys(d for r in runs for d in r["meta"].get("dtypes", [])))
+    return {"meta": meta, "entries": entries, "results": [cases[k] for k in sorted(cases)]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", type=Path, help="JSON written by the OpInfo runner (--opinfo-out)")
+    ap.add_argument("results", type=Path, nargs="+", help="JSON written by the OpInfo runner (--opinfo-out)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "ops.md")
     ap.add_argument("--update-expected", action="store_true", help="also update tests/opinfo/expected.json")
     ap.add_argument("--expected", type=Path, default=ROOT / "tests" / "opinfo" / "expected.json")
     args = ap.parse_args()
-    data = json.loads(args.results.read_text())
+    data = merge([json.loads(p.read_text()) for p in args.results])
     args.out.write_text(render(data))
     print(f"wrote {args.out} ({len(data['entries'])} entries, {len(data['results'])} cases)")
     if args.update_expected:

@@ -35,7 +35,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if parts is None or out is None or is_worker(config) or not parts.exists():
         return
     import torch
-    from opinfo_lib import DTYPE_NAMES, MAX_SAMPLES, MODES, lowered_ops
+    from opinfo_lib import DTYPE_NAMES, DTYPES, MAX_SAMPLES, MODES, lowered_ops
 
     entries: dict[str, dict] = {}
     results: list[dict] = []
@@ -48,7 +48,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     meta = {
         "torch": torch.__version__,
         "modes": list(MODES),
-        "dtypes": list(DTYPE_NAMES.values()),
+        "dtypes": [DTYPE_NAMES[d] for d in DTYPES],
         "max_samples": MAX_SAMPLES,
         "selection": (
             f"ops: {os.environ['TORCH_TPU_OPINFO_OPS']}"
@@ -56,7 +56,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             else "full"
             if os.environ.get("TORCH_TPU_OPINFO_FULL") == "1"
             else "ci"
-        ),
+        )
+        + (f", dtypes {os.environ['TORCH_TPU_OPINFO_DTYPES']}" if os.environ.get("TORCH_TPU_OPINFO_DTYPES") else ""),
         "wall_s": round(time.time() - config._opinfo_started, 1),  # type: ignore[attr-defined]
         "lowered_ops": lowered_ops(),
     }

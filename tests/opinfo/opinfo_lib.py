@@ -21,6 +21,7 @@ cotangent, w.r.t. every tensor input that requires grad.
 
 from __future__ import annotations
 
+import os
 import re
 import traceback
 from collections.abc import Callable, Iterable
@@ -34,7 +35,6 @@ from torch_tpu import _core
 
 TPU = "tpu"
 MODES = ("strict", "fused")
-DTYPES = (torch.float32, torch.bfloat16, torch.int64, torch.bool, torch.complex64)
 DTYPE_NAMES = {
     torch.float32: "float32",
     torch.bfloat16: "bfloat16",
@@ -42,6 +42,9 @@ DTYPE_NAMES = {
     torch.bool: "bool",
     torch.complex64: "complex64",
 }
+# ``TORCH_TPU_OPINFO_DTYPES=complex64,float32`` runs those dtypes only (a partial run, merged later).
+_ONLY = {n for n in os.environ.get("TORCH_TPU_OPINFO_DTYPES", "").split(",") if n}
+DTYPES = tuple(d for d, n in DTYPE_NAMES.items() if not _ONLY or n in _ONLY)
 MAX_SAMPLES = 3
 SEED = 0
 
