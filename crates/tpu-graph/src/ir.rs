@@ -270,6 +270,9 @@ pub enum Op {
     /// `functions` are private `func.func` definitions, emitted once beside
     /// `main`, among them `symbol`, called with the node's inputs.
     Call(std::sync::Arc<ExternalFunctions>),
+    /// `stablehlo.while`: inputs are the initial carried values, results
+    /// their final values (see [`crate::control`]).
+    While(std::sync::Arc<crate::control::Loop>),
 }
 
 /// StableHLO functions from outside the graph (see [`Op::Call`]); names are

@@ -412,6 +412,7 @@ impl Registry {
             crate::pool_extra::register(&mut r);
             crate::bessel::register(&mut r);
             crate::external::register(&mut r);
+            crate::svd::register(&mut r);
             r
         })
     }
