@@ -413,6 +413,8 @@ impl Registry {
             crate::bessel::register(&mut r);
             crate::external::register(&mut r);
             crate::svd::register(&mut r);
+            crate::eigh::register(&mut r);
+            crate::matfun::register(&mut r);
             r
         })
     }
