@@ -16,6 +16,7 @@ pub mod conv;
 pub mod eigh;
 pub mod elementwise;
 pub mod external;
+pub mod householder;
 pub mod indexing;
 pub mod jacobi;
 pub mod linalg;

@@ -415,6 +415,7 @@ impl Registry {
             crate::svd::register(&mut r);
             crate::eigh::register(&mut r);
             crate::matfun::register(&mut r);
+            crate::householder::register(&mut r);
             r
         })
     }
