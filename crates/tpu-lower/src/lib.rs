@@ -20,6 +20,7 @@ pub mod householder;
 pub mod indexing;
 pub mod jacobi;
 pub mod linalg;
+pub mod lstsq;
 pub mod lu;
 pub mod matfun;
 pub mod misc;

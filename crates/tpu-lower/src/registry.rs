@@ -416,6 +416,7 @@ impl Registry {
             crate::eigh::register(&mut r);
             crate::matfun::register(&mut r);
             crate::householder::register(&mut r);
+            crate::lstsq::register(&mut r);
             r
         })
     }
