@@ -11,7 +11,9 @@
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::svd::check_matrices;
 use crate::{bail, Result};
-use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId};
+use tpu_graph::{
+    BinaryKind as B, CmpDir, ConstVal, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId,
+};
 
 type Out = Result<Vec<ValueId>>;
 
@@ -74,7 +76,11 @@ fn reflect(g: &mut Graph, x: ValueId, v: ValueId, tau: ValueId, left: bool) -> R
     let tdims: Vec<i64> = (0..r as i64 - 2).collect();
     let tw = g.broadcast_in_dim(tau, &ws, &tdims)?;
     let w = g.binary(B::Mul, w, tw)?;
-    let upd = if left { outer(g, v, w)? } else { outer(g, w, v)? };
+    let upd = if left {
+        outer(g, v, w)?
+    } else {
+        outer(g, w, v)?
+    };
     Ok(g.binary(B::Sub, x, upd)?)
 }
 
@@ -86,13 +92,21 @@ fn for_each(
     state: &[ValueId],
     body: impl FnOnce(&mut Graph, ValueId, &[ValueId]) -> Result<Vec<ValueId>>,
 ) -> Result<Vec<ValueId>> {
-    let start = g.constant(ConstVal::Int(if reverse { n - 1 } else { 0 }), DType::I64, &[]);
+    let start = g.constant(
+        ConstVal::Int(if reverse { n - 1 } else { 0 }),
+        DType::I64,
+        &[],
+    );
     let mut init = vec![start];
     init.extend(state);
     let out = g.while_loop(
         &init,
         |g, x| -> Result<ValueId> {
-            let (dir, lim) = if reverse { (CmpDir::Ge, 0) } else { (CmpDir::Lt, n) };
+            let (dir, lim) = if reverse {
+                (CmpDir::Ge, 0)
+            } else {
+                (CmpDir::Lt, n)
+            };
             let l = g.constant(ConstVal::Int(lim), DType::I64, &[]);
             Ok(g.compare(dir, x[0], l)?)
         },
@@ -176,7 +190,9 @@ fn geqrf(c: &mut LowerCtx, a: &Args) -> Out {
     if c.g.ty(x).numel() == 0 {
         return Ok(vec![x, tau]);
     }
-    let out = for_each(c.g, k, false, &[x, tau], |g, i, s| qr_step(g, i, s[0], s[1]))?;
+    let out = for_each(c.g, k, false, &[x, tau], |g, i, s| {
+        qr_step(g, i, s[0], s[1])
+    })?;
     Ok(out)
 }
 
@@ -191,7 +207,11 @@ fn check_compact(c: &LowerCtx, what: &str, a: ValueId, tau: ValueId) -> Result<i
         bail!("{what}: Expected batch dimensions of tau to be equal to input.shape[:-2], got {:?} and {:?}", &st[..st.len() - 1], &sa[..sa.len() - 2]);
     }
     if c.g.dtype(tau) != c.g.dtype(a) {
-        bail!("{what}: tau dtype {} does not match input dtype {}", c.g.dtype(tau), c.g.dtype(a));
+        bail!(
+            "{what}: tau dtype {} does not match input dtype {}",
+            c.g.dtype(tau),
+            c.g.dtype(a)
+        );
     }
     Ok(st[st.len() - 1])
 }
@@ -237,11 +257,18 @@ fn ormqr(c: &mut LowerCtx, a: &Args) -> Out {
         bail!("{what}: Expected batch dimensions of other to be equal to input.shape[:-2], got {:?} and {:?}", &so[..r - 2], &sa[..r - 2]);
     }
     if c.g.dtype(other) != c.g.dtype(x) {
-        bail!("{what}: other dtype {} does not match input dtype {}", c.g.dtype(other), c.g.dtype(x));
+        bail!(
+            "{what}: other dtype {} does not match input dtype {}",
+            c.g.dtype(other),
+            c.g.dtype(x)
+        );
     }
     let dim = if left { r - 2 } else { r - 1 };
     if so[dim] != sa[r - 2] {
-        bail!("{what}: other.shape[{}] must be equal to input.shape[-2]", dim as i64 - r as i64);
+        bail!(
+            "{what}: other.shape[{}] must be equal to input.shape[-2]",
+            dim as i64 - r as i64
+        );
     }
     if k > so[dim] || k > sa[r - 1] {
         bail!("{what}: tau.shape[-1] must be less than or equal to min(other.shape[{}], input.shape[-1])", dim as i64 - r as i64);
@@ -261,7 +288,10 @@ fn ormqr(c: &mut LowerCtx, a: &Args) -> Out {
 pub fn register(r: &mut Registry) {
     r.add(&["geqrf", "geqrf.a"], geqrf);
     r.add(
-        &["linalg_householder_product", "linalg_householder_product.out"],
+        &[
+            "linalg_householder_product",
+            "linalg_householder_product.out",
+        ],
         householder_product,
     );
     r.add(&["ormqr", "ormqr.out"], ormqr);

@@ -19,6 +19,7 @@ pub mod external;
 pub mod householder;
 pub mod indexing;
 pub mod jacobi;
+pub mod ldl;
 pub mod linalg;
 pub mod lstsq;
 pub mod lu;

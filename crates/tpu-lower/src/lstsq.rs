@@ -33,17 +33,29 @@ fn lstsq(c: &mut LowerCtx, a: &Args) -> Out {
     let (ra, rb) = (c.g.rank(x), c.g.rank(b));
     let vector = rb + 1 == ra;
     if rb < 1 || rb + 1 < ra {
-        bail!("{what}: other must have at least {} dimensions, got {}", ra - 1, c.g.ty(b));
+        bail!(
+            "{what}: other must have at least {} dimensions, got {}",
+            ra - 1,
+            c.g.ty(b)
+        );
     }
     let b = if vector { c.g.unsqueeze(b, rb)? } else { b };
     let sa = c.g.shape(x).to_vec();
     let (m, n) = (sa[ra - 2], sa[ra - 1]);
     let bm = c.g.shape(b)[c.g.rank(b) - 2];
     if bm != m {
-        bail!("{what}: input.size(-2) should match other.size(-2), got {} and {}", c.g.ty(x), c.g.ty(b));
+        bail!(
+            "{what}: input.size(-2) should match other.size(-2), got {} and {}",
+            c.g.ty(x),
+            c.g.ty(b)
+        );
     }
     let (x, b) = broadcast_batch(c, x, b)?;
-    let eps = if d == DType::F64 { f64::EPSILON } else { f32::EPSILON as f64 };
+    let eps = if d == DType::F64 {
+        f64::EPSILON
+    } else {
+        f32::EPSILON as f64
+    };
     let rcond = a.float_or(2, eps * m.max(n) as f64)?;
     // A host number: a parameter, so another rcond does not recompile.
     let rc = c.scalar(ScalarArg::Float(rcond), d);

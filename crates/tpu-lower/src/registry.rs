@@ -417,6 +417,7 @@ impl Registry {
             crate::matfun::register(&mut r);
             crate::householder::register(&mut r);
             crate::lstsq::register(&mut r);
+            crate::ldl::register(&mut r);
             r
         })
     }
