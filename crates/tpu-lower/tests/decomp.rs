@@ -162,3 +162,54 @@ fn svd_rejects_bad_input() {
     );
     assert!(e.is_err());
 }
+
+#[test]
+fn eigh_reconstructs_and_ascends() {
+    for n in [1usize, 2, 3, 6] {
+        let r0 = T::rand(DType::F32, &[2, n as i64, n as i64], n as u64);
+        // Symmetric from the lower triangle, which is all the rule reads.
+        let mut sym = r0.data.clone();
+        for b in 0..2 {
+            for i in 0..n {
+                for j in i + 1..n {
+                    sym[b * n * n + i * n + j] = r0.data[b * n * n + j * n + i];
+                }
+            }
+        }
+        let r = run("_linalg_eigh", std::slice::from_ref(&r0), |v| vec![t(v[0])]);
+        let (w, v) = (&r[0].data, &r[1].data);
+        let mut vw = v.clone();
+        for b in 0..2 {
+            assert!(w[b * n..(b + 1) * n].windows(2).all(|p| p[0] <= p[1]));
+            for i in 0..n {
+                for j in 0..n {
+                    vw[b * n * n + i * n + j] *= w[b * n + j];
+                }
+            }
+        }
+        near(&bmm(&vw, &tr(v, 2, n, n), 2, n, n, n), &sym, 1e-5);
+    }
+}
+
+#[test]
+fn matrix_exp_of_diagonal_and_nilpotent() {
+    // exp(diag(0, 1, -2, 5)) and exp([[0, 1], [0, 0]]) = [[1, 1], [0, 1]].
+    let a = T::f32(
+        &[4, 4],
+        &[
+            0., 0., 0., 0., 0., 1., 0., 0., 0., 0., -2., 0., 0., 0., 0., 5.,
+        ],
+    );
+    let r = run("linalg_matrix_exp", &[a], |v| vec![t(v[0])]);
+    let mut want = vec![0.0; 16];
+    for (i, x) in [0.0f64, 1.0, -2.0, 5.0].iter().enumerate() {
+        want[i * 5] = x.exp();
+    }
+    close(&r[0], &[4, 4], &want, 1e-6);
+    let r = run(
+        "linalg_matrix_exp",
+        &[T::f32(&[2, 2], &[0., 1., 0., 0.])],
+        |v| vec![t(v[0])],
+    );
+    close(&r[0], &[2, 2], &[1., 1., 0., 1.], 1e-7);
+}
