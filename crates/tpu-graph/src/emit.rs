@@ -209,6 +209,43 @@ struct Emitter<'g> {
     g: &'g Graph,
     names: Vec<String>,
     out: String,
+    /// Prepended to every name, so a region's names differ from the enclosing ones.
+    prefix: String,
+}
+
+/// SSA names of `g`'s values, each starting with `%{prefix}`.
+fn value_names(g: &Graph, prefix: &str) -> Vec<String> {
+    let mut names = vec![String::new(); g.types.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        match node.op {
+            Op::Parameter(p) => names[node.outputs[0].0 as usize] = format!("%{prefix}arg{p}"),
+            // Emitted as a two-result reduce; the index is its second result.
+            Op::ArgReduce { .. } => names[node.outputs[0].0 as usize] = format!("%{prefix}n{i}r#1"),
+            _ if node.outputs.len() == 1 => {
+                names[node.outputs[0].0 as usize] = format!("%{prefix}v{}", node.outputs[0].0)
+            }
+            _ => {
+                for (k, v) in node.outputs.iter().enumerate() {
+                    names[v.0 as usize] = format!("%{prefix}m{i}#{k}");
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The external functions `g` calls, its loops' regions included.
+fn called<'a>(g: &'a Graph, out: &mut Vec<&'a ExternalFunctions>) {
+    for node in &g.nodes {
+        match &node.op {
+            Op::Call(f) => out.push(f),
+            Op::While(l) => {
+                called(&l.cond, out);
+                called(&l.body, out);
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Emitter<'_> {
@@ -280,7 +317,7 @@ impl Emitter<'_> {
     }
 
     fn emit_node(&mut self, idx: usize, node: &Node) {
-        let tag = format!("n{idx}");
+        let tag = format!("{}n{idx}", self.prefix);
         match &node.op {
             Op::Parameter(_) => {}
             Op::Constant(c) => {
@@ -520,7 +557,35 @@ impl Emitter<'_> {
                 "",
                 &format!("{{callee = @{}}}", f.symbol),
             ),
+            Op::While(l) => {
+                let cond = self.region(&format!("{tag}c"), &l.cond);
+                let body = self.region(&format!("{tag}b"), &l.body);
+                let regions = format!("{cond}    }}, {{\n{body}");
+                self.op(node, "stablehlo.while", &regions, "");
+            }
         }
+    }
+
+    /// A region's block: its parameters as block arguments, its nodes, and a return of its outputs.
+    fn region(&self, prefix: &str, g: &Graph) -> String {
+        let mut e = Emitter {
+            g,
+            names: value_names(g, prefix),
+            out: String::new(),
+            prefix: prefix.to_string(),
+        };
+        let args: Vec<String> = g
+            .params
+            .iter()
+            .map(|&p| format!("{}: {}", e.n(p), e.t(p)))
+            .collect();
+        let _ = writeln!(e.out, "      ^bb0({}):", args.join(", "));
+        for (i, node) in g.nodes.iter().enumerate() {
+            e.emit_node(i, node);
+        }
+        let (outs, types) = e.operands(&g.outputs);
+        let _ = writeln!(e.out, "    \"stablehlo.return\"({outs}) : ({types}) -> ()");
+        e.out
     }
 
     /// Ops whose last operand is an init scalar the graph does not hold (reduce, reduce_window).
@@ -624,26 +689,11 @@ impl Emitter<'_> {
 impl Graph {
     /// The graph as a StableHLO module with one public function `main`.
     pub fn to_stablehlo(&self) -> String {
-        let mut names = vec![String::new(); self.types.len()];
-        for (i, node) in self.nodes.iter().enumerate() {
-            match node.op {
-                Op::Parameter(p) => names[node.outputs[0].0 as usize] = format!("%arg{p}"),
-                // Emitted as a two-result reduce; the index is its second result.
-                Op::ArgReduce { .. } => names[node.outputs[0].0 as usize] = format!("%n{i}r#1"),
-                _ if node.outputs.len() == 1 => {
-                    names[node.outputs[0].0 as usize] = format!("%v{}", node.outputs[0].0)
-                }
-                _ => {
-                    for (k, v) in node.outputs.iter().enumerate() {
-                        names[v.0 as usize] = format!("%m{i}#{k}");
-                    }
-                }
-            }
-        }
         let mut e = Emitter {
             g: self,
-            names,
+            names: value_names(self, ""),
             out: String::new(),
+            prefix: String::new(),
         };
         let params: Vec<String> = self
             .params
@@ -674,11 +724,11 @@ impl Graph {
         );
         // Functions called by the graph, each once.
         let mut seen = std::collections::HashSet::new();
-        for node in &self.nodes {
-            if let Op::Call(f) = &node.op {
-                if seen.insert(f.symbol.as_str()) {
-                    let _ = writeln!(e.out, "{}", f.text);
-                }
+        let mut functions = Vec::new();
+        called(self, &mut functions);
+        for f in functions {
+            if seen.insert(f.symbol.as_str()) {
+                let _ = writeln!(e.out, "{}", f.text);
             }
         }
         let _ = writeln!(e.out, "}}");

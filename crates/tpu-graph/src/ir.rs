@@ -293,6 +293,9 @@ pub enum Op {
         kind: FftKind,
         lengths: Vec<i64>,
     },
+    /// `stablehlo.while`: inputs are the initial carried values, results
+    /// their final values (see [`crate::control`]).
+    While(std::sync::Arc<crate::control::Loop>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

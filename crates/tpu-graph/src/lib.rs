@@ -3,11 +3,13 @@
 //! - [`ir`]: values, nodes and graphs; [`builder`]: node constructors with
 //!   shape inference; [`helpers`]: families shared by lowering rules
 //!   (broadcasting, promotion, keepdim reductions); [`views`]: strided reads
-//!   and writes of flat storage values; [`emit`]: StableHLO text.
+//!   and writes of flat storage values; [`emit`]: StableHLO text;
+//!   [`control`]: while loops.
 //! - [`Graph::structural_hash`] keys every executable cache.
 
 pub mod builder;
 pub mod complex;
+pub mod control;
 pub mod dtype;
 pub mod emit;
 pub mod fold;

@@ -3,7 +3,8 @@
 //!
 //! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
 //! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`,
-//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`); each family shares helpers
+//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`, `svd`, `eigh`,
+//! `householder`, `matfun`, `lstsq`, `ldl`; `jacobi` holds the while-loop Jacobi core); each family shares helpers
 //! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
@@ -14,12 +15,18 @@ pub mod batch_norm;
 pub mod bessel;
 pub mod complex;
 pub mod conv;
+pub mod eigh;
 pub mod elementwise;
 pub mod external;
 pub mod fft;
+pub mod householder;
 pub mod indexing;
+pub mod jacobi;
+pub mod ldl;
 pub mod linalg;
+pub mod lstsq;
 pub mod lu;
+pub mod matfun;
 pub mod misc;
 pub mod nn;
 pub mod nn_extra;
@@ -35,6 +42,7 @@ pub mod search;
 pub mod shape;
 pub mod solve;
 pub mod special;
+pub mod svd;
 
 pub use args::{Arg, ScalarArg, TensorArg};
 pub use registry::{LowerCtx, Registry, Rule};

@@ -40,7 +40,7 @@ fn contract(c: &mut LowerCtx, x: ValueId, v: ValueId, over_rows: bool) -> Result
 }
 
 /// (Q `[.., m, m]`, R `[.., m, n]`) of `[.., m, n]` in the compute dtype.
-fn householder(c: &mut LowerCtx, a: ValueId) -> Result<(ValueId, ValueId)> {
+pub(crate) fn householder(c: &mut LowerCtx, a: ValueId) -> Result<(ValueId, ValueId)> {
     let shape = c.g.shape(a).to_vec();
     let r = shape.len();
     let (m, n) = (shape[r - 2], shape[r - 1]);

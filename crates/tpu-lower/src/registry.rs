@@ -443,6 +443,12 @@ impl Registry {
             crate::complex::register(&mut r);
             crate::fft::register(&mut r);
             crate::asserts::register(&mut r);
+            crate::svd::register(&mut r);
+            crate::eigh::register(&mut r);
+            crate::matfun::register(&mut r);
+            crate::householder::register(&mut r);
+            crate::lstsq::register(&mut r);
+            crate::ldl::register(&mut r);
             r
         })
     }
