@@ -3,7 +3,8 @@
 //!
 //! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
 //! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`,
-//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`); each family shares helpers
+//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`,
+//! `group_norm`, `distance`, `losses`, ...); each family shares helpers
 //! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
@@ -12,10 +13,13 @@ pub mod args;
 pub mod batch_norm;
 pub mod bessel;
 pub mod conv;
+pub mod distance;
 pub mod elementwise;
 pub mod external;
+pub mod group_norm;
 pub mod indexing;
 pub mod linalg;
+pub mod losses;
 pub mod lu;
 pub mod misc;
 pub mod nn;
@@ -27,6 +31,8 @@ pub mod random;
 pub mod reduction;
 pub mod registry;
 pub mod resample;
+pub mod resample_extra;
+pub mod rows;
 pub mod scatter;
 pub mod search;
 pub mod shape;

@@ -412,6 +412,10 @@ impl Registry {
             crate::pool_extra::register(&mut r);
             crate::bessel::register(&mut r);
             crate::external::register(&mut r);
+            crate::group_norm::register(&mut r);
+            crate::distance::register(&mut r);
+            crate::losses::register(&mut r);
+            crate::resample_extra::register(&mut r);
             r
         })
     }
