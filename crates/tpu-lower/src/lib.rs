@@ -10,11 +10,13 @@
 
 pub mod activation;
 pub mod args;
+pub mod attention;
 pub mod batch_norm;
 pub mod bessel;
 pub mod conv;
 pub mod distance;
 pub mod elementwise;
+pub mod embedding_bag;
 pub mod external;
 pub mod group_norm;
 pub mod indexing;

@@ -416,6 +416,8 @@ impl Registry {
             crate::distance::register(&mut r);
             crate::losses::register(&mut r);
             crate::resample_extra::register(&mut r);
+            crate::attention::register(&mut r);
+            crate::embedding_bag::register(&mut r);
             r
         })
     }
