@@ -18,6 +18,7 @@ pub mod distance;
 pub mod elementwise;
 pub mod embedding_bag;
 pub mod external;
+pub mod grid_sample;
 pub mod group_norm;
 pub mod indexing;
 pub mod linalg;

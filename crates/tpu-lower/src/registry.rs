@@ -418,6 +418,7 @@ impl Registry {
             crate::resample_extra::register(&mut r);
             crate::attention::register(&mut r);
             crate::embedding_bag::register(&mut r);
+            crate::grid_sample::register(&mut r);
             r
         })
     }

@@ -14,7 +14,7 @@ type Out = Result<Vec<ValueId>>;
 
 /// The cubic convolution coefficient (Keys, `A = -0.75`) of distance `x`:
 /// `((A + 2) x - (A + 3)) x^2 + 1` for `x <= 1`, `((A x - 5A) x + 8A) x - 4A` for `1 < x < 2`.
-fn cubic(c: &mut LowerCtx, x: ValueId, near: bool) -> Result<ValueId> {
+pub(crate) fn cubic(c: &mut LowerCtx, x: ValueId, near: bool) -> Result<ValueId> {
     const A: f64 = -0.75;
     if near {
         let t = c.g.mul_const(x, A + 2.0)?;
@@ -29,6 +29,20 @@ fn cubic(c: &mut LowerCtx, x: ValueId, near: bool) -> Result<ValueId> {
     let t = c.g.binary_const(B::Add, t, 8.0 * A)?;
     let t = bin(c, B::Mul, t, x)?;
     Ok(c.g.binary_const(B::Sub, t, 4.0 * A)?)
+}
+
+/// Derivative of [`cubic`] in `x`: `3(A + 2) x^2 - 2(A + 3) x`, or `3A x^2 - 10A x + 8A`.
+pub(crate) fn cubic_grad(c: &mut LowerCtx, x: ValueId, near: bool) -> Result<ValueId> {
+    const A: f64 = -0.75;
+    let (a2, a1, a0) = if near {
+        (3.0 * (A + 2.0), -2.0 * (A + 3.0), 0.0)
+    } else {
+        (3.0 * A, -10.0 * A, 8.0 * A)
+    };
+    let t = c.g.mul_const(x, a2)?;
+    let t = c.g.binary_const(B::Add, t, a1)?;
+    let t = bin(c, B::Mul, t, x)?;
+    Ok(c.g.binary_const(B::Add, t, a0)?)
 }
 
 /// Bicubic weights `[out, in]`: taps at `floor(src) - 1 .. floor(src) + 2`,
