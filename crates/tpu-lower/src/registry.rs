@@ -419,6 +419,8 @@ impl Registry {
             crate::attention::register(&mut r);
             crate::embedding_bag::register(&mut r);
             crate::grid_sample::register(&mut r);
+            crate::fractional_pool::register(&mut r);
+            crate::ctc::register(&mut r);
             r
         })
     }
