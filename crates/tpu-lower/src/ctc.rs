@@ -3,8 +3,10 @@
 //! Lengths are host lists, so per-sample masks are static. The alpha (and,
 //! backward, beta) recursion runs over time on all samples at once, over
 //! the extended label sequence `blank, l1, blank, l2, ..., blank`:
-//! `a[t, s] = lp[t, l'_s] + lse(a[t-1, s], a[t-1, s-1], a[t-1, s-2] if l'_s != l'_{s-2})`.
+//! `a[t, s] = lp[t, l'_s] + lse(a[t-1, s], a[t-1, s-1], a[t-1, s-2] if l'_s != l'_{s-2})`,
+//! as a StableHLO `while` over time ([`crate::loops`]).
 
+use crate::loops::fori_loop;
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::rows::take_rows;
 use crate::special::{bin, cmp, cmp_k, k, un};
@@ -191,13 +193,6 @@ fn step(
     bin(c, B::Add, s, lp_t)
 }
 
-/// `lpe[t]`: `[N, L]`.
-fn at_time(c: &mut LowerCtx, x: ValueId, t: i64) -> Result<ValueId> {
-    let s = c.g.slice_dim(x, 0, t, t + 1)?;
-    let sh = c.g.shape(s)[1..].to_vec();
-    Ok(c.g.reshape(s, &sh)?)
-}
-
 /// `[N, L]` bool: `s < 2 S_n + 1` (and, with `last`, `s >= 2 S_n - 1`, the final states).
 fn state_mask(c: &mut LowerCtx, p: &Ctc, last: bool) -> Result<ValueId> {
     let sh = c.g.shape(p.labels).to_vec();
@@ -214,39 +209,85 @@ fn state_mask(c: &mut LowerCtx, p: &Ctc, last: bool) -> Result<ValueId> {
     bin(c, B::And, m, ge)
 }
 
-/// Log alpha for all times, `[T, N, L]`.
-fn alphas(c: &mut LowerCtx, p: &Ctc) -> Result<Vec<ValueId>> {
-    let t_max = c.g.shape(p.lpe)[0];
+/// All `[T, N, L]` values of one recursion (alpha forwards, or with
+/// `backward` beta backwards in time), as one StableHLO `while` over time.
+/// Sample `n` starts at time `st[n]` with `lpe` on the `init` states, steps
+/// elsewhere, and is `-inf` from its input length on.
+fn recursion(c: &mut LowerCtx, p: &Ctc, backward: bool) -> Result<ValueId> {
+    let [t_max, n, l] = [
+        c.g.shape(p.lpe)[0],
+        c.g.shape(p.lpe)[1],
+        c.g.shape(p.lpe)[2],
+    ];
+    let acc = c.g.dtype(p.lpe);
     let valid = state_mask(c, p, false)?;
-    let lp0 = at_time(c, p.lpe, 0)?;
-    let sh = c.g.shape(p.labels).to_vec();
-    let s = c.g.iota(DType::I64, &sh, 1)?;
-    let first = cmp_k(c, CmpDir::Le, s, 1.0)?;
-    let first = bin(c, B::And, first, valid)?;
-    let ninf = k(c, lp0, f64::NEG_INFINITY);
-    let mut a = c.g.select(first, lp0, ninf)?;
-    let mut out = Vec::with_capacity(t_max as usize);
-    out.push(a);
-    for t in 1..t_max {
-        let lp_t = at_time(c, p.lpe, t)?;
-        a = step(c, a, lp_t, p.skip, 1)?;
-        a = c.g.select(valid, a, ninf)?;
-        out.push(a);
-    }
-    Ok(out)
+    let init = if backward {
+        state_mask(c, p, true)?
+    } else {
+        let s = c.g.iota(DType::I64, &[n, l], 1)?;
+        let first = cmp_k(c, CmpDir::Le, s, 1.0)?;
+        bin(c, B::And, first, valid)?
+    };
+    let skip = if backward {
+        // Beta's skip s -> s + 2 is alpha's s + 2 -> s.
+        let no = c.g.scalar(0.0, DType::Bool);
+        c.g.pad(p.skip, no, &[0, -2], &[0, 2], &[0, 0])?
+    } else {
+        p.skip
+    };
+    let lens = host_vector(c, &p.input_lengths)?;
+    let lens = c.g.broadcast_in_dim(lens, &[n, l], &[0])?;
+    let st = if backward {
+        c.g.binary_const(B::Sub, lens, 1.0)?
+    } else {
+        c.g.full_like(lens, 0.0, DType::I64)
+    };
+    let prev = c.g.full_like(valid, f64::NEG_INFINITY, acc);
+    let all = c.g.full_like(p.lpe, f64::NEG_INFINITY, acc);
+    let dir = if backward { -1 } else { 1 };
+    let body = move |bc: &mut LowerCtx, i: ValueId, v: &[ValueId]| -> Result<Vec<ValueId>> {
+        let &[prev, all, lpe, skip, valid, init, st, lens] = v else {
+            bail!("ctc_loss: loop carry of {} values", v.len());
+        };
+        let t = if backward {
+            let last = bc.g.scalar((t_max - 1) as f64, DType::I64);
+            bc.g.binary(B::Sub, last, i)?
+        } else {
+            i
+        };
+        let zero = bc.g.scalar(0.0, DType::I64);
+        let lp_t = bc.g.dynamic_slice(lpe, &[t, zero, zero], &[1, n, l])?;
+        let lp_t = bc.g.reshape(lp_t, &[n, l])?;
+        let stepped = step(bc, prev, lp_t, skip, dir)?;
+        let ninf = k(bc, lp_t, f64::NEG_INFINITY);
+        let first = bc.g.select(init, lp_t, ninf)?;
+        let tb = bc.g.broadcast_to(t, &[n, l])?;
+        let start = cmp(bc, CmpDir::Eq, st, tb)?;
+        let after = cmp(bc, CmpDir::Le, lens, tb)?;
+        let x = bc.g.select(start, first, stepped)?;
+        let x = bc.g.select(after, ninf, x)?;
+        let x = bc.g.select(valid, x, ninf)?;
+        let row = bc.g.reshape(x, &[1, n, l])?;
+        let all = bc.g.dynamic_update_slice(all, row, &[t, zero, zero])?;
+        Ok(vec![x, all, lpe, skip, valid, init, st, lens])
+    };
+    let name = if backward { "ctc_beta" } else { "ctc_alpha" };
+    let carry = [prev, all, p.lpe, skip, valid, init, st, lens];
+    let out = fori_loop(c, name, t_max, &carry, &body)?;
+    Ok(out[1])
 }
 
-/// Per-sample `[N]` values of `x_t [N, L]` at each sample's own time `T_n - 1`.
-fn at_last_time(c: &mut LowerCtx, xs: &[ValueId], p: &Ctc) -> Result<ValueId> {
-    let sh = c.g.shape(xs[0]).to_vec();
-    let mut acc = k(c, xs[0], f64::NEG_INFINITY);
+/// Per-sample `[N, L]` values of `all [T, N, L]` at each sample's own time `T_n - 1`.
+fn at_last_time(c: &mut LowerCtx, all: ValueId, p: &Ctc) -> Result<ValueId> {
+    let sh = c.g.shape(all).to_vec();
     let lens = host_vector(c, &p.input_lengths)?;
-    let lens = c.g.broadcast_in_dim(lens, &sh, &[0])?;
-    for (t, &x) in xs.iter().enumerate() {
-        let here = cmp_k(c, CmpDir::Eq, lens, t as f64 + 1.0)?;
-        acc = c.g.select(here, x, acc)?;
-    }
-    Ok(acc)
+    let lens = c.g.broadcast_in_dim(lens, &sh, &[1])?;
+    let t = c.g.iota(DType::I64, &sh, 0)?;
+    let t1 = c.g.binary_const(B::Add, t, 1.0)?;
+    let here = cmp(c, CmpDir::Eq, t1, lens)?;
+    let ninf = k(c, all, f64::NEG_INFINITY);
+    let x = c.g.select(here, all, ninf)?;
+    Ok(c.g.reduce(R::Max, x, &[0])?)
 }
 
 /// Log-sum-exp over s of `x [N, L]` where `mask`.
@@ -269,7 +310,7 @@ fn lse_masked(c: &mut LowerCtx, x: ValueId, mask: ValueId, dim: i64) -> Result<V
 
 /// `-log p(target)`, `[N]`; an empty input has likelihood 1 for an empty
 /// target and 0 otherwise, as on CPU.
-fn nll_of(c: &mut LowerCtx, alphas: &[ValueId], p: &Ctc) -> Result<ValueId> {
+fn nll_of(c: &mut LowerCtx, alphas: ValueId, p: &Ctc) -> Result<ValueId> {
     let fin = at_last_time(c, alphas, p)?;
     let last = state_mask(c, p, true)?;
     let ll = lse_masked(c, fin, last, 1)?;
@@ -294,22 +335,13 @@ fn ctc_loss(c: &mut LowerCtx, a: &Args) -> Out {
     let blank = a.int_or(4, 0)?;
     let p = setup(c, a, 0, blank)?;
     let t_max = c.g.shape(p.lpe)[0];
-    let (n, l) = (c.g.shape(p.labels)[0], c.g.shape(p.labels)[1]);
     if t_max == 0 {
         bail!("ctc_loss: log_probs with no time steps");
     }
-    let al = alphas(c, &p)?;
-    let mut nll = nll_of(c, &al, &p)?;
-    if a.bool_or(5, false)? {
-        let inf = un(c, U::IsFinite, nll)?;
-        let zero = k(c, nll, 0.0);
-        nll = c.g.select(inf, nll, zero)?;
-    }
-    let parts: Vec<ValueId> = al
-        .iter()
-        .map(|&x| c.g.reshape(x, &[n, 1, l]))
-        .collect::<std::result::Result<_, _>>()?;
-    let la = c.g.concatenate(&parts, 1)?;
+    let al = recursion(c, &p, false)?;
+    // Infinite losses stay: `ctc_loss` zeroes them after this op (zero_infinity).
+    let nll = nll_of(c, al, &p)?;
+    let la = c.g.transpose(al, &[1, 0, 2])?;
     Ok(vec![c.g.convert(nll, p.d), c.g.convert(la, p.d)])
 }
 
@@ -331,32 +363,7 @@ fn ctc_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let nll = c.g.convert(a.t(5)?, acc);
     let g = c.g.convert(a.t(0)?, acc);
     let g = c.g.reshape(g, &[n])?;
-    // Beta backwards in time; each sample starts at its own last step.
-    let valid = state_mask(c, &p, false)?;
-    let last = state_mask(c, &p, true)?;
-    let no = c.g.scalar(0.0, DType::Bool);
-    let skip_b = c.g.pad(p.skip, no, &[0, -2], &[0, 2], &[0, 0])?;
-    let lens = host_vector(c, &p.input_lengths)?;
-    let lens = c.g.broadcast_in_dim(lens, &[n, l], &[0])?;
-    let ninf = c.g.full_like(valid, f64::NEG_INFINITY, acc);
-    let mut beta = ninf;
-    let mut betas = vec![ninf; t_max as usize];
-    for t in (0..t_max).rev() {
-        let lp_t = at_time(c, p.lpe, t)?;
-        let stepped = step(c, beta, lp_t, skip_b, -1)?;
-        let init = c.g.select(last, lp_t, ninf)?;
-        let start = cmp_k(c, CmpDir::Eq, lens, t as f64 + 1.0)?;
-        let after = cmp_k(c, CmpDir::Le, lens, t as f64)?;
-        let b = c.g.select(start, init, stepped)?;
-        let b = c.g.select(after, ninf, b)?;
-        beta = c.g.select(valid, b, ninf)?;
-        betas[t as usize] = beta;
-    }
-    let parts: Vec<ValueId> = betas
-        .iter()
-        .map(|&x| c.g.reshape(x, &[1, n, l]))
-        .collect::<std::result::Result<_, _>>()?;
-    let lb = c.g.concatenate(&parts, 0)?;
+    let lb = recursion(c, &p, true)?;
     let la = c.g.transpose(la, &[1, 0, 2])?;
     let ab = bin(c, B::Add, la, lb)?;
     // lse over the states s labelled c: [T, N, L, C] masked by the one-hot.

@@ -24,6 +24,7 @@ pub mod grid_sample;
 pub mod group_norm;
 pub mod indexing;
 pub mod linalg;
+pub mod loops;
 pub mod losses;
 pub mod lu;
 pub mod misc;
