@@ -137,7 +137,8 @@ fn embedding_bag(c: &mut LowerCtx, a: &Args) -> Out {
         let p = c.g.iota(DType::I64, &[n, dim], 0)?;
         let none = k(c, p, n as f64);
         let p = c.g.select(hit, p, none)?;
-        let first = c.g.broadcast_to(none, &[nb + 1, dim])?;
+        let first = c.g.scalar(n as f64, DType::I64);
+        let first = c.g.broadcast_to(first, &[nb + 1, dim])?;
         let first = if n == 0 {
             first
         } else {
