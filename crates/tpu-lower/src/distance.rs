@@ -104,10 +104,12 @@ fn norm_last(c: &mut LowerCtx, diff: ValueId, p: P) -> Result<ValueId> {
         }
         P::Inf => c.g.reduce(R::Max, ad, &[last])?,
         P::Other(v) => {
-            let pv = c.scalar_full(ScalarArg::Float(v), d, &c.g.shape(ad).to_vec())?;
+            let sh = c.g.shape(ad).to_vec();
+            let pv = c.scalar_full(ScalarArg::Float(v), d, &sh)?;
             let pw = bin(c, B::Pow, ad, pv)?;
             let s = c.g.reduce(R::Sum, pw, &[last])?;
-            let inv = c.scalar_full(ScalarArg::Float(1.0 / v), d, &c.g.shape(s).to_vec())?;
+            let sh = c.g.shape(s).to_vec();
+            let inv = c.scalar_full(ScalarArg::Float(1.0 / v), d, &sh)?;
             bin(c, B::Pow, s, inv)?
         }
     })
@@ -294,7 +296,8 @@ fn pdist_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let xb = c.g.reshape(xu, &[1, n, c.g.shape(x)[1]])?;
     let diff = differences(c, xb, xb)?;
     let gx = norm_grad(c, diff, dist, grad, p)?;
-    let gx = c.g.reshape(gx, &c.g.shape(x).to_vec())?;
+    let xs = c.g.shape(x).to_vec();
+    let gx = c.g.reshape(gx, &xs)?;
     Ok(vec![c.g.convert(gx, d)])
 }
 

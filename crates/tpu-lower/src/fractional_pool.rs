@@ -131,12 +131,12 @@ fn fractional_max_pool(c: &mut LowerCtx, a: &Args, ks: usize) -> Out {
         let mut rem = off as i64;
         let mut local: Option<ValueId> = None;
         let mut stride = plane;
-        for q in 0..ks {
+        for (q, &start) in st.iter().enumerate() {
             let inner: i64 = g.pool[q + 1..].iter().product();
             let o = rem / inner;
             rem %= inner;
             stride /= g.spatial[q];
-            let p = c.g.binary_const(B::Add, st[q], o as f64)?;
+            let p = c.g.binary_const(B::Add, start, o as f64)?;
             let p = c.g.mul_const(p, stride as f64)?;
             local = Some(match local {
                 Some(l) => bin(c, B::Add, l, p)?,
@@ -201,7 +201,8 @@ fn fractional_max_pool_backward(c: &mut LowerCtx, a: &Args, ks: usize) -> Out {
     let gv = c.g.reshape(gv, &[n_out])?;
     let np = g.planes[0] * g.planes[1];
     let gi = sum_rows(c, np * plane, gidx, gv, acc)?;
-    let gi = c.g.reshape(gi, &c.g.shape(x).to_vec())?;
+    let xs = c.g.shape(x).to_vec();
+    let gi = c.g.reshape(gi, &xs)?;
     Ok(vec![c.g.convert(gi, d)])
 }
 

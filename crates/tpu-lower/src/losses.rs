@@ -289,7 +289,8 @@ fn multilabel_margin_loss_forward(c: &mut LowerCtx, a: &Args) -> Out {
     let none_shape: Vec<i64> = if one_d { vec![] } else { vec![n] };
     let r = reduce(c, s, a.int(2)?, &none_shape)?;
     let it = c.g.convert(l.is_target, d);
-    let it = c.g.reshape(it, &c.g.shape(a.t(1)?).to_vec())?;
+    let ts = c.g.shape(a.t(1)?).to_vec();
+    let it = c.g.reshape(it, &ts)?;
     Ok(vec![c.g.convert(r, d), it])
 }
 
@@ -311,7 +312,8 @@ fn multilabel_margin_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let gx = c.g.binary_const(B::Div, gx, shape[1] as f64)?;
     let g = grad_scale(c, a.t(0)?, a.int(3)?, &shape, acc)?;
     let gx = bin(c, B::Mul, gx, g)?;
-    let gx = c.g.reshape(gx, &c.g.shape(a.t(1)?).to_vec())?;
+    let xs = c.g.shape(a.t(1)?).to_vec();
+    let gx = c.g.reshape(gx, &xs)?;
     Ok(vec![c.g.convert(gx, d)])
 }
 
