@@ -5,26 +5,37 @@
 //! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`,
 //! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`, `svd`, `eigh`,
 //! `householder`, `matfun`, `lstsq`, `ldl`; `jacobi` holds the while-loop Jacobi core); each family shares helpers
+//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`,
+//! `group_norm`, `distance`, `losses`, ...); each family shares helpers
 //! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
 pub mod activation;
 pub mod args;
 pub mod asserts;
+pub mod attention;
 pub mod batch_norm;
 pub mod bessel;
 pub mod complex;
 pub mod conv;
 pub mod eigh;
+pub mod ctc;
+pub mod distance;
 pub mod elementwise;
+pub mod embedding_bag;
 pub mod external;
 pub mod fft;
 pub mod householder;
+pub mod fractional_pool;
+pub mod grid_sample;
+pub mod group_norm;
 pub mod indexing;
 pub mod jacobi;
 pub mod ldl;
 pub mod linalg;
 pub mod lstsq;
+pub mod loops;
+pub mod losses;
 pub mod lu;
 pub mod matfun;
 pub mod misc;
@@ -37,6 +48,8 @@ pub mod random;
 pub mod reduction;
 pub mod registry;
 pub mod resample;
+pub mod resample_extra;
+pub mod rows;
 pub mod scatter;
 pub mod search;
 pub mod shape;

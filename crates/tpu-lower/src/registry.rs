@@ -449,6 +449,15 @@ impl Registry {
             crate::householder::register(&mut r);
             crate::lstsq::register(&mut r);
             crate::ldl::register(&mut r);
+            crate::group_norm::register(&mut r);
+            crate::distance::register(&mut r);
+            crate::losses::register(&mut r);
+            crate::resample_extra::register(&mut r);
+            crate::attention::register(&mut r);
+            crate::embedding_bag::register(&mut r);
+            crate::grid_sample::register(&mut r);
+            crate::fractional_pool::register(&mut r);
+            crate::ctc::register(&mut r);
             r
         })
     }

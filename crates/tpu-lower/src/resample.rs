@@ -48,7 +48,12 @@ fn apply_last(c: &mut LowerCtx, x: ValueId, w: ValueId, transposed: bool) -> Res
 }
 
 /// Applies per-spatial-dim weights (`[out, in]` each) to the last `ws.len()` dims of `x`.
-fn separable(c: &mut LowerCtx, x: ValueId, ws: &[ValueId], transposed: bool) -> Result<ValueId> {
+pub(crate) fn separable(
+    c: &mut LowerCtx,
+    x: ValueId,
+    ws: &[ValueId],
+    transposed: bool,
+) -> Result<ValueId> {
     let mut v = x;
     let r = c.g.rank(x);
     let k = ws.len();
@@ -116,7 +121,7 @@ fn adaptive_avg_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
 }
 
 /// PyTorch's `area_pixel_compute_scale`: input pixels per output pixel.
-fn pixel_scale(n_in: i64, n_out: i64, align: bool, scale: Option<f64>) -> f64 {
+pub(crate) fn pixel_scale(n_in: i64, n_out: i64, align: bool, scale: Option<f64>) -> f64 {
     if align {
         return if n_out > 1 {
             (n_in - 1) as f64 / (n_out - 1) as f64
