@@ -197,27 +197,30 @@ fn combiner_name(kind: ReduceKind, d: DType) -> &'static str {
     }
 }
 
-struct Emitter<'g> {
-    g: &'g Graph,
-    names: Vec<String>,
-    out: String,
+pub(crate) struct Emitter<'g> {
+    pub(crate) g: &'g Graph,
+    pub(crate) names: Vec<String>,
+    pub(crate) out: String,
+    /// Prepended to every name, so the regions of a loop (`loops.rs`) do not
+    /// redefine names of the function around them.
+    pub(crate) prefix: String,
 }
 
 impl Emitter<'_> {
-    fn n(&self, v: ValueId) -> &str {
+    pub(crate) fn n(&self, v: ValueId) -> &str {
         &self.names[v.0 as usize]
     }
     fn t(&self, v: ValueId) -> String {
         self.g.ty(v).to_string()
     }
-    fn operands(&self, vs: &[ValueId]) -> (String, String) {
+    pub(crate) fn operands(&self, vs: &[ValueId]) -> (String, String) {
         let names: Vec<&str> = vs.iter().map(|&v| self.n(v)).collect();
         let types: Vec<String> = vs.iter().map(|&v| self.t(v)).collect();
         (names.join(", "), types.join(", "))
     }
 
     /// One generic-form op line: `%r = "name"(ins) ({region}) {attrs} : (in types) -> out types`.
-    fn op(&mut self, node: &Node, name: &str, region: &str, attrs: &str) {
+    pub(crate) fn op(&mut self, node: &Node, name: &str, region: &str, attrs: &str) {
         let (ins, in_types) = self.operands(&node.inputs);
         let result = if node.outputs.len() == 1 {
             self.n(node.outputs[0]).to_string()
@@ -271,8 +274,8 @@ impl Emitter<'_> {
         name
     }
 
-    fn emit_node(&mut self, idx: usize, node: &Node) {
-        let tag = format!("n{idx}");
+    pub(crate) fn emit_node(&mut self, idx: usize, node: &Node) {
+        let tag = format!("{}n{idx}", self.prefix);
         match &node.op {
             Op::Parameter(_) => {}
             Op::Constant(c) => {
@@ -499,6 +502,7 @@ impl Emitter<'_> {
                 "",
                 &format!("{{callee = @{}}}", f.symbol),
             ),
+            Op::While(r) => self.emit_while(&tag, node, r),
         }
     }
 
@@ -600,29 +604,35 @@ impl Emitter<'_> {
     }
 }
 
-impl Graph {
-    /// The graph as a StableHLO module with one public function `main`.
-    pub fn to_stablehlo(&self) -> String {
-        let mut names = vec![String::new(); self.types.len()];
-        for (i, node) in self.nodes.iter().enumerate() {
-            match node.op {
-                Op::Parameter(p) => names[node.outputs[0].0 as usize] = format!("%arg{p}"),
-                // Emitted as a two-result reduce; the index is its second result.
-                Op::ArgReduce { .. } => names[node.outputs[0].0 as usize] = format!("%n{i}r#1"),
-                _ if node.outputs.len() == 1 => {
-                    names[node.outputs[0].0 as usize] = format!("%v{}", node.outputs[0].0)
-                }
-                _ => {
-                    for (k, v) in node.outputs.iter().enumerate() {
-                        names[v.0 as usize] = format!("%m{i}#{k}");
-                    }
+/// The SSA name of every value of `g`, each starting with `%{prefix}`.
+pub(crate) fn value_names(g: &Graph, prefix: &str) -> Vec<String> {
+    let mut names = vec![String::new(); g.types.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        match node.op {
+            Op::Parameter(p) => names[node.outputs[0].0 as usize] = format!("%{prefix}arg{p}"),
+            // Emitted as a two-result reduce; the index is its second result.
+            Op::ArgReduce { .. } => names[node.outputs[0].0 as usize] = format!("%{prefix}n{i}r#1"),
+            _ if node.outputs.len() == 1 => {
+                names[node.outputs[0].0 as usize] = format!("%{prefix}v{}", node.outputs[0].0)
+            }
+            _ => {
+                for (k, v) in node.outputs.iter().enumerate() {
+                    names[v.0 as usize] = format!("%{prefix}m{i}#{k}");
                 }
             }
         }
+    }
+    names
+}
+
+impl Graph {
+    /// The graph as a StableHLO module with one public function `main`.
+    pub fn to_stablehlo(&self) -> String {
         let mut e = Emitter {
             g: self,
-            names,
+            names: value_names(self, ""),
             out: String::new(),
+            prefix: String::new(),
         };
         let params: Vec<String> = self
             .params

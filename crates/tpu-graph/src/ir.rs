@@ -270,6 +270,9 @@ pub enum Op {
     /// `functions` are private `func.func` definitions, emitted once beside
     /// `main`, among them `symbol`, called with the node's inputs.
     Call(std::sync::Arc<ExternalFunctions>),
+    /// `stablehlo.while` over the inputs (the initial state); the results are
+    /// the final state (see `loops.rs`).
+    While(std::sync::Arc<crate::loops::LoopRegions>),
 }
 
 /// StableHLO functions from outside the graph (see [`Op::Call`]); names are

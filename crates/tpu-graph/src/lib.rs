@@ -3,7 +3,8 @@
 //! - [`ir`]: values, nodes and graphs; [`builder`]: node constructors with
 //!   shape inference; [`helpers`]: families shared by lowering rules
 //!   (broadcasting, promotion, keepdim reductions); [`views`]: strided reads
-//!   and writes of flat storage values; [`emit`]: StableHLO text.
+//!   and writes of flat storage values; [`emit`]: StableHLO text; [`loops`]:
+//!   bounded `while` loops with graphs as regions.
 //! - [`Graph::structural_hash`] keys every executable cache.
 
 pub mod builder;
@@ -12,6 +13,7 @@ pub mod emit;
 pub mod fold;
 pub mod helpers;
 pub mod ir;
+pub mod loops;
 pub mod views;
 
 pub use dtype::{Category, DType};
