@@ -412,6 +412,8 @@ impl Registry {
             crate::pool_extra::register(&mut r);
             crate::bessel::register(&mut r);
             crate::external::register(&mut r);
+            crate::polynomial::register(&mut r);
+            crate::distributions::register(&mut r);
             r
         })
     }
