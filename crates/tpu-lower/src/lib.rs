@@ -18,6 +18,7 @@ pub mod external;
 pub mod indexing;
 pub mod linalg;
 pub mod lu;
+pub mod masked;
 pub mod misc;
 pub mod nn;
 pub mod nn_extra;

@@ -414,6 +414,7 @@ impl Registry {
             crate::external::register(&mut r);
             crate::polynomial::register(&mut r);
             crate::distributions::register(&mut r);
+            crate::masked::register(&mut r);
             r
         })
     }
