@@ -15,6 +15,7 @@ pub mod conv;
 pub mod distributions;
 pub mod elementwise;
 pub mod external;
+pub mod gamma_inc;
 pub mod indexing;
 pub mod linalg;
 pub mod lu;

@@ -415,6 +415,7 @@ impl Registry {
             crate::polynomial::register(&mut r);
             crate::distributions::register(&mut r);
             crate::masked::register(&mut r);
+            crate::gamma_inc::register(&mut r);
             r
         })
     }
