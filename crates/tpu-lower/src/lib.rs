@@ -33,6 +33,7 @@ pub mod registry;
 pub mod resample;
 pub mod scatter;
 pub mod search;
+pub mod segment;
 pub mod shape;
 pub mod solve;
 pub mod special;

@@ -416,6 +416,7 @@ impl Registry {
             crate::distributions::register(&mut r);
             crate::masked::register(&mut r);
             crate::gamma_inc::register(&mut r);
+            crate::segment::register(&mut r);
             r
         })
     }
