@@ -214,7 +214,9 @@ fn segment_reduce_backward(c: &mut LowerCtx, a: &Args) -> Out {
             c.g.binary(B::Div, g, len)?
         }
         Red::Max | Red::Min => {
-            // Ties share the gradient equally; a NaN output takes it everywhere.
+            // Ties share the gradient (a NaN output passes it everywhere).
+            // The CPU kernel finds the entries to divide by `> 0`, so a
+            // negative gradient reaches every tie undivided: matched here.
             let o = per_position(c, ow, &sg)?;
             let eq = c.g.compare(CmpDir::Eq, xs, o)?;
             let nan = c.g.compare(CmpDir::Ne, o, o)?;
@@ -224,6 +226,8 @@ fn segment_reduce_backward(c: &mut LowerCtx, a: &Args) -> Out {
             let cnt = c.g.reduce_keep(R::Sum, hf, &[sg.axis + 1], true)?;
             let cnt = c.g.broadcast_to(cnt, &sg.full)?;
             let share = c.g.binary(B::Div, g, cnt)?;
+            let up = c.g.compare(CmpDir::Gt, g, zero)?;
+            let share = c.g.select(up, share, g)?;
             c.g.select(hit, share, zero)?
         }
         Red::Prod => {
