@@ -276,3 +276,44 @@ def test_index_fill_and_sgn_grads(mode: str) -> None:
     torch.sgn(s).sum().backward()
     torch.sgn(st).sum().backward()
     assert_same(st.grad, s.grad, "sgn grad")
+
+
+# --- histograms -------------------------------------------------------------------------
+
+
+def test_histogram_matches_cpu(mode: str) -> None:
+    x = torch.tensor([1.0, 2.0, 2.5, 3.0, 4.0, -1.0, float("nan"), 3.5])
+    w = torch.arange(8.0)
+    cases = [
+        {"bins": 4},
+        {"bins": 3, "range": (1.5, 3.5), "weight": w, "density": True},
+        {"bins": torch.tensor([0.0, 2.0, 2.5, 4.0])},
+    ]
+    for kw in cases:
+        exp = torch.histogram(x.nan_to_num(0.0), **kw)
+        got = torch.histogram(
+            x.nan_to_num(0.0).to(TPU), **{k: v.to(TPU) if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+        )
+        assert_same(list(got), list(exp), f"histogram({kw})")
+    same = torch.full((3,), 2.0)
+    assert_same(list(torch.histogram(same.to(TPU), 2)), list(torch.histogram(same, 2)), "histogram of equal values")
+
+
+def test_histogramdd_matches_cpu(mode: str) -> None:
+    x = torch.randn(50, 2)
+    exp = torch.histogramdd(x, [3, 4])
+    got = torch.histogramdd(x.to(TPU), [3, 4])
+    assert_same(got.hist, exp.hist, "histogramdd hist")
+    assert_same(list(got.bin_edges), list(exp.bin_edges), "histogramdd edges")
+    edges = [torch.tensor([-1.0, 0.0, 2.0]), torch.tensor([-2.0, 1.0, 3.0])]
+    wt = torch.rand(50)
+    exp = torch.histogramdd(x, edges, weight=wt, density=True)
+    got = torch.histogramdd(x.to(TPU), [e.to(TPU) for e in edges], weight=wt.to(TPU), density=True)
+    assert_same(got.hist, exp.hist, "histogramdd with edges, weight, density")
+
+
+def test_histogram_errors() -> None:
+    with pytest.raises(RuntimeError, match="bins must be a 1D tensor"):
+        torch.histogram(torch.ones(3, device=TPU), torch.ones(2, 2, device=TPU))
+    with pytest.raises(RuntimeError, match="range"):
+        torch.histogram(torch.ones(3, device=TPU), 2, range=(3.0, 1.0))

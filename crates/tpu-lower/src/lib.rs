@@ -16,6 +16,7 @@ pub mod distributions;
 pub mod elementwise;
 pub mod external;
 pub mod gamma_inc;
+pub mod histogram;
 pub mod indexing;
 pub mod linalg;
 pub mod lu;

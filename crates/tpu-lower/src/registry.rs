@@ -417,6 +417,7 @@ impl Registry {
             crate::masked::register(&mut r);
             crate::gamma_inc::register(&mut r);
             crate::segment::register(&mut r);
+            crate::histogram::register(&mut r);
             r
         })
     }
