@@ -48,7 +48,7 @@ fn linear_edges(
     let n = c.g.shape(xs)[0];
     let (lo, hi) = match range {
         Some((lo, hi)) => {
-            if !(lo <= hi) || !lo.is_finite() || !hi.is_finite() {
+            if lo > hi || !lo.is_finite() || !hi.is_finite() {
                 bail!("histogram: range of [{lo}, {hi}] is not finite or min > max");
             }
             (

@@ -102,7 +102,8 @@ fn recurrence(
         |g, s| {
             let more = g.compare(CmpDir::Lt, s[0], s[1])?;
             // Elements still stepping whose value is not NaN yet.
-            let j = g.broadcast_to(s[0], &g.shape(s[5]).to_vec())?;
+            let shape = g.shape(s[5]).to_owned();
+            let j = g.broadcast_to(s[0], &shape)?;
             let stepping = g.compare(CmpDir::Lt, j, s[5])?;
             let num = g.compare(CmpDir::Eq, s[3], s[3])?;
             let live = g.binary(B::And, stepping, num)?;

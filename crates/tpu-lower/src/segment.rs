@@ -164,7 +164,8 @@ fn segment_reduce(c: &mut LowerCtx, a: &Args) -> Out {
         Red::Min => R::Min,
     };
     let r = c.g.reduce_keep(kind, masked, &[sg.axis + 1], false)?;
-    let k = c.scalar_full(crate::ScalarArg::Float(init), w, &c.g.shape(r).to_vec())?;
+    let rshape = c.g.shape(r).to_owned();
+    let k = c.scalar_full(crate::ScalarArg::Float(init), w, &rshape)?;
     let combine = match red {
         Red::Sum | Red::Mean => B::Add,
         Red::Prod => B::Mul,
