@@ -427,9 +427,13 @@ void fallback(const c10::OperatorHandle& handle, torch::jit::Stack* stack) {
   const size_t nargs = op.args.size();
   TORCH_INTERNAL_ASSERT(stack->size() >= nargs);
   const size_t base = stack->size() - nargs;
+  // A Tensor[] result is supported as the only result (`_histogramdd_bin_edges`):
+  // the runtime then returns its tensors one by one, packed into a list below.
+  const bool list_result = op.rets.size() == 1 && op.rets[0] == RetDecl::TensorList;
   for (RetDecl r : op.rets) {
-    TORCH_CHECK_NOT_IMPLEMENTED(r != RetDecl::TensorList, "tpu: ", op.name, op.overload[0] ? "." : "",
-                                op.overload, ": ops returning Tensor[] are not supported yet");
+    TORCH_CHECK_NOT_IMPLEMENTED(r != RetDecl::TensorList || list_result, "tpu: ", op.name,
+                                op.overload[0] ? "." : "", op.overload,
+                                ": ops returning Tensor[] among other results are not supported yet");
   }
 
   const c10::IValue* ivs = stack->data() + base;
@@ -454,6 +458,17 @@ void fallback(const c10::OperatorHandle& handle, torch::jit::Stack* stack) {
                 op.overload[0] ? "." : "", op.overload, ": the runtime asked twice to resize an out= tensor");
   }
 
+  if (list_result) {
+    c10::List<at::Tensor> list;
+    for (int32_t k = 0; k < nrets; ++k) {
+      TORCH_CHECK(rets[k].kind == TPU_RET_NEW && rets[k].storage != nullptr && rets[k].ndim >= 0, "tpu: ",
+                  op.name, ": the runtime returned a non-tensor in a Tensor[] result");
+      list.push_back(new_tensor(rets[k], result_device(s)));
+    }
+    torch::jit::drop(*stack, nargs);
+    stack->push_back(c10::IValue(std::move(list)));
+    return;
+  }
   TORCH_CHECK(static_cast<size_t>(nrets) == op.rets.size(), "tpu: ", op.name, op.overload[0] ? "." : "",
               op.overload, ": the runtime returned ", nrets, " results, the schema has ", op.rets.size());
   c10::SmallVector<c10::IValue, 4> out;

@@ -249,20 +249,20 @@ fn called<'a>(g: &'a Graph, out: &mut Vec<&'a ExternalFunctions>) {
 }
 
 impl Emitter<'_> {
-    fn n(&self, v: ValueId) -> &str {
+    pub(crate) fn n(&self, v: ValueId) -> &str {
         &self.names[v.0 as usize]
     }
     fn t(&self, v: ValueId) -> String {
         self.g.ty(v).to_string()
     }
-    fn operands(&self, vs: &[ValueId]) -> (String, String) {
+    pub(crate) fn operands(&self, vs: &[ValueId]) -> (String, String) {
         let names: Vec<&str> = vs.iter().map(|&v| self.n(v)).collect();
         let types: Vec<String> = vs.iter().map(|&v| self.t(v)).collect();
         (names.join(", "), types.join(", "))
     }
 
     /// One generic-form op line: `%r = "name"(ins) ({region}) {attrs} : (in types) -> out types`.
-    fn op(&mut self, node: &Node, name: &str, region: &str, attrs: &str) {
+    pub(crate) fn op(&mut self, node: &Node, name: &str, region: &str, attrs: &str) {
         let (ins, in_types) = self.operands(&node.inputs);
         let result = if node.outputs.len() == 1 {
             self.n(node.outputs[0]).to_string()

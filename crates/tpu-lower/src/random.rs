@@ -35,7 +35,12 @@ pub(crate) fn uniform01(
 
 /// Uniform f32 values `k / 2^m` in `[0, 1)`, with `m` the significand width of
 /// the half type `d`, so that converting to `d` never rounds up to 1.
-fn uniform01_half(c: &mut LowerCtx, state: ValueId, shape: &[i64], d: DType) -> Result<ValueId> {
+pub(crate) fn uniform01_half(
+    c: &mut LowerCtx,
+    state: ValueId,
+    shape: &[i64],
+    d: DType,
+) -> Result<ValueId> {
     let m = if d == DType::BF16 { 8.0 } else { 11.0 };
     let (_, bits) = c.g.rng_bit_generator(state, DType::U32, shape)?;
     let k = c.g.binary_const(B::ShiftRightLogical, bits, 32.0 - m)?;
@@ -44,7 +49,7 @@ fn uniform01_half(c: &mut LowerCtx, state: ValueId, shape: &[i64], d: DType) -> 
 }
 
 /// The dtype random floats are drawn in for a result of dtype `d`.
-fn draw_dtype(d: DType) -> DType {
+pub(crate) fn draw_dtype(d: DType) -> DType {
     if d == DType::F64 {
         DType::F64
     } else {
@@ -53,7 +58,12 @@ fn draw_dtype(d: DType) -> DType {
 }
 
 /// Standard normal samples (Box-Muller) of `shape` in `wd` (f32 or f64).
-fn standard_normal(c: &mut LowerCtx, state: ValueId, shape: &[i64], wd: DType) -> Result<ValueId> {
+pub(crate) fn standard_normal(
+    c: &mut LowerCtx,
+    state: ValueId,
+    shape: &[i64],
+    wd: DType,
+) -> Result<ValueId> {
     let mut two = vec![2];
     two.extend(shape);
     let u = uniform01(c, state, &two, wd)?;

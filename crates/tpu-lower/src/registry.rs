@@ -458,6 +458,12 @@ impl Registry {
             crate::grid_sample::register(&mut r);
             crate::fractional_pool::register(&mut r);
             crate::ctc::register(&mut r);
+            crate::polynomial::register(&mut r);
+            crate::distributions::register(&mut r);
+            crate::masked::register(&mut r);
+            crate::gamma_inc::register(&mut r);
+            crate::segment::register(&mut r);
+            crate::histogram::register(&mut r);
             r
         })
     }

@@ -146,6 +146,7 @@ pub const RUNTIME_OPS: &[&str] = &[
     "nonzero",
     "masked_select",
     "equal",
+    "_unique",
     "_unique2",
     "unique_consecutive",
 ];

@@ -12,7 +12,7 @@ use tpu_graph::{CmpDir, DType, ReduceKind, ScatterAttrs, ValueId};
 pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
     if !matches!(
         op,
-        "nonzero" | "masked_select" | "equal" | "_unique2" | "unique_consecutive"
+        "nonzero" | "masked_select" | "equal" | "_unique" | "_unique2" | "unique_consecutive"
     ) {
         return Ok(None);
     }
@@ -27,6 +27,9 @@ pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
         "masked_select" => masked_select(args)?,
         "equal" => equal(args)?,
         "_unique2" => unique(args, true)?,
+        // `_unique(self, sorted, return_inverse)`: the values always come
+        // sorted (allowed for `sorted=False`); no counts.
+        "_unique" => unique(args, true)?.into_iter().take(2).collect(),
         "unique_consecutive" => unique(args, false)?,
         _ => return Ok(None),
     }))
