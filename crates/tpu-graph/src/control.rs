@@ -5,38 +5,9 @@
 //! (a value the body needs from outside is carried unchanged), so a loop is
 //! hashed, compared and emitted like any other node.
 
-use crate::ir::{Graph, Op, ValueId, ValueType};
+use crate::ir::{Graph, Loop, Op, ValueId, ValueType};
 use crate::{DType, GraphError, Result};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-
-/// The two regions of a while loop (see [`Op::While`]).
-#[derive(Clone, Debug)]
-pub struct Loop {
-    /// Parameters: the carried values; one output: a `tensor<i1>`.
-    pub cond: Graph,
-    /// Parameters: the carried values; outputs: their next values.
-    pub body: Graph,
-}
-
-fn key(g: &Graph) -> impl PartialEq + Hash + '_ {
-    (&g.nodes, &g.types, &g.params, &g.outputs)
-}
-
-impl PartialEq for Loop {
-    fn eq(&self, other: &Self) -> bool {
-        key(&self.cond) == key(&other.cond) && key(&self.body) == key(&other.body)
-    }
-}
-
-impl Eq for Loop {}
-
-impl Hash for Loop {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        key(&self.cond).hash(h);
-        key(&self.body).hash(h);
-    }
-}
 
 /// A region graph with one parameter per carried type.
 fn region(types: &[ValueType]) -> (Graph, Vec<ValueId>) {

@@ -5,6 +5,7 @@
 
 use crate::dtype::DType;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 /// Shape and dtype of one value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -295,7 +296,7 @@ pub enum Op {
     },
     /// `stablehlo.while`: inputs are the initial carried values, results
     /// their final values (see [`crate::control`]).
-    While(std::sync::Arc<crate::control::Loop>),
+    While(std::sync::Arc<Loop>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -308,6 +309,35 @@ pub enum FftKind {
     Rfft,
     /// complex half spectrum → real of the last length.
     Irfft,
+}
+
+/// The two regions of a while loop (see [`Op::While`]).
+/// (Here, beside [`Op`], so the IR needs nothing from the `control` builder.)
+#[derive(Clone, Debug)]
+pub struct Loop {
+    /// Parameters: the carried values; one output: a `tensor<i1>`.
+    pub cond: Graph,
+    /// Parameters: the carried values; outputs: their next values.
+    pub body: Graph,
+}
+
+fn key(g: &Graph) -> impl PartialEq + Hash + '_ {
+    (&g.nodes, &g.types, &g.params, &g.outputs)
+}
+
+impl PartialEq for Loop {
+    fn eq(&self, other: &Self) -> bool {
+        key(&self.cond) == key(&other.cond) && key(&self.body) == key(&other.body)
+    }
+}
+
+impl Eq for Loop {}
+
+impl Hash for Loop {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        key(&self.cond).hash(h);
+        key(&self.body).hash(h);
+    }
 }
 
 /// StableHLO functions from outside the graph (see [`Op::Call`]); names are

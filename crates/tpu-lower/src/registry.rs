@@ -146,40 +146,30 @@ impl<'a> LowerCtx<'a> {
     /// Integer division (`divisor` of an integer dtype): no element may be 0
     /// (`RuntimeError: ZeroDivisionError`, as on CPU).
     pub fn check_nonzero_divisor(&mut self, divisor: ValueId) -> Result<()> {
-        use tpu_graph::{CmpDir, ReduceKind};
         if self.g.ty(divisor).numel() == 0 {
             return Ok(());
         }
-        let d = self.g.dtype(divisor);
-        let zero = self.g.full_like(divisor, 0.0, d);
-        let ok = self.g.compare(CmpDir::Ne, divisor, zero)?;
-        let dims: Vec<i64> = (0..self.g.rank(ok) as i64).collect();
-        let all = self.g.reduce(ReduceKind::And, ok, &dims)?;
-        let value = self
-            .g
-            .constant(tpu_graph::ConstVal::Int(0), DType::I64, &[]);
-        self.checks.push(Check {
-            ok: all,
-            value,
-            kind: CheckKind::Runtime,
-            message: "ZeroDivisionError".into(),
-        });
-        Ok(())
+        self.check_all_nonzero(divisor, "ZeroDivisionError".into())
     }
 
     /// A one-element tensor that must be nonzero (true), else `message` is
     /// raised as a `RuntimeError` at the next host sync (debug mode: at the op).
     pub fn check_true(&mut self, cond: ValueId, message: String) -> Result<()> {
-        use tpu_graph::{CmpDir, ReduceKind};
         if self.g.ty(cond).numel() != 1 {
             return Err(LowerError::Invalid(format!(
                 "Boolean value of Tensor with more than one value is ambiguous (got {})",
                 self.g.ty(cond)
             )));
         }
-        let d = self.g.dtype(cond);
-        let zero = self.g.full_like(cond, 0.0, d);
-        let ok = self.g.compare(CmpDir::Ne, cond, zero)?;
+        // `{}` is where an offending value would go: keep the user's braces literal.
+        self.check_all_nonzero(cond, message.replace("{}", "{ }"))
+    }
+
+    /// Every element of `x` nonzero, else `message` as a `RuntimeError`.
+    fn check_all_nonzero(&mut self, x: ValueId, message: String) -> Result<()> {
+        use tpu_graph::{CmpDir, ReduceKind};
+        let zero = self.g.full_like(x, 0.0, self.g.dtype(x));
+        let ok = self.g.compare(CmpDir::Ne, x, zero)?;
         let dims: Vec<i64> = (0..self.g.rank(ok) as i64).collect();
         let ok = self.g.reduce(ReduceKind::And, ok, &dims)?;
         let value = self
@@ -189,8 +179,7 @@ impl<'a> LowerCtx<'a> {
             ok,
             value,
             kind: CheckKind::Runtime,
-            // `{}` is where an offending value would go: keep the user's braces literal.
-            message: message.replace("{}", "{ }"),
+            message,
         });
         Ok(())
     }
