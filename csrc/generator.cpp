@@ -148,8 +148,8 @@ extern "C" int32_t tpu_shim_set_rng_state(int32_t device_index, const uint8_t* s
   }
 }
 
-// Not (yet) declared in tpu_abi.h; the runtime calls it for random ops it
-// seeds itself. Draws one 64-bit seed from the default generator of
+// A service of the runtime (TpuShimServices), for random ops it seeds
+// itself. Draws one 64-bit seed from the default generator of
 // `device_index` (-1: the current device); 0 if there is none.
 extern "C" uint64_t tpu_shim_draw_seed(int32_t device_index) {
   try {

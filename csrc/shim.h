@@ -49,3 +49,16 @@ uint64_t draw_seed(const std::optional<at::Generator>& gen);
 [[noreturn]] void throw_status(int32_t status, const char* what);
 
 }  // namespace torch_tpu
+
+// The services registered with the runtime (services.cpp); defined beside
+// what they serve: generator.cpp, device.cpp, fallback.cpp.
+extern "C" {
+int32_t tpu_shim_manual_seed(int32_t device_index, uint64_t seed);
+uint64_t tpu_shim_initial_seed(int32_t device_index);
+int64_t tpu_shim_get_rng_state(int32_t device_index, uint8_t* out, int64_t cap);
+int32_t tpu_shim_set_rng_state(int32_t device_index, const uint8_t* state, int64_t len);
+uint64_t tpu_shim_draw_seed(int32_t device_index);
+int32_t tpu_shim_current_device(void);
+int32_t tpu_shim_set_device(int32_t device_index);
+int32_t tpu_shim_register_direct(const char* const* names, int32_t n);
+}

@@ -133,19 +133,25 @@ void tpu_set_profiler_hooks(bool (*enabled)(void), void* (*begin)(const char* na
 // Runs `op` as a CPU fallback: counts it (metrics) for the report.
 void tpu_count_cpu_fallback(const char* name, const char* overload);
 
-// Implemented by the shim, called by the runtime's Python module.
-int32_t tpu_shim_manual_seed(int32_t device_index, uint64_t seed);
-uint64_t tpu_shim_initial_seed(int32_t device_index);
-// Copies the generator state into `out` (if `cap` is large enough); returns its length.
-int64_t tpu_shim_get_rng_state(int32_t device_index, uint8_t* out, int64_t cap);
-int32_t tpu_shim_set_rng_state(int32_t device_index, const uint8_t* state, int64_t len);
-// Draws a seed from the default generator of a device (for ops with no Generator argument).
-uint64_t tpu_shim_draw_seed(int32_t device_index);
-int32_t tpu_shim_current_device(void);
-// Registers the lowered ops (overload names such as "add.Tensor") that a
-// composite kernel would otherwise keep from the fallback; returns the count.
-int32_t tpu_shim_register_direct(const char* const* names, int32_t n);
-int32_t tpu_shim_set_device(int32_t device_index);
+// The shim's services the runtime calls back into (generators, devices,
+// dispatcher registration), registered once at load with
+// tpu_set_shim_services, so the runtime never links against the shim.
+// Every callback catches its own exceptions and reports failure by value.
+typedef struct TpuShimServices {
+  int32_t (*manual_seed)(int32_t device_index, uint64_t seed);
+  uint64_t (*initial_seed)(int32_t device_index);
+  // Copies the generator state into `out` (if `cap` is large enough); returns its length.
+  int64_t (*get_rng_state)(int32_t device_index, uint8_t* out, int64_t cap);
+  int32_t (*set_rng_state)(int32_t device_index, const uint8_t* state, int64_t len);
+  // Draws a seed from the default generator of a device (for ops with no Generator argument).
+  uint64_t (*draw_seed)(int32_t device_index);
+  int32_t (*current_device)(void);
+  int32_t (*set_device)(int32_t device_index);
+  // Registers the lowered ops (overload names such as "add.Tensor") that a
+  // composite kernel would otherwise keep from the fallback; returns the count.
+  int32_t (*register_direct)(const char* const* names, int32_t n);
+} TpuShimServices;
+void tpu_set_shim_services(const TpuShimServices* services);
 
 #ifdef __cplusplus
 }

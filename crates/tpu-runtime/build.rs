@@ -98,6 +98,12 @@ fn main() {
     }
     sources.sort();
 
+    // Without the `shim` feature the runtime builds alone (its services get
+    // stand-ins, see services.rs): no torch, no C++.
+    if std::env::var_os("CARGO_FEATURE_SHIM").is_none() {
+        println!("cargo:rustc-env=TPU_TORCH_VERSION=none (built without the shim)");
+        return;
+    }
     let torch = probe_torch();
     println!("cargo:rustc-env=TPU_TORCH_VERSION={}", torch.version);
 

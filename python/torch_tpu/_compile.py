@@ -131,21 +131,22 @@ def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Calla
 
         def compiled(*args: Any) -> Any:
             _bump("compiled_calls")
-            # The graph is its own program: cut what eager recorded before it,
-            # record the graph's ops in fused mode, and cut after it (without waiting).
+            # The graph is its own program: what eager recorded before it is
+            # cut, its ops are recorded in capture mode (fused, with no step
+            # or size cuts inside the graph), and it is cut after (without waiting).
             previous = _core.get_eager_mode()
-            if previous != "fused":
-                _core.set_eager_mode("fused")
-            else:
+            if previous == "capture":  # called from inside another graph's replay
+                with torch.no_grad():
+                    return run(*args)
+            if previous == "fused":
                 _core.cut("compiled graph")
+            _core.set_eager_mode("capture")
             try:
                 with torch.no_grad():
                     return run(*args)
             finally:
-                if previous != "fused":
-                    _core.set_eager_mode(previous)
-                else:
-                    _core.cut("compiled graph")
+                _core.cut("compiled graph")
+                _core.set_eager_mode(previous)
 
         return compiled
 

@@ -2,10 +2,12 @@
 //! panics, so no unwinding crosses into C++; errors become status codes with
 //! a thread-local message.
 
-use crate::dispatch::{self, ArgIn, CallArg, Ret, TensorIn};
+use crate::error::Status;
 use crate::error::{Error, Result};
+use crate::host::HostSpan;
+use crate::op::{self, ArgIn, CallArg, Outcome, Ret, TensorIn};
 use crate::storage::{self, Storage};
-use crate::{metrics, platform, transfer};
+use crate::{dispatch, metrics, platform, services, transfer};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -58,36 +60,6 @@ pub struct TpuRet {
     d: f64,
 }
 
-/// Host memory of a CPU tensor argument: from its first element to the last
-/// element its view reaches.
-#[derive(Clone)]
-pub struct HostSpan {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl HostSpan {
-    pub fn as_slice(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: the shim passes the data pointer of a live CPU tensor whose
-        // storage holds every element its view reaches (`len` is that span);
-        // the tensor outlives the dispatch call that uses this span.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-    /// Writes contiguous bytes `src` into the span's strided view.
-    pub fn write_strided(&self, src: &[u8], sizes: &[i64], strides: &[i64], item: usize) {
-        if self.len == 0 {
-            return;
-        }
-        // SAFETY: as for `as_slice`; the shim passes a mutable data pointer for
-        // written tensors (the destination of a copy), which only this call writes.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) };
-        crate::host::scatter(src, dst, sizes, strides, item);
-    }
-}
-
 thread_local! {
     /// Overload names by the shim's (stable) schema string pointers.
     static OP_NAMES: RefCell<rustc_hash::FxHashMap<(usize, usize), std::rc::Rc<str>>> = RefCell::new(Default::default());
@@ -138,11 +110,11 @@ fn guarded(f: impl FnOnce() -> Result<i32>) -> i32 {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             set_error(&e.to_string());
-            e.status()
+            e.status() as i32
         }
         Err(p) => {
             set_panic_error(p);
-            1
+            Status::Runtime as i32
         }
     }
 }
@@ -231,13 +203,14 @@ unsafe fn tensor_in<'a>(t: &'a TpuTensor) -> Result<TensorIn<'a>> {
                 .map(|(&n, &s)| (n - 1) * s)
                 .sum::<i64>()
         };
-        let span = HostSpan {
-            ptr: t.host_data as *mut u8,
-            len: extent as usize * dtype.size(),
-        };
-        if span.ptr.is_null() && span.len > 0 {
+        let len = extent as usize * dtype.size();
+        if t.host_data.is_null() && len > 0 {
             crate::invalid!("CPU tensor without data");
         }
+        // SAFETY: the shim passes the data pointer of a live CPU tensor whose
+        // storage holds every element its view reaches (`len` is that span),
+        // and the tensor outlives this dispatch call.
+        let span = unsafe { HostSpan::new(t.host_data as *mut u8, len) };
         Ok(TensorIn::Host {
             span,
             sizes,
@@ -300,7 +273,14 @@ unsafe fn arg_in<'a>(a: &'a TpuArg) -> Result<CallArg<'a>> {
     })
 }
 
-fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
+/// One entry of the results the shim reads after a call.
+enum Published {
+    Ret(Ret),
+    /// Argument `index` must be resized to these sizes before the retry.
+    Resize(usize, Vec<i64>),
+}
+
+fn publish(rets: impl Iterator<Item = Published>) -> (*const TpuRet, i32) {
     RESULTS.with(|r| {
         let (out, sizes) = &mut *r.borrow_mut();
         out.clear();
@@ -318,13 +298,18 @@ fn publish(rets: Vec<Ret>) -> (*const TpuRet, i32) {
                 i: 0,
                 d: 0.0,
             };
-            match ret {
-                Ret::Arg(i) => (t.kind, t.index) = (1, i as i32),
-                Ret::Resize(i, s) => {
+            let ret = match ret {
+                Published::Ret(r) => r,
+                Published::Resize(i, s) => {
                     (t.kind, t.index, t.ndim) = (1, i as i32, s.len() as i32);
                     sizes.push(s);
                     t.sizes = sizes.last().expect("pushed").as_ptr();
+                    out.push(t);
+                    continue;
                 }
+            };
+            match ret {
+                Ret::Arg(i) => (t.kind, t.index) = (1, i as i32),
                 Ret::New {
                     storage,
                     sizes: s,
@@ -375,26 +360,20 @@ pub unsafe extern "C" fn tpu_dispatch(
             call.push(arg_in(a).map_err(|e| Error::Invalid(format!("aten::{op}: {e}")))?);
         }
         match dispatch::dispatch(&op, &call) {
-            Ok(r) => {
-                let (p, n) = publish(r);
-                *rets = p;
-                *nrets = n;
-                Ok(0)
+            Ok(Outcome::Done(r)) => {
+                (*rets, *nrets) = publish(r.into_iter().map(Published::Ret));
+                Ok(Status::Ok as i32)
             }
-            Err(Error::NotImplemented(_)) if crate::mode::cpu_fallback_allowed(&op) => Ok(10),
-            Err(Error::ResizeOutputs(list)) => {
-                let (p, n) = publish(
-                    list.into_iter()
-                        .map(|(i, sizes)| Ret::Resize(i, sizes))
-                        .collect(),
-                );
-                *rets = p;
-                *nrets = n;
-                Ok(11)
+            Err(Error::NotImplemented(_)) if crate::mode::cpu_fallback_allowed(&op) => {
+                Ok(Status::RunOnCpu as i32)
+            }
+            Ok(Outcome::Resize(list)) => {
+                (*rets, *nrets) = publish(list.into_iter().map(|(i, s)| Published::Resize(i, s)));
+                Ok(Status::ResizeOutputs as i32)
             }
             Err(e @ Error::NotImplemented(_)) => Err(e),
             Err(e) => {
-                let msg = format!("{}: {e}", dispatch::describe_call(&op, &call));
+                let msg = format!("{}: {e}", op::describe_call(&op, &call));
                 Err(match e {
                     Error::OutOfMemory(_) => Error::OutOfMemory(msg),
                     Error::Index(_) => Error::Index(msg),
@@ -532,50 +511,15 @@ pub unsafe extern "C" fn tpu_count_cpu_fallback(name: *const c_char, overload: *
     });
 }
 
-extern "C" {
-    fn tpu_shim_manual_seed(device_index: i32, seed: u64) -> i32;
-    fn tpu_shim_initial_seed(device_index: i32) -> u64;
-    fn tpu_shim_get_rng_state(device_index: i32, out: *mut u8, cap: i64) -> i64;
-    fn tpu_shim_set_rng_state(device_index: i32, state: *const u8, len: i64) -> i32;
-    fn tpu_shim_draw_seed(device_index: i32) -> u64;
-    fn tpu_shim_current_device() -> i32;
-    fn tpu_shim_register_direct(names: *const *const c_char, n: i32) -> i32;
-    fn tpu_shim_set_device(device_index: i32) -> i32;
-}
-
-// SAFETY (all below): plain-data calls into the shim, which is linked into
-// this library and catches its own C++ exceptions.
-pub fn draw_seed(device: usize) -> u64 {
-    unsafe { tpu_shim_draw_seed(device as i32) }
-}
-pub fn manual_seed(device: usize, seed: u64) -> bool {
-    unsafe { tpu_shim_manual_seed(device as i32, seed) == 0 }
-}
-pub fn initial_seed(device: usize) -> u64 {
-    unsafe { tpu_shim_initial_seed(device as i32) }
-}
-pub fn get_rng_state(device: usize) -> Vec<u8> {
-    let n = unsafe { tpu_shim_get_rng_state(device as i32, std::ptr::null_mut(), 0) };
-    let mut v = vec![0u8; n.max(0) as usize];
-    unsafe { tpu_shim_get_rng_state(device as i32, v.as_mut_ptr(), v.len() as i64) };
-    v
-}
-pub fn set_rng_state(device: usize, state: &[u8]) -> bool {
-    unsafe { tpu_shim_set_rng_state(device as i32, state.as_ptr(), state.len() as i64) == 0 }
-}
-/// Routes every lowered op with a composite kernel straight to the fallback.
-pub fn register_direct_ops() -> i32 {
-    let names: Vec<CString> = tpu_lower::Registry::global()
-        .names()
-        .into_iter()
-        .filter_map(|n| CString::new(n).ok())
-        .collect();
-    let ptrs: Vec<*const c_char> = names.iter().map(|c| c.as_ptr()).collect();
-    unsafe { tpu_shim_register_direct(ptrs.as_ptr(), ptrs.len() as i32) }
-}
-pub fn current_device() -> i32 {
-    unsafe { tpu_shim_current_device() }
-}
-pub fn set_device(index: i32) -> bool {
-    unsafe { tpu_shim_set_device(index) == 0 }
+/// The shim's services (seeds, devices, op registration), registered at load.
+///
+/// # Safety
+/// `services` points to a valid `TpuShimServices` (read once, here).
+#[no_mangle]
+pub unsafe extern "C" fn tpu_set_shim_services(services: *const services::Services) {
+    guarded_or((), || {
+        if let Some(s) = services.as_ref() {
+            services::set(*s);
+        }
+    })
 }

@@ -3,36 +3,34 @@
 //! the number of selected elements is read to the host first (a sync), then a
 //! program of that size compacts the elements on the device.
 
-use crate::dispatch::{self, ArgIn, CallArg, Ret, TensorIn};
 use crate::error::Result;
-use crate::storage;
+use crate::op::{self, ArgIn, CallArg, Outcome, Ret, RuntimeOp, TensorIn};
 use crate::trace::Trace;
+use crate::{exec, record, storage};
 use tpu_graph::{CmpDir, DType, ReduceKind, ScatterAttrs, ValueId};
 
-pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
-    if !matches!(
-        op,
-        "nonzero" | "masked_select" | "equal" | "_unique" | "_unique2" | "unique_consecutive"
-    ) {
-        return Ok(None);
-    }
-    // These run as programs of their own: pending inputs are computed first.
+/// The runtime ops of this module, for the op table (`dispatch.rs`).
+pub const OPS: &[(&str, RuntimeOp)] = &[
+    ("nonzero", |a| done(a, nonzero)),
+    ("masked_select", |a| done(a, masked_select)),
+    ("equal", |a| done(a, equal)),
+    ("_unique2", |a| done(a, |a| unique(a, true))),
+    // `_unique(self, sorted, return_inverse)`: the values always come
+    // sorted (allowed for `sorted=False`); no counts.
+    ("_unique", |a| {
+        done(a, |a| Ok(unique(a, true)?.into_iter().take(2).collect()))
+    }),
+    ("unique_consecutive", |a| done(a, |a| unique(a, false))),
+];
+
+/// Runs `f`, a program of its own: pending inputs are computed first.
+fn done(args: &[CallArg], f: fn(&[CallArg]) -> Result<Vec<Ret>>) -> Result<Outcome> {
     for a in args {
         if let ArgIn::Tensor(TensorIn::Tpu { storage, .. }) = &a.arg {
             crate::fused::ensure_computed(storage, "data-dependent shape")?;
         }
     }
-    Ok(Some(match op {
-        "nonzero" => nonzero(args)?,
-        "masked_select" => masked_select(args)?,
-        "equal" => equal(args)?,
-        "_unique2" => unique(args, true)?,
-        // `_unique(self, sorted, return_inverse)`: the values always come
-        // sorted (allowed for `sorted=False`); no counts.
-        "_unique" => unique(args, true)?.into_iter().take(2).collect(),
-        "unique_consecutive" => unique(args, false)?,
-        _ => return Ok(None),
-    }))
+    f(args).map(Outcome::Done)
 }
 
 fn tensor<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
@@ -54,13 +52,14 @@ fn flat_mask(t: &mut Trace, x: ValueId) -> Result<ValueId> {
 
 /// Number of true elements: runs now and reads one int64 back.
 fn count(device: usize, build: impl FnOnce(&mut Trace) -> Result<ValueId>) -> Result<i64> {
-    let mut t = Trace::new(device);
-    let m = build(&mut t)?;
-    let total = t.g.reduce(ReduceKind::Sum, m, &[0])?;
-    t.extra_outputs.push(total);
-    t.note_op("count_nonzero");
-    let buf = t.cut("data-dependent shape")?.pop().expect("one output");
-    crate::checks::raise_pending()?;
+    let ((), mut out) = exec::now(device, "data-dependent shape", &[], |t| {
+        let m = build(t)?;
+        let total = t.g.reduce(ReduceKind::Sum, m, &[0])?;
+        t.extra_outputs.push(total);
+        t.note_op("count_nonzero");
+        Ok(())
+    })?;
+    let buf = out.pop().expect("one output");
     let mut bytes = [0u8; 8];
     buf.to_host(&mut bytes)?;
     Ok(i64::from_le_bytes(bytes))
@@ -109,69 +108,71 @@ fn new_result(t: &mut Trace, v: ValueId) -> Result<Ret> {
 /// `nonzero(self)`: int64 `[count, ndim]` coordinates, row-major order.
 fn nonzero(args: &[CallArg]) -> Result<Vec<Ret>> {
     let x = tensor(args, 0)?;
-    let device = dispatch::device_of(args)?;
+    let device = op::device_of(args)?;
     Ok(vec![nonzero_of(x, device)?])
 }
 
 fn nonzero_of(x: &TensorIn, device: usize) -> Result<Ret> {
     let n = count(device, |t| {
-        let v = dispatch::read_arg(t, x)?.v;
+        let v = record::read_arg(t, x)?.v;
         flat_mask(t, v)
     })?;
     let sizes = x.sizes().to_vec();
-    let mut t = Trace::new(device);
-    let v = dispatch::read_arg(&mut t, x)?.v;
-    let mask = flat_mask(&mut t, v)?;
-    let total: i64 = sizes.iter().product();
-    let r = sizes.len().max(1) as i64;
-    let mut coords = Vec::new();
-    let mut stride = 1i64;
-    for &s in sizes.iter().rev() {
-        let k = t.g.iota(DType::I64, &[total], 0)?;
-        let q =
-            t.g.binary_const(tpu_graph::BinaryKind::Div, k, stride as f64)?;
-        let c =
-            t.g.binary_const(tpu_graph::BinaryKind::Rem, q, s.max(1) as f64)?;
-        coords.push(t.g.reshape(c, &[total, 1])?);
-        stride *= s;
-    }
-    coords.reverse();
-    let coords = if coords.is_empty() {
-        t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[total, 0])
-    } else {
-        t.g.concatenate(&coords, 1)?
-    };
-    let _ = r;
-    let out = compact(&mut t, mask, coords, n)?;
-    let ret = new_result(&mut t, out)?;
-    t.note_op("nonzero");
-    t.cut("nonzero")?;
+    let (ret, _) = exec::now(device, "nonzero", &[], |t| {
+        let v = record::read_arg(t, x)?.v;
+        let mask = flat_mask(t, v)?;
+        let total: i64 = sizes.iter().product();
+        let r = sizes.len().max(1) as i64;
+        let mut coords = Vec::new();
+        let mut stride = 1i64;
+        for &s in sizes.iter().rev() {
+            let k = t.g.iota(DType::I64, &[total], 0)?;
+            let q =
+                t.g.binary_const(tpu_graph::BinaryKind::Div, k, stride as f64)?;
+            let c =
+                t.g.binary_const(tpu_graph::BinaryKind::Rem, q, s.max(1) as f64)?;
+            coords.push(t.g.reshape(c, &[total, 1])?);
+            stride *= s;
+        }
+        coords.reverse();
+        let coords = if coords.is_empty() {
+            t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[total, 0])
+        } else {
+            t.g.concatenate(&coords, 1)?
+        };
+        let _ = r;
+        let out = compact(t, mask, coords, n)?;
+        let ret = new_result(t, out)?;
+        t.note_op("nonzero");
+        Ok(ret)
+    })?;
     Ok(ret)
 }
 
 /// `masked_select(self, mask)`: the elements where the broadcast mask is true.
 fn masked_select(args: &[CallArg]) -> Result<Vec<Ret>> {
     let (x, m) = (tensor(args, 0)?, tensor(args, 1)?);
-    let device = dispatch::device_of(args)?;
+    let device = op::device_of(args)?;
     let shape = tpu_graph::helpers::broadcast_shapes(x.sizes(), m.sizes())?;
     let read_both = |t: &mut Trace| -> Result<(ValueId, ValueId)> {
-        let xv = dispatch::read_arg(t, x)?.v;
-        let mv = dispatch::read_arg(t, m)?.v;
+        let xv = record::read_arg(t, x)?.v;
+        let mv = record::read_arg(t, m)?.v;
         Ok((t.g.broadcast_to(xv, &shape)?, t.g.broadcast_to(mv, &shape)?))
     };
     let n = count(device, |t| {
         let (_, mv) = read_both(t)?;
         flat_mask(t, mv)
     })?;
-    let mut t = Trace::new(device);
-    let (xv, mv) = read_both(&mut t)?;
-    let mask = flat_mask(&mut t, mv)?;
-    let total: i64 = shape.iter().product();
-    let values = t.g.reshape(xv, &[total])?;
-    let out = compact(&mut t, mask, values, n)?;
-    let ret = new_result(&mut t, out)?;
-    t.note_op("masked_select");
-    t.cut("masked_select")?;
+    let (ret, _) = exec::now(device, "masked_select", &[], |t| {
+        let (xv, mv) = read_both(t)?;
+        let mask = flat_mask(t, mv)?;
+        let total: i64 = shape.iter().product();
+        let values = t.g.reshape(xv, &[total])?;
+        let out = compact(t, mask, values, n)?;
+        let ret = new_result(t, out)?;
+        t.note_op("masked_select");
+        Ok(ret)
+    })?;
     Ok(vec![ret])
 }
 
@@ -192,7 +193,7 @@ pub fn expand_bool_indices<'a>(op: &str, args: &[CallArg<'a>]) -> Result<Option<
     let ArgIn::Tensors(list) = &args[pos].arg else {
         unreachable!()
     };
-    let device = dispatch::device_of(args)?;
+    let device = op::device_of(args)?;
     let mut out = Vec::with_capacity(list.len());
     for entry in list {
         match entry {
@@ -237,22 +238,20 @@ fn equal(args: &[CallArg]) -> Result<Vec<Ret>> {
     if a.sizes() != b.sizes() {
         return Ok(vec![Ret::Bool(false)]);
     }
-    let device = dispatch::device_of(args)?;
+    let device = op::device_of(args)?;
     let d = DType::promote(a.dtype(), b.dtype());
-    let mut t = Trace::new(device);
-    let (x, y) = (
-        dispatch::read_arg(&mut t, a)?.v,
-        dispatch::read_arg(&mut t, b)?.v,
-    );
-    let (x, y) = (t.g.convert(x, d), t.g.convert(y, d));
-    let same = t.g.compare(CmpDir::Eq, x, y)?;
-    let n: i64 = a.sizes().iter().product();
-    let same = t.g.reshape(same, &[n])?;
-    let all = t.g.reduce(ReduceKind::And, same, &[0])?;
-    t.extra_outputs.push(all);
-    t.note_op("equal");
-    let buf = t.cut("read to host")?.pop().expect("one output");
-    crate::checks::raise_pending()?;
+    let ((), mut out) = exec::now(device, "read to host", &[], |t| {
+        let (x, y) = (record::read_arg(t, a)?.v, record::read_arg(t, b)?.v);
+        let (x, y) = (t.g.convert(x, d), t.g.convert(y, d));
+        let same = t.g.compare(CmpDir::Eq, x, y)?;
+        let n: i64 = a.sizes().iter().product();
+        let same = t.g.reshape(same, &[n])?;
+        let all = t.g.reduce(ReduceKind::And, same, &[0])?;
+        t.extra_outputs.push(all);
+        t.note_op("equal");
+        Ok(())
+    })?;
+    let buf = out.pop().expect("one output");
     let mut byte = [0u8; 1];
     buf.to_host(&mut byte)?;
     Ok(vec![Ret::Bool(byte[0] != 0)])
@@ -282,11 +281,11 @@ fn unique(args: &[CallArg], sort: bool) -> Result<Vec<Ret>> {
     {
         crate::invalid!("unique_consecutive with a dim is not supported on tpu");
     }
-    let device = dispatch::device_of(args)?;
+    let device = op::device_of(args)?;
     let total: i64 = x.sizes().iter().product();
     // Sorted values, where each came from, and 1 where a new value starts.
     let groups = |t: &mut Trace| -> Result<(ValueId, ValueId, ValueId)> {
-        let v = dispatch::read_arg(t, x)?.v;
+        let v = record::read_arg(t, x)?.v;
         let v = t.g.reshape(v, &[total])?;
         let idx = t.g.iota(DType::I64, &[total], 0)?;
         let (sv, perm) = if sort && total > 1 {
@@ -312,42 +311,43 @@ fn unique(args: &[CallArg], sort: bool) -> Result<Vec<Ret>> {
     } else {
         count(device, |t| Ok(groups(t)?.2))?
     };
-    let mut t = Trace::new(device);
-    let (sv, perm, starts) = groups(&mut t)?;
-    let values = compact(&mut t, starts, sv, n)?;
-    let group = t.g.cumulative(ReduceKind::Sum, starts, 0)?;
-    let one = t.g.full_like(group, 1.0, DType::I64);
-    let group = t.g.binary(tpu_graph::BinaryKind::Sub, group, one)?;
-    let scatter_1d =
-        |t: &mut Trace, len: i64, at: ValueId, upd: ValueId, combine| -> Result<ValueId> {
-            let base =
-                t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[len]);
-            let at = t.g.reshape(at, &[total, 1])?;
-            let attrs = ScatterAttrs {
-                update_window_dims: vec![],
-                inserted_window_dims: vec![0],
-                scatter_dims_to_operand_dims: vec![0],
-                index_vector_dim: 1,
-                combine,
+    let (rets, _) = exec::now(device, "unique", &[], |t| {
+        let (sv, perm, starts) = groups(t)?;
+        let values = compact(t, starts, sv, n)?;
+        let group = t.g.cumulative(ReduceKind::Sum, starts, 0)?;
+        let one = t.g.full_like(group, 1.0, DType::I64);
+        let group = t.g.binary(tpu_graph::BinaryKind::Sub, group, one)?;
+        let scatter_1d =
+            |t: &mut Trace, len: i64, at: ValueId, upd: ValueId, combine| -> Result<ValueId> {
+                let base =
+                    t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[len]);
+                let at = t.g.reshape(at, &[total, 1])?;
+                let attrs = ScatterAttrs {
+                    update_window_dims: vec![],
+                    inserted_window_dims: vec![0],
+                    scatter_dims_to_operand_dims: vec![0],
+                    index_vector_dim: 1,
+                    combine,
+                };
+                Ok(t.g.scatter(base, at, upd, attrs)?)
             };
-            Ok(t.g.scatter(base, at, upd, attrs)?)
+        let mut rets = vec![new_result(t, values)?];
+        let inverse = if want_inverse {
+            let inv = scatter_1d(t, total, perm, group, None)?;
+            t.g.reshape(inv, x.sizes())?
+        } else {
+            t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[0])
         };
-    let mut rets = vec![new_result(&mut t, values)?];
-    let inverse = if want_inverse {
-        let inv = scatter_1d(&mut t, total, perm, group, None)?;
-        t.g.reshape(inv, x.sizes())?
-    } else {
-        t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[0])
-    };
-    rets.push(new_result(&mut t, inverse)?);
-    let counts = if want_counts {
-        let ones = t.g.full_like(group, 1.0, DType::I64);
-        scatter_1d(&mut t, n, group, ones, Some(ReduceKind::Sum))?
-    } else {
-        t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[0])
-    };
-    rets.push(new_result(&mut t, counts)?);
-    t.note_op("unique");
-    t.cut("unique")?;
+        rets.push(new_result(t, inverse)?);
+        let counts = if want_counts {
+            let ones = t.g.full_like(group, 1.0, DType::I64);
+            scatter_1d(t, n, group, ones, Some(ReduceKind::Sum))?
+        } else {
+            t.g.constant(tpu_graph::ConstVal::Int(0), DType::I64, &[0])
+        };
+        rets.push(new_result(t, counts)?);
+        t.note_op("unique");
+        Ok(rets)
+    })?;
     Ok(rets)
 }

@@ -19,9 +19,6 @@ pub enum Error {
     /// The plugin failed (compile, transfer, execute).
     #[error("{0}")]
     Pjrt(#[from] pjrt::Error),
-    /// `out=` arguments (index, required sizes) the shim must resize before the op is retried.
-    #[error("out= tensors need resizing: {0:?}")]
-    ResizeOutputs(Vec<(usize, Vec<i64>)>),
     /// No usable PJRT plugin.
     #[error("{0}")]
     Platform(String),
@@ -52,16 +49,35 @@ impl From<tpu_graph::GraphError> for Error {
     }
 }
 
+/// The status codes of the C ABI (`TpuStatus` in `csrc/tpu_abi.h`; a test
+/// reads the header and checks that both agree).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok = 0,
+    /// `RuntimeError`.
+    Runtime = 1,
+    NotImplemented = 2,
+    OutOfMemory = 3,
+    Index = 4,
+    Value = 5,
+    Type = 6,
+    /// Not lowered, and allowed to run on the CPU: the shim's fallback runs it.
+    RunOnCpu = 10,
+    /// The results list `out=` arguments to resize before calling again.
+    ResizeOutputs = 11,
+}
+
 impl Error {
-    /// The `TpuStatus` code of the C ABI.
-    pub fn status(&self) -> i32 {
+    /// The status the C ABI reports this error with.
+    pub fn status(&self) -> Status {
         match self {
-            Error::NotImplemented(_) => 2,
-            Error::OutOfMemory(_) => 3,
-            Error::Index(_) => 4,
-            Error::AddressSpace { .. } => 3,
-            Error::Pjrt(e) if e.is_resource_exhausted() => 3,
-            _ => 1,
+            Error::NotImplemented(_) => Status::NotImplemented,
+            Error::OutOfMemory(_) | Error::AddressSpace { .. } => Status::OutOfMemory,
+            Error::Pjrt(e) if e.is_resource_exhausted() => Status::OutOfMemory,
+            Error::Index(_) => Status::Index,
+            Error::Env(_) => Status::Value,
+            _ => Status::Runtime,
         }
     }
 }

@@ -206,7 +206,7 @@ fn record<R>(
 /// The end of a training step: runs the open trace (without waiting).
 pub fn mark_step() -> Result<()> {
     lock_state()?.state().marked = true;
-    if crate::mode::current() == crate::mode::Mode::Fused {
+    if crate::mode::current().records() {
         cut("step boundary")?;
     }
     Ok(())

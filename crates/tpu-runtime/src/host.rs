@@ -10,6 +10,41 @@ use tpu_graph::DType;
 use tpu_lower::registry::HostValue;
 use tpu_lower::ScalarArg;
 
+/// Host memory of a CPU tensor argument: from its first element to the last
+/// element its view reaches.
+#[derive(Clone)]
+pub struct HostSpan {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl HostSpan {
+    /// # Safety
+    /// `ptr` must point to `len` bytes of live host memory that stay valid
+    /// (and, for written tensors, unaliased by other writers) while the span
+    /// is used, which is the duration of one dispatch call.
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> HostSpan {
+        HostSpan { ptr, len }
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `new`'s contract: `len` live bytes at `ptr` for this call.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    /// Writes contiguous bytes `src` into the span's strided view.
+    pub fn write_strided(&self, src: &[u8], sizes: &[i64], strides: &[i64], item: usize) {
+        if self.len == 0 {
+            return;
+        }
+        // SAFETY: `new`'s contract; written spans (the destination of a copy)
+        // are written only by this call.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) };
+        scatter(src, dst, sizes, strides, item);
+    }
+}
+
 pub fn element_type(d: DType) -> ElementType {
     match d {
         DType::Bool => ElementType::Pred,
@@ -105,7 +140,7 @@ pub fn host_value_buffer(hv: &HostValue, dtype: DType, device: usize) -> Result<
     let bytes = match *hv {
         HostValue::Scalar(s) => scalar_bytes(s, dtype),
         HostValue::Seed(seed) => return seed_buffer(seed, device),
-        HostValue::DefaultSeed => return seed_buffer(crate::abi::draw_seed(device), device),
+        HostValue::DefaultSeed => return seed_buffer(crate::services::draw_seed(device), device),
     };
     let key = (dtype, bytes, device);
     let mut cache = SCALARS

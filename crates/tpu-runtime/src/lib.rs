@@ -14,6 +14,7 @@
 //! - `opcache`: strict mode's per-op-signature fast path.
 //! - `profile`: ranges in `torch.profiler` (through callbacks of the shim).
 //! - `env`: the environment variables, parsed and validated in one place.
+//! - `services`: what the C++ shim provides (generators, devices), registered at load.
 //! - `platform`, `mode`, `metrics`, `host`, `python`.
 
 pub mod abi;
@@ -24,15 +25,19 @@ pub mod dispatch;
 pub mod dynamic;
 pub mod env;
 pub mod error;
+pub mod exec;
 pub mod fused;
 pub mod host;
 pub mod metrics;
 pub mod mode;
+pub mod op;
 pub mod opcache;
 pub mod overlap;
 pub mod platform;
 pub mod profile;
 pub mod python;
+pub mod record;
+pub mod services;
 pub mod storage;
 pub mod trace;
 pub mod transfer;

@@ -13,6 +13,10 @@ pub enum Mode {
     Strict = 1,
     /// Ops are recorded and run as one program at the next cut point.
     Fused = 2,
+    /// A compiled graph being replayed (`torch.compile`): recorded like
+    /// fused mode, but only the end of the capture cuts (no step detection
+    /// or size limit inside a graph), so one graph is one program.
+    Capture = 3,
 }
 
 impl Mode {
@@ -21,6 +25,7 @@ impl Mode {
             "debug" => Some(Mode::Debug),
             "strict" => Some(Mode::Strict),
             "fused" => Some(Mode::Fused),
+            "capture" => Some(Mode::Capture),
             _ => None,
         }
     }
@@ -29,7 +34,12 @@ impl Mode {
             Mode::Debug => "debug",
             Mode::Strict => "strict",
             Mode::Fused => "fused",
+            Mode::Capture => "capture",
         }
+    }
+    /// Whether ops join an open trace (fused and capture) rather than run one by one.
+    pub fn records(self) -> bool {
+        matches!(self, Mode::Fused | Mode::Capture)
     }
 }
 
@@ -80,6 +90,7 @@ pub fn current() -> Mode {
     match m {
         0 => Mode::Debug,
         1 => Mode::Strict,
+        3 => Mode::Capture,
         _ => Mode::Fused,
     }
 }

@@ -6,8 +6,8 @@
 //! arguments share a storage). Later calls with that signature feed the same
 //! executable directly, skipping lowering, hashing and cache lookups.
 
-use crate::dispatch::{ArgIn, CallArg, Ret, TensorIn};
 use crate::error::Result;
+use crate::op::{ArgIn, CallArg, Ret, TensorIn};
 use crate::storage::{self, Storage, Value};
 use crate::trace::{Recipe, RecipeInput};
 use crate::{host, metrics, platform};

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::mode::{self, Mode};
-use crate::{abi, cache, env, fused, metrics, platform, storage};
+use crate::{abi, cache, env, fused, metrics, platform, services, storage};
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -128,7 +128,7 @@ fn device_name(index: usize) -> PyResult<String> {
 fn set_eager_mode(py: Python<'_>, mode: &str) -> PyResult<()> {
     let m = Mode::parse(mode).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "unknown eager mode {mode:?}: expected 'debug', 'strict' or 'fused'"
+            "unknown eager mode {mode:?}: expected 'debug', 'strict', 'fused' (or 'capture', used by torch.compile)"
         ))
     })?;
     if m != mode::current() {
@@ -242,7 +242,7 @@ fn empty_cache() {
 
 #[pyfunction]
 fn manual_seed(device: usize, seed: u64) -> PyResult<()> {
-    if !abi::manual_seed(device, seed) {
+    if !services::manual_seed(device, seed) {
         return Err(PyRuntimeError::new_err(format!(
             "manual_seed: no tpu device {device}"
         )));
@@ -252,17 +252,17 @@ fn manual_seed(device: usize, seed: u64) -> PyResult<()> {
 
 #[pyfunction]
 fn initial_seed(device: usize) -> u64 {
-    abi::initial_seed(device)
+    services::initial_seed(device)
 }
 
 #[pyfunction]
 fn get_rng_state(py: Python<'_>, device: usize) -> Py<PyBytes> {
-    PyBytes::new(py, &abi::get_rng_state(device)).unbind()
+    PyBytes::new(py, &services::get_rng_state(device)).unbind()
 }
 
 #[pyfunction]
 fn set_rng_state(device: usize, state: &[u8]) -> PyResult<()> {
-    if !abi::set_rng_state(device, state) {
+    if !services::set_rng_state(device, state) {
         return Err(PyRuntimeError::new_err("set_rng_state: invalid state"));
     }
     Ok(())
@@ -270,12 +270,12 @@ fn set_rng_state(device: usize, state: &[u8]) -> PyResult<()> {
 
 #[pyfunction]
 fn current_device() -> i32 {
-    abi::current_device()
+    services::current_device()
 }
 
 #[pyfunction]
 fn set_device(index: i32) -> PyResult<()> {
-    if !abi::set_device(index) {
+    if !services::set_device(index) {
         return Err(PyRuntimeError::new_err(format!(
             "set_device: invalid tpu device {index}"
         )));
@@ -297,7 +297,7 @@ fn set_cpu_fallback(enabled: bool) {
 #[pyfunction]
 fn lowered_ops() -> Vec<&'static str> {
     let mut ops = tpu_lower::Registry::global().names();
-    ops.extend_from_slice(crate::dispatch::RUNTIME_OPS);
+    ops.extend(crate::dispatch::runtime_op_names());
     ops.sort_unstable();
     ops
 }
@@ -305,7 +305,10 @@ fn lowered_ops() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI_VERSION", abi::ABI_VERSION)?;
-    m.add("DIRECT_OPS", abi::register_direct_ops())?;
+    m.add(
+        "DIRECT_OPS",
+        services::register_direct(&tpu_lower::Registry::global().names()),
+    )?;
     m.add_function(wrap_pyfunction!(platform_name, m)?)?;
     m.add("platform", m.getattr("platform_name")?)?;
     m.add_function(wrap_pyfunction!(plugin_path, m)?)?;

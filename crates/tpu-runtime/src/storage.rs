@@ -6,12 +6,18 @@
 //! [`free`] when PyTorch drops its last reference (`tpu_storage_free`).
 
 use crate::error::{Error, Result};
-use crate::trace::PendingRef;
 use pjrt::Buffer;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tpu_graph::DType;
+use tpu_graph::{DType, ValueId};
+
+/// A storage value that an open trace will compute: value `v` of trace `trace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingRef {
+    pub trace: u64,
+    pub v: ValueId,
+}
 
 #[derive(Clone)]
 pub enum Value {

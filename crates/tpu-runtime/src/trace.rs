@@ -7,7 +7,7 @@
 
 use crate::checks::CheckMeta;
 use crate::error::{Error, Result};
-use crate::storage::{Storage, Value};
+use crate::storage::{PendingRef, Storage, Value};
 use crate::{cache, checks, host, metrics, platform};
 use pjrt::{Buffer, LoadedExecutable};
 use std::collections::HashMap;
@@ -15,13 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tpu_graph::{DType, Graph, ReduceKind, UnaryKind, ValueId, ValueType, View};
 use tpu_lower::registry::{Check, CheckKind, HostValue};
-
-/// A storage value computed by an open trace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PendingRef {
-    pub trace: u64,
-    pub v: ValueId,
-}
 
 /// What feeds one graph parameter.
 pub enum Input {
@@ -541,6 +534,14 @@ impl Trace {
             plain: extra == 0 && !self.nan_check && !self.sync_checks,
             checks,
         }
+    }
+
+    /// The live storages this trace writes.
+    pub fn written_storages(&self) -> Vec<Arc<Storage>> {
+        self.written
+            .iter()
+            .filter_map(|(w, _, _)| w.upgrade())
+            .collect()
     }
 
     /// Waits for every output to be computed (debug mode): errors surface at the op.

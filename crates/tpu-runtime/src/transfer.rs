@@ -1,32 +1,28 @@
 //! Ops the runtime handles itself: copies across devices (`_copy_from`) and
 //! reading one value to the host (`_local_scalar_dense`, i.e. `.item()`).
 
-use crate::dispatch::{self, ArgIn, CallArg, Ret, TensorIn};
 use crate::error::Result;
-use crate::mode::{self, Mode};
+use crate::op::{ArgIn, CallArg, Outcome, Ret, RuntimeOp, TensorIn};
 use crate::storage::Value;
 use crate::trace::{Input, TensorRef, Trace};
-use crate::{fused, host, metrics};
+use crate::{exec, fused, host, metrics, record};
 use pjrt::Buffer;
 use std::sync::Arc;
-use tpu_graph::{DType, ValueType, View};
+use tpu_graph::{DType, ValueType};
 
-pub fn special(op: &str, args: &[CallArg]) -> Result<Option<Vec<Ret>>> {
-    Ok(Some(match op {
-        "_copy_from" => copy_from(args)?,
-        "_copy_from_and_resize" => {
-            let (src, dst) = (tensor(args, 0)?, tensor(args, 1)?);
-            if src.sizes() != dst.sizes() {
-                return Err(crate::error::Error::ResizeOutputs(vec![(
-                    1,
-                    src.sizes().to_vec(),
-                )]));
-            }
-            copy_from(args)?
-        }
-        "_local_scalar_dense" => local_scalar_dense(args)?,
-        _ => return Ok(None),
-    }))
+/// The runtime ops of this module, for the op table (`dispatch.rs`).
+pub const OPS: &[(&str, RuntimeOp)] = &[
+    ("_copy_from", copy_from),
+    ("_copy_from_and_resize", copy_from_and_resize),
+    ("_local_scalar_dense", local_scalar_dense),
+];
+
+fn copy_from_and_resize(args: &[CallArg]) -> Result<Outcome> {
+    let (src, dst) = (tensor(args, 0)?, tensor(args, 1)?);
+    if src.sizes() != dst.sizes() {
+        return Ok(Outcome::Resize(vec![(1, src.sizes().to_vec())]));
+    }
+    copy_from(args)
 }
 
 fn tensor<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
@@ -36,19 +32,8 @@ fn tensor<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
     }
 }
 
-/// Runs `f` on a trace and cuts it as the current mode would.
-fn in_trace<R>(device: usize, reason: &str, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
-    if mode::current() == Mode::Fused {
-        return fused::with_trace(device, f);
-    }
-    let mut t = Trace::new(device);
-    let r = f(&mut t)?;
-    t.cut(reason)?;
-    Ok(r)
-}
-
 /// `_copy_from(self, dst)`: copies `self` into `dst`; returns `dst`.
-fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
+fn copy_from(args: &[CallArg]) -> Result<Outcome> {
     let src = tensor(args, 0)?;
     let dst = tensor(args, 1)?;
     if src.sizes() != dst.sizes() && matches!(dst, TensorIn::Host { .. }) {
@@ -124,14 +109,14 @@ fn copy_from(args: &[CallArg]) -> Result<Vec<Ret>> {
             };
             record_copy(*device, &dst_ref, |t| match moved {
                 Some(b) => Ok(t.param(ValueType::new(src.dtype(), src.sizes()), Input::Buffer(b))),
-                None => Ok(dispatch::read_arg(t, src)?.v),
+                None => Ok(record::read_arg(t, src)?.v),
             })?;
         }
         (TensorIn::Host { .. }, TensorIn::Host { .. }) => {
             crate::invalid!("copy between two CPU tensors reached the tpu backend")
         }
     }
-    Ok(vec![Ret::Arg(1)])
+    Ok(Outcome::Done(vec![Ret::Arg(1)]))
 }
 
 /// Host → device into a tpu tensor view.
@@ -167,7 +152,7 @@ fn record_copy(
     dst: &TensorRef,
     source: impl FnOnce(&mut Trace) -> Result<tpu_graph::ValueId>,
 ) -> Result<()> {
-    in_trace(device, "copy", |t| {
+    exec::run(device, "copy", None, |t| {
         let v = source(t)?;
         let v = t.g.convert(v, dst.dtype);
         let v = t.g.broadcast_to(v, &dst.view.sizes)?;
@@ -199,27 +184,27 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
         }
     }
     // Views and conversions run as a small program of their own.
-    let mut t = Trace::new(*device);
-    let v = t.read(&TensorRef {
-        storage,
-        view: View { ..view.clone() },
-        dtype: *src_dtype,
-        bits: *bits,
+    let ((), mut out) = exec::now(*device, "read to host", &[storage], |t| {
+        let v = t.read(&TensorRef {
+            storage,
+            view: view.clone(),
+            dtype: *src_dtype,
+            bits: *bits,
+        })?;
+        let v = t.g.convert(v, dtype);
+        let v = if view.sizes.is_empty() {
+            v
+        } else {
+            t.g.reshape(v, &[view.numel()])?
+        };
+        t.extra_outputs.push(v);
+        t.note_op("copy_");
+        Ok(())
     })?;
-    let v = t.g.convert(v, dtype);
-    let v = if view.sizes.is_empty() {
-        v
-    } else {
-        t.g.reshape(v, &[view.numel()])?
-    };
-    t.extra_outputs.push(v);
-    t.note_op("copy_");
-    let mut out = t.cut("read to host")?;
-    crate::checks::raise_pending()?;
     Ok(out.pop().expect("one output"))
 }
 
-fn local_scalar_dense(args: &[CallArg]) -> Result<Vec<Ret>> {
+fn local_scalar_dense(args: &[CallArg]) -> Result<Outcome> {
     let x = tensor(args, 0)?;
     let n: i64 = x.sizes().iter().product();
     if n != 1 {
@@ -232,12 +217,14 @@ fn local_scalar_dense(args: &[CallArg]) -> Result<Vec<Ret>> {
     metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
     let _range = crate::profile::scope(|| format!("tpu::to_host {} B", bytes.len()));
     buf.to_host(&mut bytes)?;
-    Ok(vec![match host::scalar_from_bytes(&bytes, d) {
-        tpu_lower::ScalarArg::Bool(b) => Ret::Bool(b),
-        tpu_lower::ScalarArg::Int(i) => Ret::Int(i),
-        tpu_lower::ScalarArg::Float(f) => Ret::Double(f),
-        tpu_lower::ScalarArg::Complex(re, im) => Ret::Complex(re, im),
-    }])
+    Ok(Outcome::Done(vec![
+        match host::scalar_from_bytes(&bytes, d) {
+            tpu_lower::ScalarArg::Bool(b) => Ret::Bool(b),
+            tpu_lower::ScalarArg::Int(i) => Ret::Int(i),
+            tpu_lower::ScalarArg::Float(f) => Ret::Double(f),
+            tpu_lower::ScalarArg::Complex(re, im) => Ret::Complex(re, im),
+        },
+    ]))
 }
 
 /// The first `nbytes` of `src`'s value become the start of `dst`'s value
@@ -263,7 +250,7 @@ pub fn copy_storage_prefix(
     let item = dtype.size();
     let n = (nbytes.min(src.nbytes).min(dst.nbytes) / item) as i64;
     let dst_len = (dst.nbytes / item) as i64;
-    in_trace(dst.device, "storage copy", |t| {
+    exec::run(dst.device, "storage copy", None, |t| {
         let flat = t.read_storage(src, dtype)?;
         let head = t.g.slice(flat, &[0], &[n], &[1])?;
         let zero = t.g.scalar(0.0, dtype);
