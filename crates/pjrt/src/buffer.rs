@@ -6,6 +6,182 @@ use crate::error::{Error, Result};
 use crate::event::{await_and_destroy, Event};
 use crate::types::{slice_from_raw, ElementType};
 use pjrt_sys as sys;
+use std::sync::Arc;
+
+impl Client {
+    /// Copies a dense host array to `device`. `data` is read only during the
+    /// call (kImmutableOnlyDuringCall). Without `byte_strides` the data is
+    /// row-major and `data.len()` must equal `product(dims) * elem size`; with
+    /// strides, every addressed element must lie inside `data`.
+    pub fn buffer_from_host(
+        &self,
+        data: &[u8],
+        ty: ElementType,
+        dims: &[i64],
+        byte_strides: Option<&[i64]>,
+        device: &Device,
+    ) -> Result<Buffer> {
+        validate_host_layout(data.len(), ty, dims, byte_strides)?;
+        self.check_device(device)?;
+        // SAFETY: `data` is only read during the call (we await the
+        // done-with-host-buffer event before returning).
+        let (buf, done) = unsafe {
+            self.buffer_from_host_raw(
+                data.as_ptr(),
+                ty,
+                dims,
+                byte_strides,
+                device,
+                sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableOnlyDuringCall,
+            )
+        }?;
+        if let Some(done) = done {
+            done.await_ready()?;
+        }
+        Ok(buf)
+    }
+
+    /// Zero-copy upload: the device buffer may alias `data` (the CPU plugin
+    /// does so for 64-byte aligned memory, otherwise it copies). `data` is
+    /// kept alive until the plugin no longer needs it (typically until the
+    /// buffer is destroyed). `T` must not mutate its bytes while shared.
+    pub fn buffer_from_host_shared<T>(
+        &self,
+        data: Arc<T>,
+        ty: ElementType,
+        dims: &[i64],
+        byte_strides: Option<&[i64]>,
+        device: &Device,
+    ) -> Result<Buffer>
+    where
+        T: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let bytes: &[u8] = (*data).as_ref();
+        validate_host_layout(bytes.len(), ty, dims, byte_strides)?;
+        self.check_device(device)?;
+        // SAFETY: the bytes stay alive until `done` fires: the Arc is moved
+        // into its callback (or the buffer is not created at all).
+        let (buf, done) = unsafe {
+            self.buffer_from_host_raw(
+                bytes.as_ptr(),
+                ty,
+                dims,
+                byte_strides,
+                device,
+                sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableZeroCopy,
+            )
+        }?;
+        if let Some(done) = done {
+            done.on_ready(Box::new(move |_| drop(data)));
+        }
+        Ok(buf)
+    }
+
+    /// # Safety
+    /// `data` must be valid for the extent validated by
+    /// `validate_host_layout` until the returned event (if any) is ready.
+    unsafe fn buffer_from_host_raw(
+        &self,
+        data: *const u8,
+        ty: ElementType,
+        dims: &[i64],
+        byte_strides: Option<&[i64]>,
+        device: &Device,
+        semantics: sys::PJRT_HostBufferSemantics,
+    ) -> Result<(Buffer, Option<Event>)> {
+        let (strides_ptr, num_strides) = match byte_strides {
+            Some(s) => (s.as_ptr(), s.len()),
+            None => (std::ptr::null(), 0),
+        };
+        let mut args = sys::PJRT_Client_BufferFromHostBuffer_Args {
+            struct_size: sys::PJRT_Client_BufferFromHostBuffer_Args_STRUCT_SIZE as usize,
+            client: self.as_raw(),
+            data: data as *const std::os::raw::c_void,
+            type_: ty.to_raw(),
+            dims: dims.as_ptr(),
+            num_dims: dims.len(),
+            byte_strides: strides_ptr,
+            num_byte_strides: num_strides,
+            host_buffer_semantics: semantics,
+            device: device.as_raw(),
+            ..Default::default()
+        };
+        // SAFETY: args initialised; inputs validated; data valid per caller.
+        unsafe { pjrt_call!(self.api(), PJRT_Client_BufferFromHostBuffer, &mut args) }?;
+        let done = if args.done_with_host_buffer.is_null() {
+            None
+        } else {
+            // SAFETY: the caller owns the returned event.
+            Some(unsafe { Event::from_raw(*self.api(), args.done_with_host_buffer) })
+        };
+        // SAFETY: fresh buffer owned by us from now on.
+        let buf = unsafe { Buffer::from_raw(self.clone(), args.buffer) }?;
+        Ok((buf, done))
+    }
+}
+
+/// Checks dims/strides against the host data length so that the plugin never
+/// reads out of bounds (or hits an internal assertion).
+pub(crate) fn validate_host_layout(
+    len: usize,
+    ty: ElementType,
+    dims: &[i64],
+    byte_strides: Option<&[i64]>,
+) -> Result<()> {
+    let esize = ty.size_in_bytes();
+    let mut count: u64 = 1;
+    for &d in dims {
+        if d < 0 {
+            return Err(Error::invalid(format!("negative dimension in {dims:?}")));
+        }
+        count = count
+            .checked_mul(d as u64)
+            .ok_or_else(|| Error::invalid(format!("dimensions {dims:?} overflow")))?;
+    }
+    let dense = count
+        .checked_mul(esize as u64)
+        .ok_or_else(|| Error::invalid(format!("dimensions {dims:?} overflow")))?;
+    match byte_strides {
+        None => {
+            if dense != len as u64 {
+                return Err(Error::invalid(format!(
+                    "host data has {len} bytes, but {ty:?}{dims:?} needs {dense}"
+                )));
+            }
+        }
+        Some(strides) => {
+            if strides.len() != dims.len() {
+                return Err(Error::invalid(format!(
+                    "{} byte strides for {} dimensions",
+                    strides.len(),
+                    dims.len()
+                )));
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            let mut max_off: u64 = 0;
+            for (&d, &s) in dims.iter().zip(strides) {
+                if s < 0 || !(s as u64).is_multiple_of(esize as u64) {
+                    return Err(Error::invalid(format!(
+                        "byte strides {strides:?} must be non-negative multiples of {esize}"
+                    )));
+                }
+                max_off = (d as u64 - 1)
+                    .checked_mul(s as u64)
+                    .and_then(|o| o.checked_add(max_off))
+                    .ok_or_else(|| Error::invalid(format!("byte strides {strides:?} overflow")))?;
+            }
+            let need = max_off + esize as u64;
+            if need > len as u64 {
+                return Err(Error::invalid(format!(
+                    "strided {ty:?}{dims:?} (strides {strides:?}) reads {need} bytes, host data has {len}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// An owned device buffer (destroyed on drop). Keeps its client alive.
 pub struct Buffer {

@@ -7,7 +7,85 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::types::{slice_from_raw, str_from_raw, ElementType};
 use pjrt_sys as sys;
+use std::os::raw::c_char;
 use std::ptr::null_mut;
+
+/// Serialized `CompileOptionsProto`:
+/// `executable_build_options { num_replicas: 1, num_partitions: 1 }`.
+/// The executable is assigned to the first device only.
+/// (Empty compile options abort the CPU plugin.)
+pub const DEFAULT_COMPILE_OPTIONS: &[u8] = &[0x1a, 0x04, 0x20, 0x01, 0x28, 0x01];
+
+/// [`DEFAULT_COMPILE_OPTIONS`] plus `compile_portable_executable: true`: the
+/// executable has no device assignment and runs on any addressable device
+/// (chosen per `execute` call). Used by [`Client::compile`].
+pub const PORTABLE_COMPILE_OPTIONS: &[u8] = &[0x1a, 0x04, 0x20, 0x01, 0x28, 0x01, 0x20, 0x01];
+
+impl Client {
+    /// Compiles StableHLO MLIR text (format "mlir") with
+    /// [`PORTABLE_COMPILE_OPTIONS`] (1 replica, 1 partition, portable: runs on
+    /// any device given to `execute`, default the first device).
+    pub fn compile(&self, mlir_text: &str) -> Result<LoadedExecutable> {
+        self.compile_with_options(mlir_text.as_bytes(), "mlir", PORTABLE_COMPILE_OPTIONS)
+    }
+
+    /// Compiles `code` in `format` ("mlir" or "hlo") with serialized
+    /// `CompileOptionsProto` bytes (must not be empty).
+    pub fn compile_with_options(
+        &self,
+        code: &[u8],
+        format: &str,
+        options: &[u8],
+    ) -> Result<LoadedExecutable> {
+        if options.is_empty() {
+            return Err(Error::invalid(
+                "compile options must be a non-empty serialized CompileOptionsProto",
+            ));
+        }
+        if code.is_empty() {
+            return Err(Error::invalid("empty program"));
+        }
+        let program = sys::PJRT_Program {
+            struct_size: sys::PJRT_Program_STRUCT_SIZE as usize,
+            // The plugin only reads the code; the C field is non-const.
+            code: code.as_ptr() as *mut c_char,
+            code_size: code.len(),
+            format: format.as_ptr() as *const c_char,
+            format_size: format.len(),
+            ..Default::default()
+        };
+        let mut args = sys::PJRT_Client_Compile_Args {
+            struct_size: sys::PJRT_Client_Compile_Args_STRUCT_SIZE as usize,
+            client: self.as_raw(),
+            program: &program,
+            compile_options: options.as_ptr() as *const c_char,
+            compile_options_size: options.len(),
+            ..Default::default()
+        };
+        // SAFETY: args initialised; all pointers borrow live data for the call.
+        unsafe { pjrt_call!(self.api(), PJRT_Client_Compile, &mut args) }?;
+        // SAFETY: fresh executable owned by us from now on.
+        unsafe { LoadedExecutable::from_raw(self.clone(), args.executable) }
+    }
+
+    /// Loads an executable produced by [`LoadedExecutable::serialize`].
+    pub fn deserialize_and_load(&self, bytes: &[u8]) -> Result<LoadedExecutable> {
+        if bytes.is_empty() {
+            return Err(Error::invalid("empty serialized executable"));
+        }
+        let mut args = sys::PJRT_Executable_DeserializeAndLoad_Args {
+            struct_size: sys::PJRT_Executable_DeserializeAndLoad_Args_STRUCT_SIZE as usize,
+            client: self.as_raw(),
+            serialized_executable: bytes.as_ptr() as *const c_char,
+            serialized_executable_size: bytes.len(),
+            ..Default::default()
+        };
+        // SAFETY: args initialised; `bytes` alive for the call.
+        unsafe { pjrt_call!(self.api(), PJRT_Executable_DeserializeAndLoad, &mut args) }?;
+        // SAFETY: fresh executable owned by us from now on.
+        unsafe { LoadedExecutable::from_raw(self.clone(), args.loaded_executable) }
+    }
+}
 
 /// Arity up to which execute uses stack arrays instead of allocating.
 const INLINE: usize = 16;

@@ -21,10 +21,10 @@ mod types;
 
 pub use api::Api;
 pub use buffer::Buffer;
-pub use client::{Client, Device, DEFAULT_COMPILE_OPTIONS, PORTABLE_COMPILE_OPTIONS};
+pub use client::{Client, Device};
 pub use error::{Error, ErrorCode, Result};
 pub use event::{Event, EventCallback};
-pub use executable::LoadedExecutable;
+pub use executable::{LoadedExecutable, DEFAULT_COMPILE_OPTIONS, PORTABLE_COMPILE_OPTIONS};
 pub use pjrt_sys as sys;
 pub use types::{ElementType, NamedValue};
 
