@@ -1,21 +1,19 @@
-//! torch-tpu runtime.
+//! torch-tpu runtime, in layers (each module imports only lower ones; see
+//! docs/architecture.md, "Inside the runtime"):
 //!
-//! - `abi`: the C ABI the C++ shim calls (one `tpu_dispatch` per op).
-//! - `dispatch`: the path of one op (arguments → lowering rule → writes).
-//! - `trace`: a recorded graph and where it is cut and run (`Trace::cut`).
-//! - `fused`: the open trace of fused mode and its cut points.
-//! - `storage`: storages behind PyTorch's data pointers; freed in `storage::free`.
-//! - `transfer`: host↔device copies and `.item()`.
-//! - `dynamic`: ops with data-dependent shapes (`nonzero`, `masked_select`).
-//! - `checks`: value checks computed on the device, raised at the next host sync.
-//! - `cache`: executables keyed by the graph's structural hash.
-//! - `overlap`: memory-overlap checks of written tensors (as CPU PyTorch).
-//! - `diskcache`: the executables kept on disk, checked before use.
-//! - `opcache`: strict mode's per-op-signature fast path.
-//! - `profile`: ranges in `torch.profiler` (through callbacks of the shim).
-//! - `env`: the environment variables, parsed and validated in one place.
-//! - `services`: what the C++ shim provides (generators, devices), registered at load.
-//! - `platform`, `mode`, `metrics`, `host`, `python`.
+//! - boundary: `abi` (the C ABI the shim calls, one `tpu_dispatch` per op), `python`.
+//! - entry: `dispatch` (one lookup in the op table: lowering rules and runtime ops).
+//! - runtime ops: `transfer` (copies, `.item()`), `dynamic` (data-dependent shapes).
+//! - executor: `exec` (what the mode does with an op or a program).
+//! - recording: `record` (an op into a trace), `fused` (the open trace and its
+//!   cut points), `opcache` (strict mode's per-signature programs).
+//! - op types: `op` (arguments, results, outcomes).
+//! - programs: `trace` (a recorded graph, cut and run in `Trace::cut`), `checks`
+//!   (value checks raised at the next host sync), `cache`/`diskcache`
+//!   (executables by structural hash), `overlap` (memory-overlap checks).
+//! - memory: `storage` (freed in `storage::free`), `host` (host memory).
+//! - foundations: `env`, `error`, `metrics`, `profile`, `platform`, `mode`,
+//!   `services` (what the C++ shim provides, registered at load).
 
 pub mod abi;
 pub mod cache;
