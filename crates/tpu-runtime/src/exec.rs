@@ -79,9 +79,9 @@ pub fn run_op(device: usize, op: &str, rule: Rule, args: &[CallArg]) -> Result<O
     }
     let mut t = Trace::new(device);
     let outcome = record::record(&mut t, op, rule, args)?;
-    let (_, recipe) = t.cut_planned("op")?;
-    if let (Some(sig), Some(recipe), Outcome::Done(rets)) = (sig, recipe, &outcome) {
-        opcache::remember(sig, args, rets, recipe, device);
+    let (_, program) = t.cut_planned("op")?;
+    if let (Some(sig), Some(program), Outcome::Done(rets)) = (sig, program, &outcome) {
+        opcache::remember(sig, args, rets, program);
     }
     Ok(outcome)
 }

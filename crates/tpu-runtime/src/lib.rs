@@ -8,7 +8,8 @@
 //! - recording: `record` (an op into a trace), `fused` (the open trace and its
 //!   cut points), `opcache` (strict mode's per-signature programs).
 //! - op types: `op` (arguments, results, outcomes).
-//! - programs: `trace` (a recorded graph, cut and run in `Trace::cut`), `checks`
+//! - programs: `program` (the one program type and the one function that
+//!   runs it), `trace` (a recorded graph, cut and run in `Trace::cut`), `checks`
 //!   (value checks raised at the next host sync), `cache`/`diskcache`
 //!   (executables by structural hash), `overlap` (memory-overlap checks).
 //! - memory: `storage` (freed in `storage::free`), `host` (host memory).
@@ -33,6 +34,7 @@ pub mod opcache;
 pub mod overlap;
 pub mod platform;
 pub mod profile;
+pub mod program;
 pub mod python;
 pub mod record;
 pub mod services;

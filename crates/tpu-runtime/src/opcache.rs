@@ -1,16 +1,16 @@
 //! Strict mode's per-op fast path: one cached executable per op signature.
 //!
 //! The first call of a signature is recorded and run like any trace; the
-//! resulting [`Recipe`] is kept under the call's signature (op, argument
+//! resulting [`Program`] is kept under the call's signature (op, argument
 //! kinds and values, tensor views, dtypes, storage states and which
 //! arguments share a storage). Later calls with that signature feed the same
 //! executable directly, skipping lowering, hashing and cache lookups.
 
 use crate::error::Result;
 use crate::op::{ArgIn, CallArg, Ret, TensorIn};
+use crate::program::{self, Program, Source};
 use crate::storage::{self, Storage, Value};
-use crate::trace::{Recipe, RecipeInput};
-use crate::{host, metrics, platform};
+use crate::{host, metrics};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use tpu_graph::DType;
@@ -40,15 +40,12 @@ enum RetTemplate {
     },
 }
 
+/// A call's program with its parameters and outputs by argument position.
 pub struct Plan {
-    recipe: Arc<pjrt::LoadedExecutable>,
+    program: Program,
     feeds: Vec<Feed>,
     sinks: Vec<Sink>,
     rets: Vec<RetTemplate>,
-    donated: Vec<usize>,
-    /// Value checks whose status vector is the last result.
-    checks: Option<Arc<[crate::checks::CheckMeta]>>,
-    device: usize,
 }
 
 static PLANS: Mutex<Option<rustc_hash::FxHashMap<u64, Arc<Plan>>>> = Mutex::new(None);
@@ -162,8 +159,8 @@ pub fn lookup(sig: u64) -> Option<Arc<Plan>> {
 }
 
 /// Keeps the plan of a first call, when every input and output maps to an argument.
-pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device: usize) {
-    if !recipe.plain {
+pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], program: Program) {
+    if !program.replayable {
         return;
     }
     let pos_of = |id: u64| {
@@ -171,14 +168,14 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
             matches!(t, TensorIn::Tpu { storage, .. } if storage.id == id).then_some(p)
         })
     };
-    let mut feeds = Vec::with_capacity(recipe.params.len());
-    for p in &recipe.params {
+    let mut feeds = Vec::with_capacity(program.inputs.len());
+    for p in &program.inputs {
         feeds.push(match p {
-            RecipeInput::Storage(id) => match pos_of(*id) {
+            Source::Storage(id) => match pos_of(*id) {
                 Some((i, k)) => Feed::Arg(i, k),
                 None => return,
             },
-            RecipeInput::Host(hv @ HostValue::Scalar(_), d) => Feed::Host(*hv, *d),
+            Source::Host(hv @ HostValue::Scalar(_), d) => Feed::Host(*hv, *d),
             _ => return,
         });
     }
@@ -192,8 +189,8 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
             }
         })
         .collect();
-    let mut sinks = Vec::with_capacity(recipe.outputs.len());
-    for &(id, dtype) in &recipe.outputs {
+    let mut sinks = Vec::with_capacity(program.outputs.len());
+    for &(id, dtype) in &program.outputs {
         sinks.push(match new_ids.iter().position(|&n| n == id) {
             Some(k) => Sink::New(k, dtype),
             None => match pos_of(id) {
@@ -220,13 +217,10 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], recipe: Recipe, device
         .collect::<Option<Vec<_>>>();
     let Some(rets) = rets else { return };
     let plan = Plan {
-        recipe: recipe.exe,
+        program,
         feeds,
         sinks,
         rets,
-        donated: recipe.donated,
-        checks: recipe.checks,
-        device,
     };
     let mut plans = PLANS
         .lock()
@@ -260,7 +254,7 @@ pub fn replay(plan: &Plan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
                 Value::Device(b, _) => b,
                 _ => return None,
             },
-            Feed::Host(hv, d) => match host::host_value_buffer(hv, *d, plan.device) {
+            Feed::Host(hv, d) => match host::host_value_buffer(hv, *d, plan.program.device) {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
             },
@@ -268,6 +262,7 @@ pub fn replay(plan: &Plan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
     }
     // A donated buffer must be held only by its storage and by us.
     if plan
+        .program
         .donated
         .iter()
         .any(|&p| Arc::strong_count(&bufs[p]) > 2)
@@ -278,31 +273,28 @@ pub fn replay(plan: &Plan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
 }
 
 fn run(plan: &Plan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Vec<Ret>> {
-    let device = platform::get()?.device(plan.device)?;
     let refs: Vec<&pjrt::Buffer> = bufs.iter().map(|b| b.as_ref()).collect();
-    let mut results = plan.recipe.execute(&refs, Some(device), &[])?;
-    let status = plan.checks.as_ref().and_then(|_| results.pop());
+    let results = program::run(&plan.program, &refs, || {
+        format!("{} (op cache)", plan.program.site)
+    })?;
     drop(refs);
     drop(bufs);
-    metrics::count_execution(1);
     metrics::add(&metrics::COUNTERS.cache_hits_memory, 1);
+    let device = plan.program.device;
     let news: Vec<Arc<Storage>> = plan
         .rets
         .iter()
         .filter_map(|r| match r {
-            RetTemplate::New { nbytes, .. } => Some(storage::new_storage(*nbytes, plan.device)),
+            RetTemplate::New { nbytes, .. } => Some(storage::new_storage(*nbytes, device)),
             RetTemplate::Arg(_) => None,
         })
         .collect::<Result<_>>()?;
-    for (sink, buf) in plan.sinks.iter().zip(results) {
+    for (sink, buf) in plan.sinks.iter().zip(results.storages) {
         let (s, dtype) = match sink {
             Sink::Arg(i, k, d) => (storage_at(args, *i, *k).expect("planned tpu argument"), *d),
             Sink::New(k, d) => (news[*k].clone(), *d),
         };
-        s.set(Value::Device(Arc::new(buf), dtype));
-    }
-    if let (Some(buf), Some(metas)) = (status, &plan.checks) {
-        crate::checks::defer(Arc::new(buf), metas.clone())?;
+        s.set(Value::Device(buf, dtype));
     }
     let mut news = news.into_iter();
     Ok(plan

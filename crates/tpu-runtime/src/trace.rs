@@ -7,8 +7,9 @@
 
 use crate::checks::CheckMeta;
 use crate::error::{Error, Result};
+use crate::program::{self, Program, Source};
 use crate::storage::{PendingRef, Storage, Value};
-use crate::{cache, checks, host, metrics, platform};
+use crate::{cache, checks, host};
 use pjrt::{Buffer, LoadedExecutable};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,52 +21,6 @@ use tpu_lower::registry::{Check, CheckKind, HostValue};
 pub enum Input {
     Buffer(Arc<Buffer>),
     Host(HostValue),
-}
-
-/// Where one parameter of a run came from.
-#[derive(Clone, Copy, Debug)]
-pub enum RecipeInput {
-    /// The device buffer of the storage with this id.
-    Storage(u64),
-    Host(HostValue, DType),
-    /// Something a replay cannot reproduce (an uploaded CPU tensor).
-    Other,
-}
-
-/// How a run was fed and what it wrote: enough to run the same executable
-/// again for a call with the same signature.
-pub struct Recipe {
-    pub exe: Arc<LoadedExecutable>,
-    pub params: Vec<RecipeInput>,
-    /// Storage ids receiving the outputs, in order, with their dtypes.
-    pub outputs: Vec<(u64, DType)>,
-    /// Parameters donated to outputs.
-    pub donated: Vec<usize>,
-    /// The value checks whose status vector is the last output, if any.
-    pub checks: Option<Arc<[CheckMeta]>>,
-    /// No outputs beyond storages, checks aside, and no NaN checks.
-    pub plain: bool,
-}
-
-/// A program that donates buffers is checked against free memory before it
-/// runs: once it starts, a failure (out of memory) has consumed the donated
-/// buffers, and the tensors updated in place would lose their values.
-fn preflight_memory(exe: &LoadedExecutable, p: &platform::Platform, site: &str) -> Result<()> {
-    // Small programs are not worth a look at the system's memory.
-    const WORTH_CHECKING: i64 = 64 << 20;
-    let Some(need) = exe.run_memory_bytes().filter(|&n| n >= WORTH_CHECKING) else {
-        return Ok(());
-    };
-    let Some(free) = platform::free_memory_bytes(p) else {
-        return Ok(());
-    };
-    if need > free {
-        return Err(Error::OutOfMemory(format!(
-            "{site}: out of memory: the program needs {need} bytes beyond its inputs and \
-             {free} are free (found before it ran: every tensor keeps its value)"
-        )));
-    }
-    Ok(())
 }
 
 /// A tensor as the runtime sees it: a view of a storage.
@@ -127,8 +82,8 @@ pub struct Trace {
     pub extra_outputs: Vec<ValueId>,
     /// Values of written storages before this trace, restored if it fails.
     prior: Vec<(Weak<Storage>, Value)>,
-    /// How the last run was fed (see [`Trace::cut_planned`]).
-    recipe: Option<Recipe>,
+    /// The program of the last run (see [`Trace::cut_planned`]).
+    program: Option<Program>,
     /// Number of ops recorded.
     pub ops: usize,
     /// Running hash of the recorded op names: the graph's site, shapes aside.
@@ -156,7 +111,7 @@ impl Trace {
             written_index: HashMap::new(),
             extra_outputs: Vec::new(),
             prior: Vec::new(),
-            recipe: None,
+            program: None,
             ops: 0,
             site_hash: 0xcbf2_9ce4_8422_2325,
             first_op: String::new(),
@@ -366,10 +321,10 @@ impl Trace {
 
     /// Like [`Trace::cut`], also saying how the program was fed, so that
     /// strict mode can replay it for the same op signature.
-    pub fn cut_planned(mut self, reason: &str) -> Result<(Vec<Arc<Buffer>>, Option<Recipe>)> {
+    pub fn cut_planned(mut self, reason: &str) -> Result<(Vec<Arc<Buffer>>, Option<Program>)> {
         let result = self
             .execute(reason)
-            .map(|extra| (extra, self.recipe.take()));
+            .map(|extra| (extra, self.program.take()));
         if let Err(e) = &result {
             // The writes never happened: storages keep their old values. One
             // that had none (or whose buffer a failed run consumed) is
@@ -441,8 +396,6 @@ impl Trace {
         if !(self.sync_checks && metas.is_some()) {
             self.donate(&targets);
         }
-        let platform = platform::get()?;
-        let device = platform.device(self.device)?;
         let site_name = self.site_name();
         let exe = cache::executable(
             &self.g,
@@ -451,8 +404,8 @@ impl Trace {
                 name: &site_name,
             },
         )?;
-        self.recipe =
-            Some(self.recipe_for(&exe, &targets, n_outputs - n_storage_outputs, metas.clone()));
+        let extra = n_outputs - n_storage_outputs;
+        let program = self.program_for(exe, &targets, extra, metas, site_name);
         let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
         for (i, input) in self.inputs.iter().enumerate() {
             match input {
@@ -465,29 +418,15 @@ impl Trace {
             }
         }
         let args: Vec<&Buffer> = owned.iter().map(|b| b.as_ref()).collect();
-        if !self.g.aliases.is_empty() {
-            preflight_memory(&exe, platform, &site_name)?;
-        }
-        let results = {
-            let _range = crate::profile::scope(|| {
-                format!(
-                    "tpu::execute {} ({} ops, cut: {reason})",
-                    cache::key_name(&self.g.structural_hash()),
-                    self.ops
-                )
-            });
-            exe.execute(&args, Some(device), &[])?
-        };
-        metrics::count_execution(self.ops);
-        let mut results: Vec<Arc<Buffer>> = results.into_iter().map(Arc::new).collect();
-        let status = metas.map(|m| (results.pop().expect("status output"), m));
-        if let Some((buf, metas)) = &status {
-            if self.sync_checks {
-                checks::verify(buf, metas, false)?;
-            }
-        }
-        let extra = results.split_off(n_storage_outputs);
-        for ((s, dtype), buf) in targets.into_iter().zip(results) {
+        let results = program::run(&program, &args, || {
+            format!(
+                "{} ({} ops, cut: {reason})",
+                cache::key_name(&self.g.structural_hash()),
+                self.ops
+            )
+        })?;
+        self.program = Some(program);
+        for ((s, dtype), buf) in targets.into_iter().zip(results.storages) {
             let mut val = s
                 .value
                 .lock()
@@ -496,52 +435,52 @@ impl Trace {
                 *val = Value::Device(buf, dtype);
             }
         }
-        if let Some((buf, metas)) = status.filter(|_| !self.sync_checks) {
-            checks::defer(buf, metas)?;
-        }
-        Ok(extra)
+        Ok(results.extra)
     }
 
-    fn recipe_for(
+    fn program_for(
         &self,
-        exe: &Arc<LoadedExecutable>,
+        exe: Arc<LoadedExecutable>,
         targets: &[(Arc<Storage>, DType)],
         extra: usize,
         checks: Option<Arc<[CheckMeta]>>,
-    ) -> Recipe {
+        site: String,
+    ) -> Program {
         let mut storage_of = vec![None; self.inputs.len()];
         for (&id, &v) in &self.read_params {
             if let tpu_graph::Op::Parameter(i) = self.g.node_of(v).op {
                 storage_of[i as usize] = Some(id);
             }
         }
-        let params = self
+        let inputs = self
             .inputs
             .iter()
             .zip(storage_of)
             .zip(&self.g.params)
             .map(|((input, id), &p)| match (input, id) {
-                (Some(Input::Host(hv)), _) => RecipeInput::Host(*hv, self.g.dtype(p)),
-                (Some(Input::Buffer(_)), Some(id)) => RecipeInput::Storage(id),
-                _ => RecipeInput::Other,
+                (Some(Input::Host(hv)), _) => Source::Host(*hv, self.g.dtype(p)),
+                (Some(Input::Buffer(_)), Some(id)) => Source::Storage(id),
+                _ => Source::Other,
             })
             .collect();
-        Recipe {
-            exe: exe.clone(),
-            params,
+        Program {
+            exe,
+            device: self.device,
+            inputs,
             outputs: targets.iter().map(|(s, d)| (s.id, *d)).collect(),
+            extra,
             donated: self.g.aliases.iter().map(|(p, _)| *p).collect(),
-            plain: extra == 0 && !self.nan_check && !self.sync_checks,
             checks,
+            sync_checks: self.sync_checks,
+            ops: self.ops,
+            site,
+            replayable: extra == 0 && !self.nan_check && !self.sync_checks,
         }
     }
 
     /// The live storages this trace writes.
     pub fn written_storages(&self) -> Vec<Arc<Storage>> {
-        self.written
-            .iter()
-            .filter_map(|(w, _, _)| w.upgrade())
-            .collect()
+        self.written.iter().filter_map(|(w, _, _)| w.upgrade()).collect()
     }
 
     /// Waits for every output to be computed (debug mode): errors surface at the op.
