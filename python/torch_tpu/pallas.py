@@ -63,7 +63,8 @@ def _x64() -> Any:
     return enable_x64()
 
 
-_FUNC_NAME = re.compile(r"func\.func (?:public |private )?@([\w.$-]+)\(")
+# A symbol is a bare identifier or a quoted string (JAX quotes ``<lambda>``).
+_FUNC_NAME = re.compile(r'func\.func (?:public |private )?@("[^"]*"|[\w.$-]+)\(')
 # Attribute dictionaries of a signature (``{jax.result_info = ...}``): JAX's
 # dialect is unknown to the plugin's parser, and they say nothing we need.
 _ATTRS = re.compile(r"\s*\{[^{}]*\}")
@@ -80,7 +81,10 @@ def _splice(module_text: str) -> tuple[str, str]:
         raise RuntimeError("torch_tpu.pallas: unexpected StableHLO module from JAX:\n" + module_text[:400])
     body = "\n".join(lines[1:-1])
     for name in set(_FUNC_NAME.findall(body)):
-        body = re.sub(rf"@{re.escape(name)}(?![\w.$-])", f"@{symbol}_{name}", body)
+        if name.startswith('"'):
+            body = body.replace(f"@{name}", f'@"{symbol}_{name[1:]}')
+        else:
+            body = re.sub(rf"@{re.escape(name)}(?![\w.$-])", f"@{symbol}_{name}", body)
     out = []
     for line in body.splitlines():
         if line.lstrip().startswith("func.func"):
