@@ -271,17 +271,16 @@ def call_custom_kernel(
 
 
 def _mlir_text(module: bytes) -> str:
-    """MLIR bytecode (or a StableHLO portable artifact) as text, through JAX's MLIR bindings."""
+    """A StableHLO portable artifact (``jax.export``'s ``mlir_module_serialized``) or MLIR bytecode, as text."""
     from jax._src.interpreters import mlir
     from jax._src.lib import _jax as xla_ext
 
-    try:
-        module = xla_ext.mlir.deserialize_portable_artifact(module)
-    except Exception:
-        pass
     with mlir.make_ir_context():
-        parsed = mlir.ir.Module.parse(module)
-        return parsed.operation.get_asm(enable_debug_info=False)
+        try:
+            parsed = xla_ext.mlir.deserialize_portable_artifact(module)
+        except Exception:  # not a portable artifact: plain bytecode
+            parsed = mlir.ir.Module.parse(module)
+        return mlir.module_to_string(parsed, enable_debug_info=False)
 
 
 _RESULTS = re.compile(r"->\s*\(?([^{]*?)\)?\s*\{")
