@@ -127,3 +127,10 @@ def test_helion_kernel_fuses_with_the_ops_around_it() -> None:
         after = torch_tpu.metrics()
     torch.testing.assert_close(got, (x * 2 + y + 1).sum(), rtol=1e-5, atol=1e-5)
     assert after["executions"] - before["executions"] == 1
+
+
+def test_helion_kernel_under_torch_compile() -> None:
+    torch._dynamo.reset()
+    x, y = torch.randn(32), torch.randn(32)
+    compiled = torch.compile(lambda a, b: add(a.sin(), b) * 2, backend="tpu", fullgraph=True)
+    torch.testing.assert_close(compiled(x.to(TPU), y.to(TPU)).cpu(), (x.sin() + y) * 2, rtol=1e-5, atol=1e-6)
