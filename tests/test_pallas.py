@@ -172,3 +172,73 @@ def test_aliased_update_is_donated_not_copied(tmp_path) -> None:
     assert dumps, "no dumped program calls the kernel"
     # The cache's buffer is donated to the call's result: XLA updates it in place.
     assert any("tf.aliasing_output" in d for d in dumps), dumps[0][:2000]
+
+
+def test_pallas_kernel_written_for_tpu_runs_off_tpu() -> None:
+    """A kernel without ``interpret=True``, built inside the function or before the call, lowers in
+    interpret mode on a plugin that is not a TPU's (on a TPU it stays a Mosaic kernel)."""
+    from jax.experimental import pallas as pl
+
+    def kernel(x_ref, o_ref):
+        o_ref[...] = x_ref[...] * 3
+
+    spec = pl.BlockSpec((8,), lambda i: (i,))
+    prebuilt = pl.pallas_call(
+        kernel, out_shape=jax.ShapeDtypeStruct((32,), jnp.float32), grid=(4,), in_specs=[spec], out_specs=spec
+    )
+    x = torch.randn(32)
+    assert_same(pallas.custom_jax_kernel(prebuilt)(x.to(TPU)), x * 3, "Pallas kernel built before the call")
+
+    @pallas.custom_jax_kernel
+    def inline(x):
+        return pl.pallas_call(kernel, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype))(x)
+
+    assert_same(inline(x.to(TPU)), x * 3, "Pallas kernel built in the call")
+
+
+def test_torch_tpu_bridge_names() -> None:
+    """TorchTPU's internal bridge as libraries (Helion) use it: constructor, caches, direct calls."""
+    from torch_tpu._internal.pallas import tpu_torch_pallas
+    from torch_tpu._internal.pallas.pallas import (
+        JaxCallable,
+        _get_kernel_invocation_key,
+        get_default_pallas_mesh,
+        jax_placeholder,
+    )
+    from torch_tpu._internal.utils.hardware import get_tpu_device_name
+
+    assert get_tpu_device_name().startswith("TPU")
+    assert get_default_pallas_mesh().devices.size == 1
+    spec = jax_placeholder(torch.zeros(2, 3, dtype=torch.bfloat16))
+    assert spec.shape == (2, 3) and spec.dtype == jnp.bfloat16
+
+    kernel = JaxCallable(name="mul_add", jit_fn=jax.jit(lambda x, y: (x * y, x + y)), trace_key="mul_add_test")
+    x, y = torch.randn(4), torch.randn(4)
+    xd, yd = x.to(TPU), y.to(TPU)
+    a, b = kernel(xd, yd)
+    assert_same(a, x * y, "JaxCallable output 0")
+    assert_same(b, x + y, "JaxCallable output 1")
+
+    key = _get_kernel_invocation_key(kernel.trace_key, (xd, yd), {}, kernel.static_argnums)
+    assert key == f"mul_add_test;{xd.shape}x{xd.dtype},{yd.shape}x{yd.dtype};"
+    output_shapes, tree = kernel.output_shapes[key]
+    fingerprint = kernel.kernel_key_to_mlir_fingerprint[key]
+    assert tpu_torch_pallas.lookup_custom_kernel("mul_add", fingerprint)
+    results = tpu_torch_pallas.call_custom_kernel(
+        "mul_add", fingerprint, inputs=[xd, yd], output_shapes=output_shapes, donate_argnums=(), device_assignment=[]
+    )
+    a, b = tree.unflatten(results)
+    assert_same(a, x * y, "call_custom_kernel output 0")
+    assert_same(b, x + y, "call_custom_kernel output 1")
+
+    # A module registered by its text, as TorchTPU's runtime takes one.
+    lowered = jax.jit(lambda x: x - 1).lower(jax.ShapeDtypeStruct((4,), jnp.float32))
+    tpu_torch_pallas.register_custom_kernel("sub_one", "k", lowered.as_text(debug_info=False))
+    (out,) = tpu_torch_pallas.call_custom_kernel("sub_one", "k", inputs=[xd], output_shapes=[((4,), torch.float32)])
+    assert_same(out, x - 1, "registered module")
+
+    # A portable artifact, as jax.export serializes it.
+    exp = jax.export.export(jax.jit(lambda x: x * 2 + 1), platforms=["cpu"])(jax.ShapeDtypeStruct((4,), jnp.float32))
+    tpu_torch_pallas.register_custom_kernel("mul_two_add_one", "k", exp.mlir_module_serialized)
+    (out,) = tpu_torch_pallas.call_custom_kernel("mul_two_add_one", "k", inputs=[xd], output_shapes=[torch.empty(4)])
+    assert_same(out, x * 2 + 1, "registered portable artifact")

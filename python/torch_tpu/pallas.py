@@ -20,17 +20,29 @@ Needs the optional extra: ``pip install 'torch-tpu[jax]'``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
 import re
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["JaxCallable", "custom_jax_kernel", "jax_op"]
+__all__ = [
+    "JaxCallable",
+    "call_custom_kernel",
+    "custom_jax_kernel",
+    "get_default_pallas_mesh",
+    "jax_op",
+    "jax_placeholder",
+    "jax_placeholders",
+    "lookup_custom_kernel",
+    "register_custom_kernel",
+    "torch_placeholder",
+]
 
 
 def _jax() -> Any:
@@ -51,7 +63,8 @@ def _x64() -> Any:
     return enable_x64()
 
 
-_FUNC_NAME = re.compile(r"func\.func (?:public |private )?@([\w.$-]+)\(")
+# A symbol is a bare identifier or a quoted string (JAX quotes ``<lambda>``).
+_FUNC_NAME = re.compile(r'func\.func (?:public |private )?@("[^"]*"|[\w.$-]+)\(')
 # Attribute dictionaries of a signature (``{jax.result_info = ...}``): JAX's
 # dialect is unknown to the plugin's parser, and they say nothing we need.
 _ATTRS = re.compile(r"\s*\{[^{}]*\}")
@@ -68,7 +81,10 @@ def _splice(module_text: str) -> tuple[str, str]:
         raise RuntimeError("torch_tpu.pallas: unexpected StableHLO module from JAX:\n" + module_text[:400])
     body = "\n".join(lines[1:-1])
     for name in set(_FUNC_NAME.findall(body)):
-        body = re.sub(rf"@{re.escape(name)}(?![\w.$-])", f"@{symbol}_{name}", body)
+        if name.startswith('"'):
+            body = body.replace(f"@{name}", f'@"{symbol}_{name[1:]}')
+        else:
+            body = re.sub(rf"@{re.escape(name)}(?![\w.$-])", f"@{symbol}_{name}", body)
     out = []
     for line in body.splitlines():
         if line.lstrip().startswith("func.func"):
@@ -100,12 +116,91 @@ def _call_op() -> Any:
     return _CALL_OP
 
 
+@contextlib.contextmanager
+def _pallas_interpret_off_tpu() -> Iterator[None]:
+    """Pallas kernels traced here lower in interpret mode unless the platform is a TPU.
+
+    A kernel written for TPU (Mosaic) then runs on the CPU plugin as plain
+    StableHLO, as ``pallas_call(..., interpret=True)`` would; on a TPU nothing
+    changes. JAX keeps this switch in ``pallas_tpu_interpret_mode_context_manager``
+    (``pallas_call`` reads it while tracing): ``True`` picks the HLO interpreter."""
+    try:
+        from jax._src import config
+    except ImportError:  # pragma: no cover - a JAX without the switch
+        yield
+        return
+    state = getattr(config, "pallas_tpu_interpret_mode_context_manager", None)
+    if state is None or _jax_platform() != "cpu" or state.value:
+        yield
+        return
+    previous = state.swap_local(True)
+    try:
+        yield
+    finally:
+        state.set_local(previous)
+
+
+# Primitives of Pallas kernels whose ``interpret`` parameter picks how they lower.
+_PALLAS_PRIMITIVES = frozenset({"pallas_call", "core_map", "mpmd_map"})
+
+
+def _interpreted(fn: Callable[..., Any], args: Sequence[Any]) -> Callable[..., Any]:
+    """``fn`` with its Pallas kernels switched to interpret mode, for a plugin that is not a TPU's.
+
+    Kernels built before the call (a Helion kernel's ``pl.kernel`` /
+    ``pallas_call``, made for a TPU) carry ``interpret=False`` in their
+    primitive; here the traced program is rewritten so they lower to plain
+    StableHLO through Pallas's HLO interpreter. ``fn`` itself when it has no
+    such kernel."""
+    jax = _jax()
+    from jax.extend import core
+
+    changed = False
+
+    def rewrite_params(params: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: rewrite_value(v) for k, v in params.items()}
+
+    def rewrite_value(v: Any) -> Any:
+        if isinstance(v, core.ClosedJaxpr):
+            return core.ClosedJaxpr(rewrite_jaxpr(v.jaxpr), v.consts)
+        if isinstance(v, core.Jaxpr):
+            return rewrite_jaxpr(v)
+        if isinstance(v, tuple) and any(isinstance(x, (core.ClosedJaxpr, core.Jaxpr)) for x in v):
+            return tuple(rewrite_value(x) for x in v)
+        return v
+
+    def rewrite_jaxpr(jaxpr: Any) -> Any:
+        nonlocal changed
+        eqns = []
+        for eqn in jaxpr.eqns:
+            params = rewrite_params(eqn.params)
+            if eqn.primitive.name in _PALLAS_PRIMITIVES and not params.get("interpret", True):
+                params["interpret"] = True
+                changed = True
+            eqns.append(eqn.replace(params=params))
+        return jaxpr.replace(eqns=eqns)
+
+    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+    new_jaxpr = rewrite_jaxpr(closed.jaxpr)
+    if not changed:
+        return fn
+    tree = jax.tree_util.tree_structure(shapes)
+
+    def run(*arrays: Any) -> Any:
+        flat = core.jaxpr_as_fun(core.ClosedJaxpr(new_jaxpr, closed.consts))(*arrays)
+        return jax.tree_util.tree_unflatten(tree, flat)
+
+    return run
+
+
 class _Exported:
     """One signature of a JAX function, lowered and spliced."""
 
     def __init__(self, fn: Callable[..., Any], args: Sequence[Any]) -> None:
         jax = _jax()
-        with _x64():
+        with _x64(), _pallas_interpret_off_tpu():
+            if _jax_platform() == "cpu":
+                fn = _interpreted(fn, args)
             # keep_unused: the call passes every tensor, used or not.
             lowered = jax.jit(fn, keep_unused=True).trace(*args).lower(lowering_platforms=(_jax_platform(),))
             self.symbol, self.functions = _splice(lowered.as_text(debug_info=False))
@@ -125,31 +220,187 @@ class _Exported:
         return results
 
 
+# Every kernel lowered in this process, by ``(name, fingerprint)``: what
+# ``call_custom_kernel`` runs (TorchTPU's runtime registry of custom kernels).
+_KERNELS: dict[tuple[str, str], _Exported] = {}
+
+
+def register_custom_kernel(name: str, key: str, serialized_mlir_module: str | bytes) -> None:
+    """Registers a kernel's StableHLO (text, or MLIR bytecode as ``jax.export`` serializes it) under ``(name, key)``."""
+    text = serialized_mlir_module
+    if isinstance(text, bytes):
+        text = _mlir_text(text)
+    exported = _Exported.__new__(_Exported)
+    exported.symbol, exported.functions = _splice(text)
+    exported.tree, exported.outs = None, _signature_results(exported.functions, exported.symbol)
+    _KERNELS[(name, key)] = exported
+
+
+def lookup_custom_kernel(name: str, key: str) -> bool:
+    """Whether a kernel is registered under ``(name, key)``."""
+    return (name, key) in _KERNELS
+
+
+def call_custom_kernel(
+    name: str,
+    key: str,
+    *,
+    inputs: Sequence[torch.Tensor],
+    output_shapes: Sequence[Any],
+    donate_argnums: Sequence[int] = (),
+    device_assignment: Sequence[int] | None = None,
+) -> list[torch.Tensor]:
+    """Runs the kernel registered under ``(name, key)`` on ``inputs``: new tensors, one per result.
+
+    ``output_shapes`` (tensors or ``(shape, dtype)`` pairs) must match what the
+    kernel returns. ``donate_argnums`` is a hint that the caller is done with
+    those inputs: XLA reuses buffers on its own, so it changes nothing here.
+    ``device_assignment`` may name one device, the inputs' own."""
+    exported = _KERNELS.get((name, key))
+    if exported is None:
+        raise KeyError(f"call_custom_kernel: no kernel {name!r} registered under {key!r}")
+    if device_assignment is not None and len(device_assignment) > 1:
+        raise NotImplementedError(
+            f"call_custom_kernel: kernel {name!r} asks for {len(device_assignment)} devices; "
+            "a kernel runs on one device here (its collectives and remote DMAs are not supported)"
+        )
+    want = [(tuple(o.shape), o.dtype) if isinstance(o, torch.Tensor) else (tuple(o[0]), o[1]) for o in output_shapes]
+    if want != exported.outs:
+        raise ValueError(f"call_custom_kernel: kernel {name!r} returns {exported.outs}, asked for {want}")
+    return exported(list(inputs))
+
+
+def _mlir_text(module: bytes) -> str:
+    """A StableHLO portable artifact (``jax.export``'s ``mlir_module_serialized``) or MLIR bytecode, as text."""
+    from jax._src.interpreters import mlir
+    from jax._src.lib import _jax as xla_ext
+
+    with mlir.make_ir_context():
+        try:
+            parsed = xla_ext.mlir.deserialize_portable_artifact(module)
+        except Exception:  # not a portable artifact: plain bytecode
+            parsed = mlir.ir.Module.parse(module)
+        return mlir.module_to_string(parsed, enable_debug_info=False)
+
+
+_RESULTS = re.compile(r"->\s*\(?([^{]*?)\)?\s*\{")
+_TENSOR = re.compile(r"tensor<([^>]*)>")
+_ELEMENT = {"f32": "float32", "f64": "float64", "f16": "float16", "bf16": "bfloat16", "i1": "bool", "i8": "int8"}
+_ELEMENT.update({"i16": "int16", "i32": "int32", "i64": "int64", "ui8": "uint8", "ui16": "uint16", "ui32": "uint32"})
+
+
+def _signature_results(functions: str, symbol: str) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    """The result types of ``symbol`` in spliced text: ``(shape, dtype)`` each."""
+    head = next(line for line in functions.splitlines() if f"@{symbol}(" in line)
+    found = _RESULTS.search(head[head.index(f"@{symbol}(") :].split(")", 1)[1] + " {")
+    outs = []
+    for t in _TENSOR.findall(found.group(1) if found else ""):
+        *dims, element = t.split("x")
+        outs.append((tuple(int(d) for d in dims), getattr(torch, _ELEMENT[element])))
+    return outs
+
+
+def jax_placeholder(tensor: Any) -> Any:
+    """A ``jax.ShapeDtypeStruct`` standing for a torch tensor while tracing; other values are returned as they are."""
+    if not isinstance(tensor, torch.Tensor):
+        return tensor
+    return _jax().ShapeDtypeStruct(tuple(tensor.shape), _jax_dtype(tensor.dtype))
+
+
+def jax_placeholders(tensors: Sequence[torch.Tensor] | torch.Tensor) -> Any:
+    """``jax_placeholder`` of one tensor, or of each of a sequence."""
+    if isinstance(tensors, torch.Tensor):
+        return jax_placeholder(tensors)
+    return [jax_placeholder(t) for t in tensors]
+
+
+def torch_placeholder(aval: Any) -> Any:
+    """A tensor on the meta device with the shape and dtype of a JAX abstract value; other values as they are."""
+    if not hasattr(aval, "shape") or not hasattr(aval, "dtype"):
+        return aval
+    return torch.empty(tuple(aval.shape), dtype=_torch_dtype(aval.dtype), device="meta")
+
+
+def _get_kernel_invocation_key(
+    trace_key: str,
+    input_args: Sequence[Any],
+    input_kwargs: Mapping[str, Any],
+    static_argnums: Sequence[int] = (),
+) -> str:
+    """The key of one specialization of a kernel (TorchTPU's format): the trace
+    key, each argument's shape and dtype (tensors) or value (the rest; static
+    ones marked), and the keyword arguments."""
+    static = frozenset(static_argnums)
+
+    def part(i: int, item: Any) -> str:
+        if i in static:
+            return f"static_{part(-1, item)}"
+        if isinstance(item, torch.Tensor):
+            return f"{item.shape}x{item.dtype}"
+        return str(item)
+
+    kwargs = ";".join(f"{part(-1, k)}:{part(-1, v)}" for k, v in input_kwargs.items())
+    return ";".join([trace_key, ",".join(part(i, a) for i, a in enumerate(input_args)), kwargs])
+
+
+def get_default_pallas_mesh() -> Any:
+    """A one-device JAX mesh (axis ``"rank"``) for kernels that want one.
+
+    A kernel runs on one device here: its collectives and remote DMAs across
+    processes are not supported, so more than one process is refused."""
+    jax = _jax()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_world_size() > 1:
+            raise NotImplementedError(
+                "get_default_pallas_mesh: Pallas kernels across processes (collectives, remote DMA) "
+                "are not supported; a kernel runs on its process's device"
+            )
+    return jax.make_mesh((1,), ("rank",), devices=jax.devices("cpu")[:1])
+
+
 def _spec(t: torch.Tensor) -> Any:
     return _jax().ShapeDtypeStruct(tuple(t.shape), _jax_dtype(t.dtype))
 
 
 class JaxCallable:
-    """A JAX function callable on torch tensors (see the module docstring)."""
+    """A JAX function (``jax.jit``-wrapped, a Pallas kernel's, say) callable on tpu tensors.
+
+    TorchTPU's signature: ``JaxCallable(name, jit_fn, trace_key, static_argnums=(), ...)``.
+    Each specialization (``_get_kernel_invocation_key``) is lowered once and
+    registered for ``call_custom_kernel``; ``output_shapes`` and
+    ``kernel_key_to_mlir_fingerprint`` map its key to its results
+    (placeholders and tree) and its registered name."""
 
     def __init__(
         self,
-        jax_fn: Callable[..., Any],
-        name: str | None = None,
+        name: str,
+        jit_fn: Callable[..., Any],
+        trace_key: str | None = None,
         static_argnums: Sequence[int] = (),
         donate_argnums: Sequence[int] | None = None,
         input_output_aliases: Mapping[int, int] | None = None,
-        **jit_kwargs: Any,
+        mesh: Any = None,
+        input_partition_specs: Any = None,
     ) -> None:
-        self.jax_fn = jax_fn
-        self.name = name or getattr(jax_fn, "__name__", "jax_kernel")
+        self.name = name
+        self.jax_fn = jit_fn
+        self.trace_key = trace_key if trace_key is not None else f"{name}_{id(jit_fn)}"
         self.static_argnums = tuple(static_argnums)
         self.donate_argnums = tuple(donate_argnums or ())
         self.input_output_aliases = dict(input_output_aliases or {})
-        self._jitted = _jax().jit(jax_fn, static_argnums=self.static_argnums, **jit_kwargs)
+        self.mesh = mesh
+        self.input_partition_specs = input_partition_specs
+        self.output_shapes: dict[str, tuple[list[torch.Tensor], Any]] = {}
+        self.kernel_key_to_mlir_fingerprint: dict[str, str] = {}
         self._exports: dict[tuple, _Exported] = {}
         self._vjp_exports: dict[tuple, _Exported] = {}
-        functools.update_wrapper(self, jax_fn, updated=())
+
+    def __repr__(self) -> str:
+        return f"JaxCallable(name={self.name}, trace_key={self.trace_key}, static_argnums={self.static_argnums})"
+
+    @property
+    def _jitted(self) -> Callable[..., Any]:
+        return self.jax_fn
 
     def _split(self, args: Sequence[Any]) -> tuple[list[int], list[torch.Tensor]]:
         idx = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and i not in self.static_argnums]
@@ -162,25 +413,35 @@ class JaxCallable:
             full[i] = t
         return full
 
-    def _key(self, args: Sequence[Any]) -> tuple:
+    def _key(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple:
         """What a lowering depends on: tensor shapes and dtypes, every other argument's value."""
-        return tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+        shaped = tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+        return shaped + tuple(sorted(kwargs.items()))
 
-    def _export(self, args: Sequence[Any]) -> _Exported:
-        key = self._key(args)
+    def _export(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Exported:
+        key = self._key(args, kwargs)
         if key not in self._exports:
             idx = self._split(args)[0]
-            fn = functools.partial(self._call_with_tensors, args)
-            self._exports[key] = _Exported(fn, [_spec(args[i]) for i in idx])
+            fn = functools.partial(self._call_with_tensors, args, kwargs)
+            exported = _Exported(fn, [_spec(args[i]) for i in idx])
+            self._exports[key] = exported
+            # Registered for call_custom_kernel, under TorchTPU's key.
+            kernel_key = _get_kernel_invocation_key(self.trace_key, args, kwargs, self.static_argnums)
+            _KERNELS[(self.name, exported.symbol)] = exported
+            placeholders = [torch.empty(s, dtype=d, device="meta") for s, d in exported.outs]
+            self.output_shapes[kernel_key] = (placeholders, exported.tree)
+            self.kernel_key_to_mlir_fingerprint[kernel_key] = exported.symbol
         return self._exports[key]
 
-    def _call_with_tensors(self, args: Sequence[Any], *arrays: Any) -> Any:
-        return self.jax_fn(*self._with_tensors(args, arrays))
+    def _call_with_tensors(self, args: Sequence[Any], kwargs: Mapping[str, Any], *arrays: Any) -> Any:
+        return self.jax_fn(*self._with_tensors(args, arrays), **kwargs)
 
-    def _run(self, args: Sequence[Any], in_place: bool = False) -> tuple[Any, list[torch.Tensor]]:
+    def _run(
+        self, args: Sequence[Any], in_place: bool = False, kwargs: Mapping[str, Any] | None = None
+    ) -> tuple[Any, list[torch.Tensor]]:
         """Runs the kernel: the output pytree's structure and its leaves as tpu tensors.
         ``in_place``: aliased results are written straight into their inputs."""
-        exported = self._export(args)
+        exported = self._export(args, kwargs or {})
         _, tensors = self._split(args)
         outs: list[torch.Tensor | None] = [None] * len(exported.outs)
         if in_place:
@@ -195,22 +456,25 @@ class JaxCallable:
                 if flat[out_idx] is not tensors[in_idx]:
                     tensors[in_idx].copy_(flat[out_idx])
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Runs on tensors (and static or constant values). Keyword arguments are constants of the lowering."""
         _, tensors = self._split(args)
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            if kwargs:
+                raise NotImplementedError("JaxCallable: keyword arguments with gradients; pass them positionally")
             tree_box: list[Any] = []
             flat = list(_JaxFunction.apply(self, args, tree_box, *tensors))
             tree = tree_box[0]
             self._alias(tensors, flat)
         else:
-            tree, flat = self._run(args, in_place=True)
+            tree, flat = self._run(args, in_place=True, kwargs=kwargs)
         return _jax().tree_util.tree_unflatten(tree, flat)
 
     def vjp(self, args: Sequence[Any], cotangents: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
         """Gradients of the kernel's outputs with respect to its tensor inputs, through ``jax.vjp``."""
         jax = _jax()
         _, tensors = self._split(args)
-        key = (self._key(args), tuple((tuple(c.shape), c.dtype) for c in cotangents))
+        key = (self._key(args, {}), tuple((tuple(c.shape), c.dtype) for c in cotangents))
         if key not in self._vjp_exports:
             n = len(tensors)
 
@@ -257,9 +521,27 @@ def custom_jax_kernel(
     arguments are passed as they are and key the per-signature cache."""
 
     def wrap(fn: Callable[..., Any]) -> JaxCallable:
-        return JaxCallable(fn, name, static_argnums, donate_argnums, input_output_aliases, **jit_kwargs)
+        return _callable(fn, name, static_argnums, donate_argnums, input_output_aliases, jit_kwargs)
 
     return wrap if jax_fn is None else wrap(jax_fn)
+
+
+def _callable(
+    fn: Callable[..., Any],
+    name: str | None,
+    static_argnums: Sequence[int],
+    donate_argnums: Sequence[int] | None,
+    input_output_aliases: Mapping[int, int] | None,
+    jit_kwargs: Mapping[str, Any],
+) -> JaxCallable:
+    """A ``JaxCallable`` of ``jax.jit(fn)``, named after ``fn`` unless ``name`` is given."""
+    name = name or getattr(fn, "__name__", "kernel")
+    static_argnums = tuple(static_argnums)
+    jit_fn = _jax().jit(fn, static_argnums=static_argnums, **jit_kwargs)
+    trace_key = _get_kernel_invocation_key(f"{name}_{id(fn)}", [], {**jit_kwargs, "static_argnums": static_argnums})
+    kernel = JaxCallable(name, jit_fn, trace_key, static_argnums, donate_argnums, input_output_aliases)
+    functools.update_wrapper(kernel, fn, updated=())
+    return kernel
 
 
 _SCALARS = {int: "int", float: "float", bool: "bool", str: "str"}
@@ -305,7 +587,7 @@ def jax_op(
     returns_tuple = outs is not None
     schema = f"({', '.join(f'{t} {n}' for n, t in params)}) -> " + (f"({', '.join(outs)})" if outs else "Tensor")
     static = tuple(i for i, (_, t) in enumerate(params) if t != "Tensor")
-    kernel = JaxCallable(fn, name, static, donate_argnums, input_output_aliases, **jit_kwargs)
+    kernel = _callable(fn, name, static, donate_argnums, input_output_aliases, jit_kwargs)
 
     tensor_params = [n for n, t in params if t == "Tensor"]
     mutated = tuple(tensor_params[i] for i in kernel.input_output_aliases)
