@@ -14,7 +14,7 @@
 use crate::jacobi::{eye, take_columns};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::schur::{at, cabs1, elem, eps_tiny, line, schur, set_line};
-use crate::solve::check_square;
+use crate::solve::check_square_shape;
 use crate::{bail, Result};
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId,
@@ -190,7 +190,7 @@ fn eig(
     if !matches!(d, DType::F32 | DType::F64 | DType::C64 | DType::C128) {
         bail!("{what}: Expected a floating point or complex tensor as input. Got {d}");
     }
-    check_square(c, what, x)?;
+    check_square_shape(c, what, x)?;
     let g = &mut *c.g;
     let cd = if d.is_complex() { d } else { d.to_complex() };
     let n = shape[r - 1];
