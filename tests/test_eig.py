@@ -41,7 +41,9 @@ def _check_eig(a: torch.Tensor, atol: float) -> None:
     ac = a.to(v.dtype)
     res = ac @ v - v * w.unsqueeze(-2)
     assert res.abs().max() <= atol * max(1.0, a.abs().max().item()), res.abs().max()
-    torch.testing.assert_close(torch.linalg.vector_norm(v, dim=-2), torch.ones(w.shape, dtype=w.real.dtype), atol=atol, rtol=0)
+    torch.testing.assert_close(
+        torch.linalg.vector_norm(v, dim=-2), torch.ones(w.shape, dtype=w.real.dtype), atol=atol, rtol=0
+    )
     torch.testing.assert_close(vs.abs(), ves.abs(), atol=10 * atol, rtol=10 * atol)
 
 
@@ -143,7 +145,9 @@ def test_airy_ai(dtype: torch.dtype, mode: str) -> None:
     x = torch.cat(
         [
             torch.linspace(-30.0, 30.0, 601, dtype=dtype),
-            torch.tensor([-2.09, 2.09, 8.3203353, 103.0, 104.0, float("inf"), -float("inf"), float("nan")], dtype=dtype),
+            torch.tensor(
+                [-2.09, 2.09, 8.3203353, 103.0, 104.0, float("inf"), -float("inf"), float("nan")], dtype=dtype
+            ),
         ]
     )
     torch_tpu.reset_metrics()
@@ -172,7 +176,9 @@ def test_stft_forward(dtype: torch.dtype, center: bool, mode: str) -> None:
     _no_fallback()
     assert_same(got, torch.stft(x, **kw), "stft", atol=1e-4, rtol=1e-4)
     got1 = torch.stft(x.to(TPU), n_fft=16, return_complex=True, onesided=False)
-    assert_same(got1, torch.stft(x, n_fft=16, return_complex=True, onesided=False), "stft default", atol=1e-4, rtol=1e-4)
+    assert_same(
+        got1, torch.stft(x, n_fft=16, return_complex=True, onesided=False), "stft default", atol=1e-4, rtol=1e-4
+    )
 
 
 def test_stft_istft_round_trip(mode: str) -> None:

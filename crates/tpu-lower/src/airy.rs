@@ -19,7 +19,7 @@ type Out = Result<Vec<ValueId>>;
 /// 1 / sqrt(pi).
 const ISPI: f64 = 0.564_189_583_547_756_3;
 /// Ai(0) and -Ai'(0).
-const C1: f64 = 0.355_028_053_887_817_24;
+const C1: f64 = 0.355_028_053_887_817_2;
 const C2: f64 = 0.258_819_403_792_806_8;
 /// Series terms: the k-th term of f and g shrinks like |x|^(3k) / (3k)!.
 const TERMS: usize = 16;
