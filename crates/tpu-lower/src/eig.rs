@@ -8,8 +8,10 @@
 //! raised to `eps |w_j|` as `ztrevc` does), times Q, each column scaled to
 //! unit 2-norm with its largest component real and positive (`zgeev`'s
 //! normalization; `dgeev` leaves a real eigenvector's sign free).
-//! Not done: LAPACK's balancing (`gebal`), so the order can differ from the
-//! CPU's on badly scaled matrices.
+//! Not done: LAPACK's balancing (`gebal`), and the real driver's
+//! double-shift (Francis) steps: complex inputs mostly come out in `zgeev`'s
+//! order, real ones in an order that can differ from `dgeev`'s (the same
+//! eigenvalues, and each vector stays with its value).
 
 use crate::jacobi::{eye, take_columns};
 use crate::registry::{Args, LowerCtx, Registry};
