@@ -734,7 +734,7 @@ impl Graph {
         let fits = r >= 2
             && tb.rank() == r
             && ta.dtype == tb.dtype
-            && ta.dtype.is_float()
+            && (ta.dtype.is_float() || ta.dtype.is_complex())
             && ta.shape[r - 1] == ta.shape[r - 2]
             && ta.shape[..r - 2] == tb.shape[..r - 2]
             && ta.shape[r - 1] == tb.shape[if left_side { r - 2 } else { r - 1 }];

@@ -31,7 +31,7 @@ fn poly(c: &mut LowerCtx, x: ValueId, coefs: &[f64]) -> Result<ValueId> {
 }
 
 /// `poly(num) / poly(den)` at `x`.
-fn ratio(c: &mut LowerCtx, x: ValueId, num: &[f64], den: &[f64]) -> Result<ValueId> {
+pub(crate) fn ratio(c: &mut LowerCtx, x: ValueId, num: &[f64], den: &[f64]) -> Result<ValueId> {
     let p = poly(c, x, num)?;
     let q = poly(c, x, den)?;
     bin(c, B::Div, p, q)

@@ -11,6 +11,7 @@
 //! crate for its overload name, e.g. `"add.out"`.
 
 pub mod activation;
+pub mod airy;
 pub mod args;
 pub mod asserts;
 pub mod attention;
@@ -21,6 +22,7 @@ pub mod conv;
 pub mod ctc;
 pub mod distance;
 pub mod distributions;
+pub mod eig;
 pub mod eigh;
 pub mod elementwise;
 pub mod embedding_bag;
@@ -56,6 +58,7 @@ pub mod resample;
 pub mod resample_extra;
 pub mod rows;
 pub mod scatter;
+pub mod schur;
 pub mod search;
 pub mod segment;
 pub mod shape;

@@ -4,7 +4,7 @@
 //! lu_unpack, lu. Pivots follow LAPACK: the first row of largest magnitude.
 
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::solve::{broadcast_batch, check_square, tri};
+use crate::solve::{broadcast_batch, check_square, check_square_shape, tri};
 use crate::{bail, Result};
 use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
@@ -82,11 +82,15 @@ fn swap(c: &mut LowerCtx, v: ValueId, k: i64, p: ValueId, rows: bool) -> Result<
 
 /// LU with partial pivoting of `[.., m, n]` matrices (`square` requires m == n).
 fn factor(c: &mut LowerCtx, a: ValueId, what: &str) -> Result<Lu> {
-    factor_any(c, a, what, true)
+    factor_any(c, a, what, true, false)
 }
 
-fn factor_any(c: &mut LowerCtx, a: ValueId, what: &str, square: bool) -> Result<Lu> {
-    if square {
+/// As [`factor`]; `complex` also accepts complex matrices (linalg.solve only:
+/// linalg_eig's backward solves with `V^H`).
+fn factor_any(c: &mut LowerCtx, a: ValueId, what: &str, square: bool, complex: bool) -> Result<Lu> {
+    if square && complex && c.g.dtype(a).is_complex() {
+        check_square_shape(c, what, a)?;
+    } else if square {
         check_square(c, what, a)?;
     } else if c.g.rank(a) < 2 || !c.g.dtype(a).is_float() {
         bail!(
@@ -105,7 +109,8 @@ fn factor_any(c: &mut LowerCtx, a: ValueId, what: &str, square: bool) -> Result<
     let mut cshape = batch.clone();
     cshape.push(cols_n);
     let mut perm = c.g.iota(DType::I64, &vshape, r as i64 - 2)?;
-    let mut sign = c.g.constant(tpu_graph::ConstVal::float(1.0), acc, &batch);
+    let one = c.g.scalar(1.0, acc);
+    let mut sign = c.g.broadcast_to(one, &batch)?;
     let mut pivots = Vec::new();
     let row_iota = c.g.iota(DType::I64, &vshape, r as i64 - 2)?;
     let col_iota = c.g.iota(DType::I64, &cshape, r as i64 - 2)?;
@@ -117,7 +122,7 @@ fn factor_any(c: &mut LowerCtx, a: ValueId, what: &str, square: bool) -> Result<
         let mag = c.g.unary(U::Abs, col)?;
         let kk = c.g.full_like(row_iota, k as f64, DType::I64);
         let below = c.g.compare(CmpDir::Ge, row_iota, kk)?;
-        let minus = c.g.full_like(mag, -1.0, acc);
+        let minus = c.g.full_like(mag, -1.0, c.g.dtype(mag));
         let mag = c.g.select(below, mag, minus)?;
         let p = c.g.arg_reduce(true, mag, r as i64 - 2)?;
         pivots.push(p);
@@ -276,7 +281,7 @@ fn lu_factor_ex(c: &mut LowerCtx, a: &Args) -> Out {
     if !a.bool_or(1, true)? {
         bail!("linalg.lu_factor: LU without pivoting is not implemented on tpu");
     }
-    let f = factor_any(c, x, "linalg.lu_factor", false)?;
+    let f = factor_any(c, x, "linalg.lu_factor", false, false)?;
     let lu = c.g.convert(f.lu, c.g.dtype(x));
     let batch = batch_of(c, x);
     let info = zeros_i32(c, &batch);
@@ -307,7 +312,7 @@ fn solve_ex(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, b) = (a.t(0)?, a.t(1)?);
     let left = a.bool_or(2, true)?;
     let d = c.g.dtype(x);
-    let f = factor(c, x, "linalg.solve")?;
+    let f = factor_any(c, x, "linalg.solve", true, true)?;
     // A batch of vectors when B has one dim less and matches A's rows.
     let (ra, rb) = (c.g.rank(x), c.g.rank(b));
     let vector = rb + 1 == ra && c.g.shape(b)[..] == c.g.shape(x)[..ra - 1];
@@ -437,7 +442,7 @@ fn linalg_lu(c: &mut LowerCtx, a: &Args) -> Out {
         bail!("linalg.lu: LU without pivoting is not implemented on tpu");
     }
     let d = c.g.dtype(x);
-    let f = factor_any(c, x, "linalg.lu", false)?;
+    let f = factor_any(c, x, "linalg.lu", false, false)?;
     unpack(c, f.lu, f.perm, d)
 }
 

@@ -434,6 +434,8 @@ impl Registry {
             crate::asserts::register(&mut r);
             crate::svd::register(&mut r);
             crate::eigh::register(&mut r);
+            crate::airy::register(&mut r);
+            crate::eig::register(&mut r);
             crate::matfun::register(&mut r);
             crate::householder::register(&mut r);
             crate::lstsq::register(&mut r);

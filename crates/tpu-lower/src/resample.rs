@@ -300,7 +300,12 @@ fn pad(c: &mut LowerCtx, a: &Args, reflect: bool, backward: bool) -> Out {
         bail!("pad: padding {p:?} does not fit an input of shape {in_shape:?}");
     }
     let d = c.g.dtype(x);
-    let w = if d.is_float() { opmath(d) } else { DType::F64 };
+    // Complex values are padded in their own dtype (one-hot weights, exact).
+    let w = if d.is_float() || d.is_complex() {
+        opmath(d)
+    } else {
+        DType::F64
+    };
     let mut ws = Vec::with_capacity(k_dims);
     for j in 0..k_dims {
         // Spatial dim j (of the last k) is padded by the pair for dim k - 1 - j from the end.

@@ -15,6 +15,18 @@ type Out = Result<Vec<ValueId>>;
 
 /// Requires `[.., n, n]` float matrices.
 pub(crate) fn check_square(c: &LowerCtx, what: &str, a: ValueId) -> Result<i64> {
+    let n = check_square_shape(c, what, a)?;
+    if !c.g.dtype(a).is_float() {
+        bail!(
+            "{what}: expected a floating point tensor, got {}",
+            c.g.dtype(a)
+        );
+    }
+    Ok(n)
+}
+
+/// Requires `[.., n, n]` matrices (of any dtype); returns n.
+pub(crate) fn check_square_shape(c: &LowerCtx, what: &str, a: ValueId) -> Result<i64> {
     let s = c.g.shape(a);
     let r = s.len();
     if r < 2 || s[r - 1] != s[r - 2] {
@@ -22,12 +34,6 @@ pub(crate) fn check_square(c: &LowerCtx, what: &str, a: ValueId) -> Result<i64> 
             "{what}: A must be batches of square matrices, but they are {} by {} matrices",
             s.get(r.wrapping_sub(2)).copied().unwrap_or(0),
             s.last().copied().unwrap_or(0)
-        );
-    }
-    if !c.g.dtype(a).is_float() {
-        bail!(
-            "{what}: expected a floating point tensor, got {}",
-            c.g.dtype(a)
         );
     }
     Ok(s[r - 1])
