@@ -47,22 +47,8 @@ fn copy_from(args: &[CallArg]) -> Result<Outcome> {
         crate::overlap::check_copy(src.tpu_parts(), d)?;
     }
     match (src, dst) {
-        (
-            TensorIn::Host { .. },
-            TensorIn::Tpu {
-                storage,
-                view,
-                dtype,
-                device,
-                bits,
-            },
-        ) => {
-            let dst_ref = TensorRef {
-                storage,
-                view: view.clone(),
-                dtype: *dtype,
-                bits: *bits,
-            };
+        (TensorIn::Host { .. }, TensorIn::Tpu { device, .. }) => {
+            let dst_ref = dst.tensor_ref().expect("a tpu tensor");
             upload_into(src, &dst_ref, *device)?;
         }
         (
@@ -83,22 +69,8 @@ fn copy_from(args: &[CallArg]) -> Result<Outcome> {
             buf.to_host(&mut bytes)?;
             span.write_strided(&bytes, sizes, strides, dtype.size());
         }
-        (
-            TensorIn::Tpu { device: from, .. },
-            TensorIn::Tpu {
-                storage,
-                view,
-                dtype,
-                device,
-                bits,
-            },
-        ) => {
-            let dst_ref = TensorRef {
-                storage,
-                view: view.clone(),
-                dtype: *dtype,
-                bits: *bits,
-            };
+        (TensorIn::Tpu { device: from, .. }, TensorIn::Tpu { device, .. }) => {
+            let dst_ref = dst.tensor_ref().expect("a tpu tensor");
             // Across devices the source moves first; on one device the copy is recorded.
             let moved = if from != device {
                 let b = materialize(src, src.dtype())?;
