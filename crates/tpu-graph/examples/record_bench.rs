@@ -6,12 +6,13 @@
 use std::time::Instant;
 use tpu_graph::{BinaryKind as B, DType, Graph, ReduceKind, UnaryKind as U, ValueType};
 
-fn record(target: usize) -> Graph {
+/// `steps` steps of 10 node requests, 3 more every 16th, 1 more every 64th.
+fn record(steps: u64) -> Graph {
     let mut g = Graph::new();
     let mut x = g.parameter(ValueType::new(DType::F32, &[64, 32]));
     let mut outs = Vec::new();
     let mut step = 0u64;
-    while g.nodes.len() < target {
+    while step < steps {
         step += 1;
         if step % 16 == 0 {
             // A new storage read: a parameter, flattened and reshaped back as views do.
@@ -36,11 +37,23 @@ fn record(target: usize) -> Graph {
 }
 
 fn main() {
-    const N: usize = 100_000;
+    // About 100k node requests.
+    const N: u64 = 9_800;
+    if std::env::args().any(|a| a == "--once") {
+        // One recording of each kind, for instruction counts under callgrind.
+        let g = record(N);
+        println!("{} nodes", g.nodes.len());
+        let mut g = Graph::new();
+        let mut x = g.parameter(ValueType::new(DType::F32, &[8]));
+        for _ in 0..100_000 {
+            x = g.unary(U::Neg, x).unwrap();
+        }
+        return;
+    }
     let _ = record(N); // warm-up
     let mut best = f64::MAX;
     let mut g = Graph::new();
-    for _ in 0..5 {
+    for _ in 0..15 {
         let t = Instant::now();
         g = record(N);
         best = best.min(t.elapsed().as_secs_f64());
@@ -58,6 +71,10 @@ fn main() {
         best * 1e3,
         best * 1e9 / calls as f64
     );
+    println!(
+        "record, no duplicates: 100000 chained negations in {:.2} ms",
+        chain() * 1e3
+    );
     println!("structural_hash: {:.2} ms ({key:?})", hash_s * 1e3);
     println!(
         "to_stablehlo: {:.2} ms, {} lines",
@@ -66,19 +83,23 @@ fn main() {
     );
 }
 
-/// Node requests the recording makes (without hash-consing, one node each).
-fn count_calls(target: usize) -> usize {
-    let mut n = 1usize;
-    let mut step = 0u64;
-    while n < target {
-        step += 1;
-        if step % 16 == 0 {
-            n += 3;
+/// Node requests `record(steps)` makes (without hash-consing, one node each).
+fn count_calls(steps: u64) -> u64 {
+    1 + 10 * steps + 3 * (steps / 16) + steps / 64
+}
+
+/// Worst case for hash-consing: every request misses. Best of five, in seconds.
+fn chain() -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..15 {
+        let t = Instant::now();
+        let mut g = Graph::new();
+        let mut x = g.parameter(ValueType::new(DType::F32, &[8]));
+        for _ in 0..100_000 {
+            x = g.unary(U::Neg, x).unwrap();
         }
-        n += 8;
-        if step % 64 == 0 {
-            n += 1;
-        }
+        g.outputs = vec![x];
+        best = best.min(t.elapsed().as_secs_f64());
     }
-    n
+    best
 }

@@ -9,7 +9,8 @@
 //! Parameters are never merged (each is a slot of the program's interface),
 //! nor anything with effects XLA may not drop or duplicate.
 
-use crate::ir::{Graph, Op, ValueId, ValueType};
+use crate::ir::{Graph, Node, Op, ValueId, ValueType};
+use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 
 /// Whether a node with this op may have effects beyond its results, or its
@@ -89,37 +90,43 @@ impl Graph {
             return self.append(op, inputs, out_types);
         }
         let key = content_hash(&op, &inputs, &out_types);
-        if let Some(found) = self
-            .cse
-            .0
-            .get(&key)
-            .and_then(|&i| self.same_node(i, &op, &inputs, &out_types))
-        {
-            return found;
-        }
         let index = self.nodes.len() as u32;
-        // A colliding or stale entry is replaced: only the newest node of a
-        // hash is found, which loses a merge, never correctness.
-        self.cse.0.insert(key, index);
+        // One probe for both the lookup and the insertion.
+        match self.cse.0.entry(key) {
+            Entry::Occupied(mut e) => {
+                let (nodes, types) = (&self.nodes, &self.types);
+                if let Some(found) = same_node(nodes, types, *e.get(), &op, &inputs, &out_types) {
+                    return found;
+                }
+                // A colliding or stale entry is replaced: only the newest
+                // node of a hash is found, which loses a merge, never
+                // correctness.
+                e.insert(index);
+            }
+            Entry::Vacant(e) => {
+                e.insert(index);
+            }
+        }
         self.append(op, inputs, out_types)
     }
+}
 
-    /// Node `i`'s values if it is (still) a node with exactly this content.
-    fn same_node(
-        &self,
-        i: u32,
-        op: &Op,
-        inputs: &[ValueId],
-        out_types: &[ValueType],
-    ) -> Option<Vec<ValueId>> {
-        let n = self.nodes.get(i as usize)?;
-        let same = n.op == *op
-            && n.inputs == inputs
-            && n.outputs.len() == out_types.len()
-            && n.outputs
-                .iter()
-                .zip(out_types)
-                .all(|(v, t)| self.types.get(v.0 as usize) == Some(t));
-        same.then(|| n.outputs.clone())
-    }
+/// Node `i`'s values if it is (still) a node with exactly this content.
+fn same_node(
+    nodes: &[Node],
+    types: &[ValueType],
+    i: u32,
+    op: &Op,
+    inputs: &[ValueId],
+    out_types: &[ValueType],
+) -> Option<Vec<ValueId>> {
+    let n = nodes.get(i as usize)?;
+    let same = n.op == *op
+        && n.inputs == inputs
+        && n.outputs.len() == out_types.len()
+        && n.outputs
+            .iter()
+            .zip(out_types)
+            .all(|(v, t)| types.get(v.0 as usize) == Some(t));
+    same.then(|| n.outputs.clone())
 }
