@@ -14,7 +14,7 @@ fn record(steps: u64) -> Graph {
     let mut step = 0u64;
     while step < steps {
         step += 1;
-        if step % 16 == 0 {
+        if step.is_multiple_of(16) {
             // A new storage read: a parameter, flattened and reshaped back as views do.
             let p = g.parameter(ValueType::new(DType::F32, &[2048]));
             let r = g.reshape(p, &[64, 32]).unwrap();
@@ -27,7 +27,7 @@ fn record(steps: u64) -> Graph {
         let s = g.reduce(ReduceKind::Sum, y, &[1]).unwrap();
         let s = g.broadcast_in_dim(s, &[64, 32], &[0]).unwrap();
         x = g.binary(B::Sub, y, s).unwrap();
-        if step % 64 == 0 {
+        if step.is_multiple_of(64) {
             outs.push(g.reshape(x, &[2048]).unwrap());
         }
     }
