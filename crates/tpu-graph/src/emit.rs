@@ -1,6 +1,7 @@
 //! StableHLO text emission in MLIR's generic operation form, which is uniform
 //! across ops and parsed by every PJRT plugin that accepts "mlir" programs.
 
+use crate::canon::Canonical;
 use crate::dtype::DType;
 use crate::ir::*;
 use std::fmt::Write;
@@ -213,16 +214,19 @@ struct Emitter<'g> {
     prefix: String,
 }
 
-/// SSA names of `g`'s values, each starting with `%{prefix}`.
-fn value_names(g: &Graph, prefix: &str) -> Vec<String> {
+/// SSA names of `g`'s live values, each starting with `%{prefix}`, numbered
+/// in canonical order so that the text does not depend on the recording order.
+fn value_names(g: &Graph, c: &Canonical, prefix: &str) -> Vec<String> {
     let mut names = vec![String::new(); g.types.len()];
-    for (i, node) in g.nodes.iter().enumerate() {
+    for (i, &n) in c.nodes.iter().enumerate() {
+        let node = &g.nodes[n as usize];
+        let number = |v: ValueId| c.value_number[v.0 as usize];
         match node.op {
             Op::Parameter(p) => names[node.outputs[0].0 as usize] = format!("%{prefix}arg{p}"),
             // Emitted as a two-result reduce; the index is its second result.
             Op::ArgReduce { .. } => names[node.outputs[0].0 as usize] = format!("%{prefix}n{i}r#1"),
             _ if node.outputs.len() == 1 => {
-                names[node.outputs[0].0 as usize] = format!("%{prefix}v{}", node.outputs[0].0)
+                names[node.outputs[0].0 as usize] = format!("%{prefix}v{}", number(node.outputs[0]))
             }
             _ => {
                 for (k, v) in node.outputs.iter().enumerate() {
@@ -234,14 +238,14 @@ fn value_names(g: &Graph, prefix: &str) -> Vec<String> {
     names
 }
 
-/// The external functions `g` calls, its loops' regions included.
-fn called<'a>(g: &'a Graph, out: &mut Vec<&'a ExternalFunctions>) {
-    for node in &g.nodes {
-        match &node.op {
+/// The external functions `g`'s live nodes call, its loops' regions included.
+fn called<'a>(g: &'a Graph, live: &[u32], out: &mut Vec<&'a ExternalFunctions>) {
+    for &n in live {
+        match &g.nodes[n as usize].op {
             Op::Call(f) => out.push(f),
             Op::While(l) => {
-                called(&l.cond, out);
-                called(&l.body, out);
+                called(&l.cond, &l.cond.canonical().nodes, out);
+                called(&l.body, &l.body.canonical().nodes, out);
             }
             _ => {}
         }
@@ -568,9 +572,10 @@ impl Emitter<'_> {
 
     /// A region's block: its parameters as block arguments, its nodes, and a return of its outputs.
     fn region(&self, prefix: &str, g: &Graph) -> String {
+        let c = g.canonical();
         let mut e = Emitter {
             g,
-            names: value_names(g, prefix),
+            names: value_names(g, &c, prefix),
             out: String::new(),
             prefix: prefix.to_string(),
         };
@@ -580,8 +585,8 @@ impl Emitter<'_> {
             .map(|&p| format!("{}: {}", e.n(p), e.t(p)))
             .collect();
         let _ = writeln!(e.out, "      ^bb0({}):", args.join(", "));
-        for (i, node) in g.nodes.iter().enumerate() {
-            e.emit_node(i, node);
+        for (i, &n) in c.nodes.iter().enumerate() {
+            e.emit_node(i, &g.nodes[n as usize]);
         }
         let (outs, types) = e.operands(&g.outputs);
         let _ = writeln!(e.out, "    \"stablehlo.return\"({outs}) : ({types}) -> ()");
@@ -687,11 +692,13 @@ impl Emitter<'_> {
 }
 
 impl Graph {
-    /// The graph as a StableHLO module with one public function `main`.
+    /// The graph as a StableHLO module with one public function `main`: its
+    /// live nodes in canonical order (`canon.rs`), dead ones left out.
     pub fn to_stablehlo(&self) -> String {
+        let c = self.canonical();
         let mut e = Emitter {
             g: self,
-            names: value_names(self, ""),
+            names: value_names(self, &c, ""),
             out: String::new(),
             prefix: String::new(),
         };
@@ -715,8 +722,8 @@ impl Graph {
             "module @torch_tpu attributes {{mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32}} {{\n  func.func public @main({}) -> ({out_types}) {{",
             params.join(", ")
         );
-        for (i, node) in self.nodes.iter().enumerate() {
-            e.emit_node(i, node);
+        for (i, &n) in c.nodes.iter().enumerate() {
+            e.emit_node(i, &self.nodes[n as usize]);
         }
         let _ = writeln!(
             e.out,
@@ -725,7 +732,7 @@ impl Graph {
         // Functions called by the graph, each once.
         let mut seen = std::collections::HashSet::new();
         let mut functions = Vec::new();
-        called(self, &mut functions);
+        called(self, &c.nodes, &mut functions);
         for f in functions {
             if seen.insert(f.symbol.as_str()) {
                 let _ = writeln!(e.out, "{}", f.text);

@@ -367,6 +367,20 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// `(param index, output index)`: the parameter's buffer is donated to that output.
     pub aliases: Vec<(usize, usize)>,
+    /// Pure nodes by content, so [`Graph::push`] can hand back an equal one (`cse.rs`).
+    pub(crate) cse: CseIndex,
+}
+
+/// Hash of (op, inputs, result types) → index of a node with that content.
+/// Entries are only hints: a hit is checked against the node, so truncating
+/// `nodes` (a trace's rollback) leaves no wrong answers behind.
+#[derive(Clone, Default)]
+pub(crate) struct CseIndex(pub(crate) rustc_hash::FxHashMap<u64, u32>);
+
+impl fmt::Debug for CseIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CseIndex({} entries)", self.0.len())
+    }
 }
 
 impl Graph {
@@ -390,8 +404,8 @@ impl Graph {
         self.types[v.0 as usize].shape.len()
     }
 
-    /// Appends a node whose result types were already inferred.
-    pub fn push(
+    /// Appends a node as it is, merging nothing (see [`Graph::push`]).
+    pub(crate) fn append(
         &mut self,
         op: Op,
         inputs: Vec<ValueId>,

@@ -5,11 +5,15 @@
 //!   (broadcasting, promotion, keepdim reductions); [`views`]: strided reads
 //!   and writes of flat storage values; [`emit`]: StableHLO text;
 //!   [`control`]: while loops.
-//! - [`Graph::structural_hash`] keys every executable cache.
+//! - [`cse`]: pure nodes are hash-consed as they are added; [`canon`]: the
+//!   live nodes in an order independent of recording, which emission writes
+//!   and [`Graph::structural_hash`] (the key of every executable cache) hashes.
 
 pub mod builder;
+pub mod canon;
 pub mod complex;
 pub mod control;
+pub mod cse;
 pub mod dtype;
 pub mod emit;
 pub mod fold;
@@ -20,8 +24,6 @@ pub mod views;
 pub use dtype::{Category, DType};
 pub use ir::*;
 pub use views::View;
-
-use std::hash::{Hash, Hasher};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum GraphError {
@@ -36,19 +38,3 @@ pub type Result<T> = std::result::Result<T, GraphError>;
 /// aliasing, never buffer identities or host scalar values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GraphKey(pub u64, pub u64);
-
-impl Graph {
-    pub fn structural_hash(&self) -> GraphKey {
-        let mut halves = [0u64; 2];
-        for (salt, half) in halves.iter_mut().enumerate() {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            salt.hash(&mut h);
-            self.nodes.hash(&mut h);
-            self.types.hash(&mut h);
-            self.outputs.hash(&mut h);
-            self.aliases.hash(&mut h);
-            *half = h.finish();
-        }
-        GraphKey(halves[0], halves[1])
-    }
-}
