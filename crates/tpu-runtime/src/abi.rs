@@ -372,15 +372,7 @@ pub unsafe extern "C" fn tpu_dispatch(
                 Ok(Status::ResizeOutputs as i32)
             }
             Err(e @ Error::NotImplemented(_)) => Err(e),
-            Err(e) => {
-                let msg = format!("{}: {e}", op::describe_call(&op, &call));
-                Err(match e {
-                    Error::OutOfMemory(_) => Error::OutOfMemory(msg),
-                    Error::Index(_) => Error::Index(msg),
-                    Error::Pjrt(p) if p.is_resource_exhausted() => Error::OutOfMemory(msg),
-                    _ => Error::Invalid(msg),
-                })
-            }
+            Err(e) => Err(op::in_op(&op, &call, e)),
         }
     })
 }

@@ -19,6 +19,14 @@ pub enum Error {
     /// The plugin failed (compile, transfer, execute).
     #[error("{0}")]
     Pjrt(#[from] pjrt::Error),
+    /// An op's error with the call that raised it: the op and its arguments
+    /// (`float32[2, 3]`, scalars), as every message to the user names them.
+    #[error("{op} (arguments: {}): {source}", arguments.join(", "))]
+    InOp {
+        op: String,
+        arguments: Vec<String>,
+        source: Box<Error>,
+    },
     /// No usable PJRT plugin.
     #[error("{0}")]
     Platform(String),
@@ -76,7 +84,7 @@ impl Error {
             Error::OutOfMemory(_) | Error::AddressSpace { .. } => Status::OutOfMemory,
             Error::Pjrt(e) if e.is_resource_exhausted() => Status::OutOfMemory,
             Error::Index(_) => Status::Index,
-            Error::Env(_) => Status::Value,
+            Error::InOp { source, .. } => source.status(),
             _ => Status::Runtime,
         }
     }

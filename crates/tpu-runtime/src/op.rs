@@ -2,7 +2,7 @@
 //! ABI delivers them ([`CallArg`]), what it returns ([`Ret`]) and how a call
 //! ends ([`Outcome`]).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::HostSpan;
 use crate::storage::Storage;
 use crate::trace::{MathBits, TensorRef};
@@ -130,9 +130,10 @@ impl From<Vec<Ret>> for Outcome {
     }
 }
 
-/// `aten::mm.out: <message> (arguments: float32[2, 3], float32[2, 3])`
-pub fn describe_call(op: &str, args: &[CallArg]) -> String {
-    let parts: Vec<String> = args
+/// `e` as an error of the call `op(args)`: `aten::mm.out (arguments:
+/// float32[2, 3], float32[2, 3]): <message>`.
+pub fn in_op(op: &str, args: &[CallArg], e: Error) -> Error {
+    let arguments = args
         .iter()
         .filter_map(|a| match &a.arg {
             ArgIn::Tensor(t) => Some(t.describe()),
@@ -148,7 +149,11 @@ pub fn describe_call(op: &str, args: &[CallArg]) -> String {
         })
         .collect();
     let ns = if op.contains("::") { "" } else { "aten::" };
-    format!("{ns}{op} (arguments: {})", parts.join(", "))
+    Error::InOp {
+        op: format!("{ns}{op}"),
+        arguments,
+        source: Box::new(e),
+    }
 }
 
 /// The device of the op: that of its tpu tensors, which must agree.

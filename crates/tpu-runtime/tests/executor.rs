@@ -264,3 +264,33 @@ fn abi_codes_match_the_header() {
     );
     assert_eq!(Error::Invalid("x".into()).status(), Status::Runtime);
 }
+
+#[test]
+fn op_errors_name_the_call_and_keep_their_cause() {
+    let _g = setup(Mode::Strict);
+    let a = upload(&[1.0, 2.0, 3.0], &[3], DType::F32);
+    let b = upload(&[1.0, 2.0], &[2], DType::F32);
+    let args = [
+        input(tpu_tensor(&a, view(&[3]), DType::F32)),
+        input(tpu_tensor(&b, view(&[2]), DType::F32)),
+    ];
+    let e = _core::dispatch::dispatch("add.Tensor", &args)
+        .err()
+        .expect("shapes differ");
+    let e = _core::op::in_op("add.Tensor", &args, e);
+    let Error::InOp { op, arguments, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(op, "aten::add.Tensor");
+    assert_eq!(arguments, &["float32[3]", "float32[2]"]);
+    assert!(e
+        .to_string()
+        .starts_with("aten::add.Tensor (arguments: float32[3], float32[2]): "));
+    assert_eq!(e.status(), Status::Runtime);
+    let oom = _core::op::in_op("mm", &[], Error::OutOfMemory("x".into()));
+    assert_eq!(
+        oom.status(),
+        Status::OutOfMemory,
+        "the cause decides the exception class"
+    );
+}
