@@ -260,13 +260,6 @@ fn conv_backward_at(c: &mut LowerCtx, a: &Args, first: usize) -> Out {
     Ok(vec![gi, gw, gb])
 }
 
-fn convolution_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    conv_backward_at(c, a, 4)
-}
-fn convolution_backward_overrideable(c: &mut LowerCtx, a: &Args) -> Out {
-    conv_backward_at(c, a, 3)
-}
-
 /// Geometry of a 2-D pooling window over the last two dims.
 struct Pool {
     k: [i64; 2],
@@ -570,14 +563,14 @@ pub fn register(r: &mut Registry) {
     );
     r.add(
         &["convolution_backward", "convolution_backward.out"],
-        convolution_backward,
+        |c, a| conv_backward_at(c, a, 4),
     );
     r.add(
         &[
             "convolution_backward_overrideable",
             "convolution_backward_overrideable.out",
         ],
-        convolution_backward_overrideable,
+        |c, a| conv_backward_at(c, a, 3),
     );
     r.add(
         &["max_pool2d_with_indices", "max_pool2d_with_indices.out"],

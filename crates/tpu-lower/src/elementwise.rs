@@ -76,14 +76,6 @@ fn scaled_log(c: &mut LowerCtx, a: &Args, base: f64) -> Out {
     Ok(vec![c.g.mul_const(l, 1.0 / base.ln())?])
 }
 
-fn log2(c: &mut LowerCtx, a: &Args) -> Out {
-    scaled_log(c, a, 2.0)
-}
-
-fn log10(c: &mut LowerCtx, a: &Args) -> Out {
-    scaled_log(c, a, 10.0)
-}
-
 fn exp2(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let d = float_dtype(c.g.dtype(x));
@@ -116,21 +108,12 @@ fn same_dtype(c: &mut LowerCtx, a: &Args, kind: U) -> Out {
     Ok(vec![c.g.unary(kind, x)?])
 }
 
-fn neg(c: &mut LowerCtx, a: &Args) -> Out {
-    same_dtype(c, a, U::Neg)
-}
 fn abs(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     if c.g.dtype(x) == DType::Bool {
         return Ok(vec![x]);
     }
     same_dtype(c, a, U::Abs)
-}
-fn floor(c: &mut LowerCtx, a: &Args) -> Out {
-    same_dtype(c, a, U::Floor)
-}
-fn ceil(c: &mut LowerCtx, a: &Args) -> Out {
-    same_dtype(c, a, U::Ceil)
 }
 fn round(c: &mut LowerCtx, a: &Args) -> Out {
     if a.int_or(1, 0)? != 0 {
@@ -203,12 +186,6 @@ fn is_inf_signed(c: &mut LowerCtx, a: &Args, sign: f64) -> Out {
     let inf = c.g.full_like(x, sign * f64::INFINITY, d);
     Ok(vec![c.g.compare(CmpDir::Eq, x, inf)?])
 }
-fn isposinf(c: &mut LowerCtx, a: &Args) -> Out {
-    is_inf_signed(c, a, 1.0)
-}
-fn isneginf(c: &mut LowerCtx, a: &Args) -> Out {
-    is_inf_signed(c, a, -1.0)
-}
 
 fn isfinite(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
@@ -266,12 +243,6 @@ fn add_sub(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     Ok(vec![c.g.binary(kind, x, y)?])
 }
 
-fn add(c: &mut LowerCtx, a: &Args) -> Out {
-    add_sub(c, a, B::Add)
-}
-fn sub(c: &mut LowerCtx, a: &Args) -> Out {
-    add_sub(c, a, B::Sub)
-}
 fn rsub(c: &mut LowerCtx, a: &Args) -> Out {
     let swapped = [a.arg(1).clone(), a.arg(0).clone(), a.arg(2).clone()];
     add_sub(c, &Args(&swapped), B::Sub)
@@ -290,9 +261,6 @@ fn promoted_binary(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     Ok(vec![c.g.binary(kind, x, y)?])
 }
 
-fn mul(c: &mut LowerCtx, a: &Args) -> Out {
-    promoted_binary(c, a, B::Mul)
-}
 /// `maximum`/`minimum`: a NaN in either operand gives NaN (XLA:CPU only
 /// propagates a NaN from its first operand).
 fn nan_max_min(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
@@ -305,12 +273,6 @@ fn nan_max_min(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     let m = c.g.select(xnan, x, m)?;
     let ynan = c.g.compare(CmpDir::Ne, y, y)?;
     Ok(vec![c.g.select(ynan, y, m)?])
-}
-fn maximum(c: &mut LowerCtx, a: &Args) -> Out {
-    nan_max_min(c, a, B::Max)
-}
-fn minimum(c: &mut LowerCtx, a: &Args) -> Out {
-    nan_max_min(c, a, B::Min)
 }
 /// Operands of a division in dtype `d`; an integer divisor must not be 0
 /// (XLA gives garbage, CPU raises `ZeroDivisionError`).
@@ -334,15 +296,6 @@ fn bitwise(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     }
     promoted_binary(c, a, kind)
 }
-fn bitwise_and(c: &mut LowerCtx, a: &Args) -> Out {
-    bitwise(c, a, B::And)
-}
-fn bitwise_or(c: &mut LowerCtx, a: &Args) -> Out {
-    bitwise(c, a, B::Or)
-}
-fn bitwise_xor(c: &mut LowerCtx, a: &Args) -> Out {
-    bitwise(c, a, B::Xor)
-}
 
 /// `fmax`/`fmin`: like maximum/minimum but a NaN loses to a number.
 fn fmax_fmin(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
@@ -356,12 +309,6 @@ fn fmax_fmin(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     let ynan = c.g.compare(CmpDir::Ne, y, y)?;
     let m = c.g.select(xnan, y, m)?;
     Ok(vec![c.g.select(ynan, x, m)?])
-}
-fn fmax(c: &mut LowerCtx, a: &Args) -> Out {
-    fmax_fmin(c, a, B::Max)
-}
-fn fmin(c: &mut LowerCtx, a: &Args) -> Out {
-    fmax_fmin(c, a, B::Min)
 }
 
 fn atan2(c: &mut LowerCtx, a: &Args) -> Out {
@@ -467,24 +414,6 @@ fn compare(c: &mut LowerCtx, a: &Args, dir: CmpDir) -> Out {
     let (x, y) = operands(c, a, d)?;
     Ok(vec![c.g.compare(dir, x, y)?])
 }
-fn eq(c: &mut LowerCtx, a: &Args) -> Out {
-    compare(c, a, CmpDir::Eq)
-}
-fn ne(c: &mut LowerCtx, a: &Args) -> Out {
-    compare(c, a, CmpDir::Ne)
-}
-fn lt(c: &mut LowerCtx, a: &Args) -> Out {
-    compare(c, a, CmpDir::Lt)
-}
-fn le(c: &mut LowerCtx, a: &Args) -> Out {
-    compare(c, a, CmpDir::Le)
-}
-fn gt(c: &mut LowerCtx, a: &Args) -> Out {
-    compare(c, a, CmpDir::Gt)
-}
-fn ge(c: &mut LowerCtx, a: &Args) -> Out {
-    compare(c, a, CmpDir::Ge)
-}
 
 /// Logical ops: operands are truth values (`!= 0`), result bool.
 fn logical(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
@@ -498,15 +427,6 @@ fn logical(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     let x = c.g.broadcast_to(bools[0], &shape)?;
     let y = c.g.broadcast_to(bools[1], &shape)?;
     Ok(vec![c.g.binary(kind, x, y)?])
-}
-fn logical_and(c: &mut LowerCtx, a: &Args) -> Out {
-    logical(c, a, B::And)
-}
-fn logical_or(c: &mut LowerCtx, a: &Args) -> Out {
-    logical(c, a, B::Or)
-}
-fn logical_xor(c: &mut LowerCtx, a: &Args) -> Out {
-    logical(c, a, B::Xor)
 }
 
 /// `where(condition, self, other)`.
@@ -548,15 +468,6 @@ fn clamp_with(c: &mut LowerCtx, a: &Args, lo: Option<usize>, hi: Option<usize>) 
     x = bound(c, hi, x, B::Min)?;
     Ok(vec![x])
 }
-fn clamp(c: &mut LowerCtx, a: &Args) -> Out {
-    clamp_with(c, a, Some(1), Some(2))
-}
-fn clamp_min(c: &mut LowerCtx, a: &Args) -> Out {
-    clamp_with(c, a, Some(1), None)
-}
-fn clamp_max(c: &mut LowerCtx, a: &Args) -> Out {
-    clamp_with(c, a, None, Some(1))
-}
 
 /// `self + value * t1 * t2` (addcmul) or `self + value * t1 / t2` (addcdiv).
 fn addc(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
@@ -578,12 +489,6 @@ fn addc(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     };
     let y = c.g.binary_bcast(B::Add, s, scaled, w)?;
     Ok(vec![c.g.convert(y, d)])
-}
-fn addcmul(c: &mut LowerCtx, a: &Args) -> Out {
-    addc(c, a, B::Mul)
-}
-fn addcdiv(c: &mut LowerCtx, a: &Args) -> Out {
-    addc(c, a, B::Div)
 }
 
 /// `self + weight * (end - self)` for `|weight| < 0.5`, else
@@ -673,8 +578,8 @@ pub fn register(r: &mut Registry) {
     r.add(overloads!("exp2"), exp2);
     r.add(overloads!("expm1"), expm1);
     r.add(overloads!("log"), log);
-    r.add(overloads!("log2"), log2);
-    r.add(overloads!("log10"), log10);
+    r.add(overloads!("log2"), |c, a| scaled_log(c, a, 2.0));
+    r.add(overloads!("log10"), |c, a| scaled_log(c, a, 10.0));
     r.add(overloads!("log1p"), log1p);
     r.add(overloads!("sqrt"), sqrt);
     r.add(overloads!("rsqrt"), rsqrt);
@@ -696,10 +601,10 @@ pub fn register(r: &mut Registry) {
     r.add(overloads!("lgamma"), lgamma);
     r.add(overloads!("digamma"), digamma);
     r.add(overloads!("reciprocal"), reciprocal);
-    r.add(overloads!("neg"), neg);
+    r.add(overloads!("neg"), |c, a| same_dtype(c, a, U::Neg));
     r.add(overloads!("abs"), abs);
-    r.add(overloads!("floor"), floor);
-    r.add(overloads!("ceil"), ceil);
+    r.add(overloads!("floor"), |c, a| same_dtype(c, a, U::Floor));
+    r.add(overloads!("ceil"), |c, a| same_dtype(c, a, U::Ceil));
     r.add(
         &[
             "round",
@@ -719,8 +624,12 @@ pub fn register(r: &mut Registry) {
     r.add(overloads!("logical_not"), logical_not);
     r.add(&["isnan"], isnan);
     r.add(&["isfinite"], isfinite);
-    r.add(&["isposinf", "isposinf.out"], isposinf);
-    r.add(&["isneginf", "isneginf.out"], isneginf);
+    r.add(&["isposinf", "isposinf.out"], |c, a| {
+        is_inf_signed(c, a, 1.0)
+    });
+    r.add(&["isneginf", "isneginf.out"], |c, a| {
+        is_inf_signed(c, a, -1.0)
+    });
     r.add(
         &[
             "add.Tensor",
@@ -729,7 +638,7 @@ pub fn register(r: &mut Registry) {
             "add.Scalar",
             "add_.Scalar",
         ],
-        add,
+        |c, a| add_sub(c, a, B::Add),
     );
     r.add(
         &[
@@ -739,7 +648,7 @@ pub fn register(r: &mut Registry) {
             "sub.Scalar",
             "sub_.Scalar",
         ],
-        sub,
+        |c, a| add_sub(c, a, B::Sub),
     );
     r.add(
         &[
@@ -758,7 +667,7 @@ pub fn register(r: &mut Registry) {
             "mul.Scalar",
             "mul_.Scalar",
         ],
-        mul,
+        |c, a| promoted_binary(c, a, B::Mul),
     );
     r.add(
         &[
@@ -819,10 +728,16 @@ pub fn register(r: &mut Registry) {
         ],
         pow,
     );
-    r.add(&["maximum", "maximum.out", "max.other", "max.out"], maximum);
-    r.add(&["minimum", "minimum.out", "min.other", "min.out"], minimum);
-    r.add(&["fmax", "fmax.out"], fmax);
-    r.add(&["fmin", "fmin.out"], fmin);
+    r.add(
+        &["maximum", "maximum.out", "max.other", "max.out"],
+        |c, a| nan_max_min(c, a, B::Max),
+    );
+    r.add(
+        &["minimum", "minimum.out", "min.other", "min.out"],
+        |c, a| nan_max_min(c, a, B::Min),
+    );
+    r.add(&["fmax", "fmax.out"], |c, a| fmax_fmin(c, a, B::Max));
+    r.add(&["fmin", "fmin.out"], |c, a| fmax_fmin(c, a, B::Min));
     r.add(&["atan2", "atan2.out", "atan2_"], atan2);
     r.add(
         &[
@@ -832,7 +747,7 @@ pub fn register(r: &mut Registry) {
             "bitwise_and.Scalar",
             "bitwise_and.Scalar_out",
         ],
-        bitwise_and,
+        |c, a| bitwise(c, a, B::And),
     );
     r.add(
         &[
@@ -842,7 +757,7 @@ pub fn register(r: &mut Registry) {
             "bitwise_or.Scalar",
             "bitwise_or.Scalar_out",
         ],
-        bitwise_or,
+        |c, a| bitwise(c, a, B::Or),
     );
     r.add(
         &[
@@ -852,81 +767,77 @@ pub fn register(r: &mut Registry) {
             "bitwise_xor.Scalar",
             "bitwise_xor.Scalar_out",
         ],
-        bitwise_xor,
+        |c, a| bitwise(c, a, B::Xor),
     );
-    r.add(overloads!("logical_and"), logical_and);
-    r.add(overloads!("logical_or"), logical_or);
-    r.add(overloads!("logical_xor"), logical_xor);
-    for (names, rule) in [
-        (
-            [
-                "eq.Tensor",
-                "eq.Tensor_out",
-                "eq_.Tensor",
-                "eq.Scalar",
-                "eq.Scalar_out",
-                "eq_.Scalar",
-            ],
-            eq as crate::Rule,
-        ),
-        (
-            [
-                "ne.Tensor",
-                "ne.Tensor_out",
-                "ne_.Tensor",
-                "ne.Scalar",
-                "ne.Scalar_out",
-                "ne_.Scalar",
-            ],
-            ne,
-        ),
-        (
-            [
-                "lt.Tensor",
-                "lt.Tensor_out",
-                "lt_.Tensor",
-                "lt.Scalar",
-                "lt.Scalar_out",
-                "lt_.Scalar",
-            ],
-            lt,
-        ),
-        (
-            [
-                "le.Tensor",
-                "le.Tensor_out",
-                "le_.Tensor",
-                "le.Scalar",
-                "le.Scalar_out",
-                "le_.Scalar",
-            ],
-            le,
-        ),
-        (
-            [
-                "gt.Tensor",
-                "gt.Tensor_out",
-                "gt_.Tensor",
-                "gt.Scalar",
-                "gt.Scalar_out",
-                "gt_.Scalar",
-            ],
-            gt,
-        ),
-        (
-            [
-                "ge.Tensor",
-                "ge.Tensor_out",
-                "ge_.Tensor",
-                "ge.Scalar",
-                "ge.Scalar_out",
-                "ge_.Scalar",
-            ],
-            ge,
-        ),
-    ] {
-        r.add(&names, rule);
-    }
+    r.add(overloads!("logical_and"), |c, a| logical(c, a, B::And));
+    r.add(overloads!("logical_or"), |c, a| logical(c, a, B::Or));
+    r.add(overloads!("logical_xor"), |c, a| logical(c, a, B::Xor));
+    r.add(
+        &[
+            "eq.Tensor",
+            "eq.Tensor_out",
+            "eq_.Tensor",
+            "eq.Scalar",
+            "eq.Scalar_out",
+            "eq_.Scalar",
+        ],
+        |c, a| compare(c, a, CmpDir::Eq),
+    );
+    r.add(
+        &[
+            "ne.Tensor",
+            "ne.Tensor_out",
+            "ne_.Tensor",
+            "ne.Scalar",
+            "ne.Scalar_out",
+            "ne_.Scalar",
+        ],
+        |c, a| compare(c, a, CmpDir::Ne),
+    );
+    r.add(
+        &[
+            "lt.Tensor",
+            "lt.Tensor_out",
+            "lt_.Tensor",
+            "lt.Scalar",
+            "lt.Scalar_out",
+            "lt_.Scalar",
+        ],
+        |c, a| compare(c, a, CmpDir::Lt),
+    );
+    r.add(
+        &[
+            "le.Tensor",
+            "le.Tensor_out",
+            "le_.Tensor",
+            "le.Scalar",
+            "le.Scalar_out",
+            "le_.Scalar",
+        ],
+        |c, a| compare(c, a, CmpDir::Le),
+    );
+    r.add(
+        &[
+            "gt.Tensor",
+            "gt.Tensor_out",
+            "gt_.Tensor",
+            "gt.Scalar",
+            "gt.Scalar_out",
+            "gt_.Scalar",
+        ],
+        |c, a| compare(c, a, CmpDir::Gt),
+    );
+    r.add(
+        &[
+            "ge.Tensor",
+            "ge.Tensor_out",
+            "ge_.Tensor",
+            "ge.Scalar",
+            "ge.Scalar_out",
+            "ge_.Scalar",
+        ],
+        |c, a| compare(c, a, CmpDir::Ge),
+    );
     r.add(
         &[
             "where.self",
@@ -946,7 +857,7 @@ pub fn register(r: &mut Registry) {
             "clamp.Tensor_out",
             "clamp_.Tensor",
         ],
-        clamp,
+        |c, a| clamp_with(c, a, Some(1), Some(2)),
     );
     r.add(
         &[
@@ -957,7 +868,7 @@ pub fn register(r: &mut Registry) {
             "clamp_min.Tensor_out",
             "clamp_min_.Tensor",
         ],
-        clamp_min,
+        |c, a| clamp_with(c, a, Some(1), None),
     );
     r.add(
         &[
@@ -968,10 +879,10 @@ pub fn register(r: &mut Registry) {
             "clamp_max.Tensor_out",
             "clamp_max_.Tensor",
         ],
-        clamp_max,
+        |c, a| clamp_with(c, a, None, Some(1)),
     );
-    r.add(overloads!("addcmul"), addcmul);
-    r.add(overloads!("addcdiv"), addcdiv);
+    r.add(overloads!("addcmul"), |c, a| addc(c, a, B::Mul));
+    r.add(overloads!("addcdiv"), |c, a| addc(c, a, B::Div));
     r.add(
         &[
             "lerp.Scalar",

@@ -206,40 +206,27 @@ fn fractional_max_pool_backward(c: &mut LowerCtx, a: &Args, ks: usize) -> Out {
     Ok(vec![c.g.convert(gi, d)])
 }
 
-fn fractional_max_pool2d(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool(c, a, 2)
-}
-fn fractional_max_pool3d(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool(c, a, 3)
-}
-fn fractional_max_pool2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool_backward(c, a, 2)
-}
-fn fractional_max_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool_backward(c, a, 3)
-}
-
 pub fn register(r: &mut Registry) {
     r.add(
         &["fractional_max_pool2d", "fractional_max_pool2d.output"],
-        fractional_max_pool2d,
+        |c, a| fractional_max_pool(c, a, 2),
     );
     r.add(
         &["fractional_max_pool3d", "fractional_max_pool3d.output"],
-        fractional_max_pool3d,
+        |c, a| fractional_max_pool(c, a, 3),
     );
     r.add(
         &[
             "fractional_max_pool2d_backward",
             "fractional_max_pool2d_backward.grad_input",
         ],
-        fractional_max_pool2d_backward,
+        |c, a| fractional_max_pool_backward(c, a, 2),
     );
     r.add(
         &[
             "fractional_max_pool3d_backward",
             "fractional_max_pool3d_backward.grad_input",
         ],
-        fractional_max_pool3d_backward,
+        |c, a| fractional_max_pool_backward(c, a, 3),
     );
 }

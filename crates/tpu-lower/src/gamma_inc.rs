@@ -239,15 +239,11 @@ fn incomplete_gamma(c: &mut LowerCtx, args: &Args, upper: bool) -> Out {
     Ok(vec![c.g.convert(r, d)])
 }
 
-fn igamma(c: &mut LowerCtx, a: &Args) -> Out {
-    incomplete_gamma(c, a, false)
-}
-
-fn igammac(c: &mut LowerCtx, a: &Args) -> Out {
-    incomplete_gamma(c, a, true)
-}
-
 pub fn register(r: &mut Registry) {
-    r.add(&["igamma", "igamma.out", "igamma_"], igamma);
-    r.add(&["igammac", "igammac.out", "igammac_"], igammac);
+    r.add(&["igamma", "igamma.out", "igamma_"], |c, a| {
+        incomplete_gamma(c, a, false)
+    });
+    r.add(&["igammac", "igammac.out", "igammac_"], |c, a| {
+        incomplete_gamma(c, a, true)
+    });
 }

@@ -129,18 +129,6 @@ fn median_dim_of(c: &mut LowerCtx, a: &Args, ignore_nan: bool) -> Out {
     let (v, i) = median_along(c, x, dim, keep, ignore_nan)?;
     Ok(vec![v, i])
 }
-fn median(c: &mut LowerCtx, a: &Args) -> Out {
-    median_all_of(c, a, false)
-}
-fn nanmedian(c: &mut LowerCtx, a: &Args) -> Out {
-    median_all_of(c, a, true)
-}
-fn median_dim(c: &mut LowerCtx, a: &Args) -> Out {
-    median_dim_of(c, a, false)
-}
-fn nanmedian_dim(c: &mut LowerCtx, a: &Args) -> Out {
-    median_dim_of(c, a, true)
-}
 
 /// `mode(self, dim, keepdim) -> (values, indices)`: the most frequent value
 /// (ties: the smallest), with the last index holding it.
@@ -232,12 +220,6 @@ fn cum_extreme(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
     let idx = c.g.cumulative(R::Max, rp, dim)?;
     let vals = gather_along(c, x, idx, dim)?;
     Ok(vec![vals, idx])
-}
-fn cummax_helper(c: &mut LowerCtx, a: &Args) -> Out {
-    cum_extreme(c, a, true)
-}
-fn cummin_helper(c: &mut LowerCtx, a: &Args) -> Out {
-    cum_extreme(c, a, false)
 }
 
 /// Arguments 0 and 1 as integers of their promoted dtype, broadcast.
@@ -523,13 +505,19 @@ fn histc(c: &mut LowerCtx, a: &Args) -> Out {
 }
 
 pub fn register(r: &mut Registry) {
-    r.add(&["median", "median.out"], median);
-    r.add(&["nanmedian", "nanmedian.out"], nanmedian);
-    r.add(&["median.dim", "median.dim_values"], median_dim);
-    r.add(&["nanmedian.dim", "nanmedian.dim_values"], nanmedian_dim);
+    r.add(&["median", "median.out"], |c, a| median_all_of(c, a, false));
+    r.add(&["nanmedian", "nanmedian.out"], |c, a| {
+        median_all_of(c, a, true)
+    });
+    r.add(&["median.dim", "median.dim_values"], |c, a| {
+        median_dim_of(c, a, false)
+    });
+    r.add(&["nanmedian.dim", "nanmedian.dim_values"], |c, a| {
+        median_dim_of(c, a, true)
+    });
     r.add(&["mode", "mode.values"], mode);
-    r.add(&["_cummax_helper"], cummax_helper);
-    r.add(&["_cummin_helper"], cummin_helper);
+    r.add(&["_cummax_helper"], |c, a| cum_extreme(c, a, true));
+    r.add(&["_cummin_helper"], |c, a| cum_extreme(c, a, false));
     r.add(
         &[
             "bitwise_left_shift.Tensor",

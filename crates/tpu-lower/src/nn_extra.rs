@@ -165,12 +165,6 @@ fn piecewise_loss(c: &mut LowerCtx, a: &Args, huber: bool) -> Out {
     let r = reduce_loss(c, l, reduction)?;
     done(c, r, d)
 }
-fn huber_loss(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss(c, a, true)
-}
-fn smooth_l1_loss(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss(c, a, false)
-}
 
 /// `_prelu_kernel(x, weight)`: `x > 0 ? x : weight * x`, weight broadcast.
 fn prelu_kernel(c: &mut LowerCtx, a: &Args) -> Out {
@@ -277,12 +271,6 @@ fn piecewise_loss_backward(c: &mut LowerCtx, a: &Args, huber: bool) -> Out {
     let dl = c.g.select(small, inner, outer)?;
     let r = bin(c, B::Mul, dl, g)?;
     done(c, r, d)
-}
-fn huber_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss_backward(c, a, true)
-}
-fn smooth_l1_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss_backward(c, a, false)
 }
 
 /// `_prelu_kernel_backward(grad, x, weight) -> (grad_input, grad_weight)`; the weight
@@ -473,14 +461,14 @@ pub fn register(r: &mut Registry) {
     r.add(&["glu_backward", "glu_backward.grad_input"], glu_backward);
     r.add(
         &["huber_loss_backward", "huber_loss_backward.out"],
-        huber_loss_backward,
+        |c, a| piecewise_loss_backward(c, a, true),
     );
     r.add(
         &[
             "smooth_l1_loss_backward",
             "smooth_l1_loss_backward.grad_input",
         ],
-        smooth_l1_loss_backward,
+        |c, a| piecewise_loss_backward(c, a, false),
     );
     r.add(&["_prelu_kernel_backward"], prelu_kernel_backward);
     r.add(&["hardshrink", "hardshrink.out"], hardshrink);
@@ -500,7 +488,11 @@ pub fn register(r: &mut Registry) {
         &["log_sigmoid_backward", "log_sigmoid_backward.grad_input"],
         log_sigmoid_backward,
     );
-    r.add(&["huber_loss", "huber_loss.out"], huber_loss);
-    r.add(&["smooth_l1_loss", "smooth_l1_loss.out"], smooth_l1_loss);
+    r.add(&["huber_loss", "huber_loss.out"], |c, a| {
+        piecewise_loss(c, a, true)
+    });
+    r.add(&["smooth_l1_loss", "smooth_l1_loss.out"], |c, a| {
+        piecewise_loss(c, a, false)
+    });
     r.add(&["_prelu_kernel"], prelu_kernel);
 }

@@ -419,12 +419,6 @@ fn hermite(c: &mut LowerCtx, a: &Args, probabilists: bool) -> Out {
         three_term(c, &o, q1, &[(over, nan)], hermite_h_step)
     }
 }
-fn hermite_h(c: &mut LowerCtx, a: &Args) -> Out {
-    hermite(c, a, false)
-}
-fn hermite_he(c: &mut LowerCtx, a: &Args) -> Out {
-    hermite(c, a, true)
-}
 
 /// Laguerre L: 1 at x = 0 for every n >= 0.
 fn laguerre(c: &mut LowerCtx, a: &Args) -> Out {
@@ -473,8 +467,12 @@ pub fn register(r: &mut Registry) {
     r.add(names!("special_shifted_chebyshev_polynomial_u"), shifted_u);
     r.add(names!("special_shifted_chebyshev_polynomial_v"), shifted_v);
     r.add(names!("special_shifted_chebyshev_polynomial_w"), shifted_w);
-    r.add(names!("special_hermite_polynomial_h"), hermite_h);
-    r.add(names!("special_hermite_polynomial_he"), hermite_he);
+    r.add(names!("special_hermite_polynomial_h"), |c, a| {
+        hermite(c, a, false)
+    });
+    r.add(names!("special_hermite_polynomial_he"), |c, a| {
+        hermite(c, a, true)
+    });
     r.add(names!("special_laguerre_polynomial_l"), laguerre);
     r.add(names!("special_legendre_polynomial_p"), legendre);
 }

@@ -92,12 +92,6 @@ fn adaptive_max_pool(c: &mut LowerCtx, a: &Args, k_sp: usize) -> Out {
     let idx = c.g.select(has_nan, ni, fi)?;
     Ok(vec![vals, idx])
 }
-fn adaptive_max_pool2d(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_max_pool(c, a, 2)
-}
-fn adaptive_max_pool3d(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_max_pool(c, a, 3)
-}
 
 /// `adaptive_max_pool{2,3}d_backward(grad_output, self, indices)`: gradients
 /// summed at the (flat, last `k` dims) indices.
@@ -136,12 +130,6 @@ fn adaptive_max_pool_backward(c: &mut LowerCtx, a: &Args, k_sp: usize) -> Out {
     let s = c.g.reduce(R::Sum, contrib, &[nl])?;
     let s = c.g.reshape(s, &shape)?;
     Ok(vec![c.g.convert(s, d)])
-}
-fn adaptive_max_pool2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_max_pool_backward(c, a, 2)
-}
-fn adaptive_max_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_max_pool_backward(c, a, 3)
 }
 
 /// `unfold_backward(grad_in, input_sizes, dim, size, step)`: each window
@@ -669,25 +657,25 @@ fn avg_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
 pub fn register(r: &mut Registry) {
     r.add(
         &["adaptive_max_pool2d", "adaptive_max_pool2d.out"],
-        adaptive_max_pool2d,
+        |c, a| adaptive_max_pool(c, a, 2),
     );
     r.add(
         &[
             "adaptive_max_pool2d_backward",
             "adaptive_max_pool2d_backward.grad_input",
         ],
-        adaptive_max_pool2d_backward,
+        |c, a| adaptive_max_pool_backward(c, a, 2),
     );
     r.add(
         &["adaptive_max_pool3d", "adaptive_max_pool3d.out"],
-        adaptive_max_pool3d,
+        |c, a| adaptive_max_pool(c, a, 3),
     );
     r.add(
         &[
             "adaptive_max_pool3d_backward",
             "adaptive_max_pool3d_backward.grad_input",
         ],
-        adaptive_max_pool3d_backward,
+        |c, a| adaptive_max_pool_backward(c, a, 3),
     );
     r.add(&["unfold_backward", "unfold_backward.out"], unfold_backward);
     r.add(&["im2col", "im2col.out"], im2col);

@@ -317,9 +317,6 @@ fn random_any(c: &mut LowerCtx, a: &Args, from: i64, to: Option<i64>, gen: usize
     let state = c.rng_state_arg(a, gen)?;
     Ok(vec![random_range(c, &shape, from, span, d, state)?])
 }
-fn random_(c: &mut LowerCtx, a: &Args) -> Out {
-    random_any(c, a, 0, None, 1)
-}
 fn random_to(c: &mut LowerCtx, a: &Args) -> Out {
     let to = a.int(1)?;
     random_any(c, a, 0, Some(to), 2)
@@ -387,7 +384,9 @@ pub fn register(r: &mut Registry) {
         bernoulli_p,
     );
     r.add(&["bernoulli", "bernoulli.out"], bernoulli);
-    r.add(&["random_", "random", "random.out"], random_);
+    r.add(&["random_", "random", "random.out"], |c, a| {
+        random_any(c, a, 0, None, 1)
+    });
     r.add(&["random_.to", "random.to", "random.to_out"], random_to);
     r.add(
         &["random_.from", "random.from", "random.from_out"],

@@ -163,12 +163,6 @@ fn extreme(c: &mut LowerCtx, a: &Args, kind: R) -> Out {
         a.bool_or(2, false)?,
     )?])
 }
-fn amax(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme(c, a, R::Max)
-}
-fn amin(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme(c, a, R::Min)
-}
 
 /// Plain `max(self)`/`min(self)`: over every element.
 fn max_all(c: &mut LowerCtx, a: &Args) -> Out {
@@ -214,12 +208,6 @@ fn extreme_dim(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
     let i = arg_along(c, x, dim, keep, max)?;
     Ok(vec![v, i])
 }
-fn max_dim(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme_dim(c, a, true)
-}
-fn min_dim(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme_dim(c, a, false)
-}
 
 /// `argmax`/`argmin(self, dim=None, keepdim)`: `dim=None` searches the flattened tensor.
 fn arg_extreme(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
@@ -248,12 +236,6 @@ fn arg_extreme(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
             Ok(vec![i])
         }
     }
-}
-fn argmax(c: &mut LowerCtx, a: &Args) -> Out {
-    arg_extreme(c, a, true)
-}
-fn argmin(c: &mut LowerCtx, a: &Args) -> Out {
-    arg_extreme(c, a, false)
 }
 
 /// (var, mean) over `dims` with `correction` subtracted from the count.
@@ -360,12 +342,6 @@ fn any(c: &mut LowerCtx, a: &Args) -> Out {
 }
 fn all(c: &mut LowerCtx, a: &Args) -> Out {
     logical_all(c, a, false)
-}
-fn any_dims(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_dims(c, a, true)
-}
-fn all_dims(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_dims(c, a, false)
 }
 
 /// `log(sum(exp(x - m))) + m` with `m` the max (0 where it is infinite).
@@ -529,14 +505,14 @@ pub fn register(r: &mut Registry) {
     r.add(&["mean.dim", "mean.out"], mean_dim);
     r.add(&["prod", "prod.out"], prod_all);
     r.add(&["prod.dim_int", "prod.int_out"], prod_dim);
-    r.add(&["amax", "amax.out"], amax);
-    r.add(&["amin", "amin.out"], amin);
+    r.add(&["amax", "amax.out"], |c, a| extreme(c, a, R::Max));
+    r.add(&["amin", "amin.out"], |c, a| extreme(c, a, R::Min));
     r.add(&["max", "max.unary_out"], max_all);
     r.add(&["min", "min.unary_out"], min_all);
-    r.add(&["max.dim", "max.dim_max"], max_dim);
-    r.add(&["min.dim", "min.dim_min"], min_dim);
-    r.add(&["argmax", "argmax.out"], argmax);
-    r.add(&["argmin", "argmin.out"], argmin);
+    r.add(&["max.dim", "max.dim_max"], |c, a| extreme_dim(c, a, true));
+    r.add(&["min.dim", "min.dim_min"], |c, a| extreme_dim(c, a, false));
+    r.add(&["argmax", "argmax.out"], |c, a| arg_extreme(c, a, true));
+    r.add(&["argmin", "argmin.out"], |c, a| arg_extreme(c, a, false));
     r.add(&["var.correction", "var.correction_out"], var);
     r.add(&["std.correction", "std.correction_out"], std);
     r.add(
@@ -551,11 +527,11 @@ pub fn register(r: &mut Registry) {
     r.add(&["all", "all.all_out"], all);
     r.add(
         &["any.dim", "any.dims", "any.out", "any.dims_out"],
-        any_dims,
+        |c, a| logical_dims(c, a, true),
     );
     r.add(
         &["all.dim", "all.dims", "all.out", "all.dims_out"],
-        all_dims,
+        |c, a| logical_dims(c, a, false),
     );
     r.add(&["logsumexp", "logsumexp.out"], logsumexp);
     r.add(&["cumsum", "cumsum.out", "cumsum_"], cumsum);

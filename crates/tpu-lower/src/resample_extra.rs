@@ -182,40 +182,26 @@ fn resample2d(c: &mut LowerCtx, a: &Args, weights: Weights, backward: bool) -> O
     done(c, y, d)
 }
 
-fn upsample_bicubic2d(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, bicubic_weights, false)
-}
-fn upsample_bicubic2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, bicubic_weights, true)
-}
-fn upsample_bilinear2d_aa(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, aa_weights, false)
-}
-fn upsample_bilinear2d_aa_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, aa_weights, true)
-}
-
 pub fn register(r: &mut Registry) {
-    r.add(
-        &["upsample_bicubic2d", "upsample_bicubic2d.out"],
-        upsample_bicubic2d,
-    );
+    r.add(&["upsample_bicubic2d", "upsample_bicubic2d.out"], |c, a| {
+        resample2d(c, a, bicubic_weights, false)
+    });
     r.add(
         &[
             "upsample_bicubic2d_backward",
             "upsample_bicubic2d_backward.grad_input",
         ],
-        upsample_bicubic2d_backward,
+        |c, a| resample2d(c, a, bicubic_weights, true),
     );
     r.add(
         &["_upsample_bilinear2d_aa", "_upsample_bilinear2d_aa.out"],
-        upsample_bilinear2d_aa,
+        |c, a| resample2d(c, a, aa_weights, false),
     );
     r.add(
         &[
             "_upsample_bilinear2d_aa_backward",
             "_upsample_bilinear2d_aa_backward.grad_input",
         ],
-        upsample_bilinear2d_aa_backward,
+        |c, a| resample2d(c, a, aa_weights, true),
     );
 }

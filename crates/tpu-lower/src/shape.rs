@@ -148,12 +148,6 @@ fn triangle(c: &mut LowerCtx, a: &Args, lower: bool) -> Out {
     let zero = c.g.full_like(x, 0.0, c.g.dtype(x));
     Ok(vec![c.g.select(keep, x, zero)?])
 }
-fn tril(c: &mut LowerCtx, a: &Args) -> Out {
-    triangle(c, a, true)
-}
-fn triu(c: &mut LowerCtx, a: &Args) -> Out {
-    triangle(c, a, false)
-}
 
 /// `repeat(self, repeats)`: tile, with leading new dims when `repeats` is longer.
 fn repeat(c: &mut LowerCtx, a: &Args) -> Out {
@@ -359,8 +353,8 @@ pub fn register(r: &mut Registry) {
     r.add(&["stack", "stack.out"], stack);
     r.add(&["flip", "flip.out"], flip);
     r.add(&["roll", "roll.out"], roll);
-    r.add(&["tril", "tril.out", "tril_"], tril);
-    r.add(&["triu", "triu.out", "triu_"], triu);
+    r.add(&["tril", "tril.out", "tril_"], |c, a| triangle(c, a, true));
+    r.add(&["triu", "triu.out", "triu_"], |c, a| triangle(c, a, false));
     r.add(&["repeat", "repeat.out"], repeat);
     r.add(&["constant_pad_nd", "constant_pad_nd.out"], constant_pad_nd);
     r.add(&["full.out"], full_out);

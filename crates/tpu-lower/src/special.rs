@@ -98,12 +98,6 @@ fn logaddexp_base(c: &mut LowerCtx, a: &Args, ln_base: f64) -> Out {
     let r = c.g.select(pass, x, r)?;
     done(c, r, d)
 }
-fn logaddexp(c: &mut LowerCtx, a: &Args) -> Out {
-    logaddexp_base(c, a, 1.0)
-}
-fn logaddexp2(c: &mut LowerCtx, a: &Args) -> Out {
-    logaddexp_base(c, a, std::f64::consts::LN_2)
-}
 
 /// `x * f(y)`, 0 where `x == 0`, NaN where `y` is NaN (xlogy, xlog1py).
 fn x_times(c: &mut LowerCtx, a: &Args, f: U) -> Out {
@@ -116,12 +110,6 @@ fn x_times(c: &mut LowerCtx, a: &Args, f: U) -> Out {
     let ynan = isnan(c, y)?;
     let r = c.g.select(ynan, y, r)?;
     done(c, r, d)
-}
-fn xlogy(c: &mut LowerCtx, a: &Args) -> Out {
-    x_times(c, a, U::Log)
-}
-fn xlog1py(c: &mut LowerCtx, a: &Args) -> Out {
-    x_times(c, a, U::Log1p)
 }
 
 /// `entr(x)`: `-x log x` for x > 0, 0 at 0, -inf below; NaN passes.
@@ -494,8 +482,12 @@ pub fn register(r: &mut Registry) {
         &["logit_backward", "logit_backward.grad_input"],
         logit_backward,
     );
-    r.add(&["logaddexp", "logaddexp.out"], logaddexp);
-    r.add(&["logaddexp2", "logaddexp2.out"], logaddexp2);
+    r.add(&["logaddexp", "logaddexp.out"], |c, a| {
+        logaddexp_base(c, a, 1.0)
+    });
+    r.add(&["logaddexp2", "logaddexp2.out"], |c, a| {
+        logaddexp_base(c, a, std::f64::consts::LN_2)
+    });
     r.add(
         &[
             "xlogy.Tensor",
@@ -508,7 +500,7 @@ pub fn register(r: &mut Registry) {
             "xlogy_.Scalar_Other",
             "special_xlogy",
         ],
-        xlogy,
+        |c, a| x_times(c, a, U::Log),
     );
     r.add(
         &[
@@ -519,7 +511,7 @@ pub fn register(r: &mut Registry) {
             "special_xlog1py.self_scalar_out",
             "special_xlog1py.other_scalar_out",
         ],
-        xlog1py,
+        |c, a| x_times(c, a, U::Log1p),
     );
     r.add(&["special_entr", "special_entr.out"], entr);
     r.add(&["signbit", "signbit.out"], signbit);

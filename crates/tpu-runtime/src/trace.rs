@@ -480,7 +480,10 @@ impl Trace {
 
     /// The live storages this trace writes.
     pub fn written_storages(&self) -> Vec<Arc<Storage>> {
-        self.written.iter().filter_map(|(w, _, _)| w.upgrade()).collect()
+        self.written
+            .iter()
+            .filter_map(|(w, _, _)| w.upgrade())
+            .collect()
     }
 
     /// Waits for every output to be computed (debug mode): errors surface at the op.
