@@ -9,12 +9,10 @@
 //! come first in a rule's results, then the op's returns.
 
 use crate::args::ScalarArg;
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, ConstVal, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The forward results.
 struct Fwd {

@@ -6,13 +6,11 @@
 //! kernels use), in the input's opmath dtype; integers promote to the default
 //! float dtype. Branches not taken may be inf/NaN; `select` discards them.
 
+use crate::operands::{bin, cmp_k, done, float_arg, k, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp_k, done, float_arg, k, un};
 use crate::Result;
 use cephes::*;
 use tpu_graph::{BinaryKind as B, CmpDir, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 const FRAC_2_PI: f64 = std::f64::consts::FRAC_2_PI;
 /// sqrt(2 / pi).

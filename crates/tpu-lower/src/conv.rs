@@ -7,12 +7,10 @@
 //! plane) from an argmax over the offsets, and the backward ops place each
 //! offset's gradient back with an interior pad: no scatter.
 
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, ConvAttrs, DType, ReduceKind as R, ValueId, WindowAttrs};
-
-type Out = Result<Vec<ValueId>>;
 
 /// An `int[]` argument expanded to `n` entries (a single entry repeats; empty gives `default`).
 fn expand(v: Vec<i64>, n: usize, default: i64, what: &str) -> Result<Vec<i64>> {

@@ -2,13 +2,10 @@
 //! type promotion, comparisons, logical ops, where, clamp, fills and casts.
 
 use crate::args::{Arg, ScalarArg};
-use crate::promote::{float_dtype, result_type};
+use crate::operands::{float_dtype, operand, operands, opmath, promoted, result_type, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Registers the functional, `out=` and in-place overloads of an op.
 macro_rules! overloads {
@@ -196,29 +193,6 @@ fn isfinite(c: &mut LowerCtx, a: &Args) -> Out {
         return Ok(vec![c.g.full_like(x, 1.0, DType::Bool)]);
     }
     Ok(vec![c.g.unary(U::IsFinite, x)?])
-}
-
-/// Second operand of a binary op: a tensor, or a scalar fed from the host.
-fn operand(c: &mut LowerCtx, a: &Args, i: usize, dtype: DType) -> Result<ValueId> {
-    match a.arg(i) {
-        Arg::Tensor(t) => Ok(c.g.convert(t.v, dtype)),
-        _ => {
-            let s = a.scalar(i)?;
-            Ok(c.scalar(s, dtype))
-        }
-    }
-}
-
-/// Both operands of a binary op, in `dtype`, broadcast to a common shape.
-fn operands(c: &mut LowerCtx, a: &Args, dtype: DType) -> Result<(ValueId, ValueId)> {
-    let x = operand(c, a, 0, dtype)?;
-    let y = operand(c, a, 1, dtype)?;
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
-    Ok((c.g.broadcast_to(x, &shape)?, c.g.broadcast_to(y, &shape)?))
-}
-
-fn promoted(c: &LowerCtx, a: &Args) -> DType {
-    result_type(c.g, &[a.arg(0), a.arg(1)])
 }
 
 /// `self op alpha * other` for add/sub; alpha of 1 adds no multiply.
@@ -423,7 +397,7 @@ fn logical(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
         let zero = c.g.full_like(v, 0.0, c.g.dtype(v));
         bools.push(c.g.compare(CmpDir::Ne, v, zero)?);
     }
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(bools[0]), c.g.shape(bools[1]))?;
+    let shape = crate::operands::broadcast_shapes(c.g.shape(bools[0]), c.g.shape(bools[1]))?;
     let x = c.g.broadcast_to(bools[0], &shape)?;
     let y = c.g.broadcast_to(bools[1], &shape)?;
     Ok(vec![c.g.binary(kind, x, y)?])
@@ -450,7 +424,7 @@ fn clamp_with(c: &mut LowerCtx, a: &Args, lo: Option<usize>, hi: Option<usize>) 
         match i {
             Some(i) if a.has(i) => {
                 let b = operand(c, a, i, d)?;
-                let shape = tpu_graph::helpers::broadcast_shapes(&shape_of(c, x), c.g.shape(b))?;
+                let shape = crate::operands::broadcast_shapes(&shape_of(c, x), c.g.shape(b))?;
                 let x = c.g.broadcast_to(x, &shape)?;
                 let b = c.g.broadcast_to(b, &shape)?;
                 let r = c.g.binary(kind, x, b)?;
@@ -499,7 +473,7 @@ fn lerp(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, e) = operands(c, a, m)?;
     let w = operand(c, a, 2, m)?;
     let shape = c.g.shape(x).to_vec();
-    let shape = tpu_graph::helpers::broadcast_shapes(&shape, c.g.shape(w))?;
+    let shape = crate::operands::broadcast_shapes(&shape, c.g.shape(w))?;
     let (x, e, w) = (
         c.g.broadcast_to(x, &shape)?,
         c.g.broadcast_to(e, &shape)?,

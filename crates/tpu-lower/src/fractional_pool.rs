@@ -6,14 +6,11 @@
 //! maximum keeps the first maximum (the last NaN), as CPU's loop does.
 //! Indices are flat within each plane (`h W + w`, `(t H + h) W + w`).
 
+use crate::operands::{bin, isnan, k, opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::rows::{sum_rows, take_rows};
-use crate::special::{bin, isnan, k};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Input `[P, S..]` (planes flattened), its spatial sizes, pool and output sizes.
 struct Geometry {

@@ -6,14 +6,11 @@
 //! has converged to the dtype's epsilon; elements at the boundary of the
 //! domain (0, inf, negative, NaN) take the CPU's fixed values.
 
-use crate::promote::{float_dtype, result_type};
+use crate::operands::{broadcast_shapes, float_dtype, operand, opmath, result_type, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::operand;
 use crate::{bail, Result};
-use tpu_graph::helpers::{broadcast_shapes, opmath};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId};
 
-type Out = Result<Vec<ValueId>>;
 type GResult<T> = tpu_graph::Result<T>;
 
 const MAXITER: f64 = 2000.0;

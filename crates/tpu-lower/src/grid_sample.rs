@@ -6,15 +6,12 @@
 //! read row 0). The backward scatters the weighted gradient back into those
 //! rows and chains the weights' derivatives through the coordinate mapping.
 
+use crate::operands::{bin, cmp, cmp_k, k, opmath, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::resample_extra::{cubic, cubic_grad};
 use crate::rows::{put_rows, take_rows};
-use crate::special::{bin, cmp, cmp_k, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Interp {

@@ -8,12 +8,10 @@
 //! are a scatter-add of the weights into the bins.
 
 use crate::args::{Arg, ScalarArg};
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R, ScatterAttrs, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The samples as `[N, D]` in the compute dtype (`D = 1` for `histogram`, the last dim for histogramdd).
 fn samples(c: &mut LowerCtx, x: ValueId, dd: bool, what: &str) -> Result<(ValueId, DType)> {

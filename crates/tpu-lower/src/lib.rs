@@ -7,7 +7,7 @@
 //! `householder`, `matfun`, `lstsq`, `ldl`; `jacobi` holds the while-loop Jacobi core); each family shares helpers
 //! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`,
 //! `group_norm`, `distance`, `losses`, ...); each family shares helpers
-//! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
+//! from [`operands`]. Where an op is lowered: search this
 //! crate for its overload name, e.g. `"add.out"`.
 
 pub mod activation;
@@ -47,9 +47,9 @@ pub mod matfun;
 pub mod misc;
 pub mod nn;
 pub mod nn_extra;
+pub mod operands;
 pub mod polynomial;
 pub mod pool_extra;
-pub mod promote;
 pub mod qr;
 pub mod random;
 pub mod reduction;

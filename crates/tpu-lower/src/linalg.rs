@@ -4,12 +4,10 @@
 //! f32 (XLA's preferred element type) and round once at the end.
 
 use crate::args::ScalarArg;
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, DotDims, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `dot_general` with f32 accumulation for half types; the result stays in the accumulation dtype.
 fn dot_acc(c: &mut LowerCtx, a: ValueId, b: ValueId, dims: DotDims) -> Result<ValueId> {

@@ -5,17 +5,13 @@
 //! gather the original elements, so values keep their bits.
 
 use crate::indexing::dim_coords;
-use crate::promote::result_type;
+use crate::operands::{bin, cmp, cmp_k, isnan, k, operand, opmath, result_type, un, wrap_dim, Out};
 use crate::reduction::vector_norm;
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp, cmp_k, isnan, k, operand, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::{opmath, wrap_dim};
 use tpu_graph::{
     BinaryKind as B, CmpDir, DType, GatherAttrs, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// `x` gathered along `dim` at `idx` (same rank; `idx` sizes the result).
 fn gather_along(c: &mut LowerCtx, x: ValueId, idx: ValueId, dim: usize) -> Result<ValueId> {
@@ -230,7 +226,7 @@ fn int_pair(c: &mut LowerCtx, a: &Args, what: &str) -> Result<(ValueId, ValueId,
     }
     let x = operand(c, a, 0, d)?;
     let y = operand(c, a, 1, d)?;
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
+    let shape = crate::operands::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
     Ok((
         c.g.broadcast_to(x, &shape)?,
         c.g.broadcast_to(y, &shape)?,
@@ -354,7 +350,7 @@ fn nextafter(c: &mut LowerCtx, a: &Args) -> Out {
     };
     let x = operand(c, a, 0, d)?;
     let y = operand(c, a, 1, d)?;
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
+    let shape = crate::operands::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
     let (x, y) = (c.g.broadcast_to(x, &shape)?, c.g.broadcast_to(y, &shape)?);
     let xb = c.g.bitcast(x, it)?;
     let one = k(c, xb, 1.0);

@@ -9,14 +9,10 @@
 //! as the CPU loop does. Integer and bool inputs promote to the default
 //! float dtype, as on the CPU.
 
-use crate::promote::{float_dtype, result_type};
+use crate::operands::{broadcast_shapes, float_dtype, operand, opmath, result_type, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::operand;
 use crate::{bail, Result};
-use tpu_graph::helpers::{broadcast_shapes, opmath};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// One recurrence step `P_{j+1} = step(j, x, P_{j-1}, P_j)`, `j` already in
 /// `x`'s dtype and shape.

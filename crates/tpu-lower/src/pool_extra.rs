@@ -4,13 +4,10 @@
 //! input (one per kernel offset), so results are exact; gradients are placed
 //! back with interior padding.
 
+use crate::operands::{bin, cmp, cmp_k, isnan, k, opmath, wrap_dim, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp, cmp_k, isnan, k};
 use crate::{bail, Result};
-use tpu_graph::helpers::{opmath, wrap_dim};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, ValueId, WindowAttrs};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Window masks of adaptive pooling, `[n_out, n_in]`: `floor(o n / m) <= i < ceil((o + 1) n / m)`.
 fn adaptive_mask(c: &mut LowerCtx, n_in: i64, n_out: i64) -> Result<ValueId> {

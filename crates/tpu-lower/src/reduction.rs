@@ -6,12 +6,10 @@
 //! f32, max/min propagate NaN and argmax/argmin pick the first extreme (a NaN
 //! counts as the extreme).
 
+use crate::operands::{opmath, wrap_dim, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::{opmath, wrap_dim};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Dims of an `int[1]? dim` argument; None and `[]` mean every dim.
 fn dims_at(c: &LowerCtx, a: &Args, x: ValueId, i: usize) -> Result<Vec<usize>> {
@@ -351,7 +349,7 @@ pub(crate) fn logsumexp_of(
     dims: &[usize],
     keepdim: bool,
 ) -> Result<ValueId> {
-    let d = crate::promote::float_dtype(c.g.dtype(x));
+    let d = crate::operands::float_dtype(c.g.dtype(x));
     let acc = opmath(d);
     let x = c.g.convert(x, acc);
     let shape = c.g.shape(x).to_vec();

@@ -3,13 +3,10 @@
 //! (1-3 spatial dims), reflection / replication padding, and their backward
 //! ops (the transposed weights).
 
+use crate::operands::{bin, cmp, done, k, opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp, done, k};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Adaptive-average-pooling weights `[out, in]`: row `o` averages inputs
 /// `floor(o in / out) .. ceil((o + 1) in / out)`.

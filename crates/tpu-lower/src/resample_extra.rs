@@ -3,14 +3,11 @@
 //! matrices `[out, in]`, applied with [`crate::resample::separable`]; the
 //! backward ops apply the transposed matrices.
 
+use crate::operands::{bin, cmp, done, k, opmath, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::resample::{pixel_scale, separable};
-use crate::special::{bin, cmp, done, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The cubic convolution coefficient (Keys, `A = -0.75`) of distance `x`:
 /// `((A + 2) x - (A + 3)) x^2 + 1` for `x <= 1`, `((A x - 5A) x + 8A) x - 4A` for `1 < x < 2`.
