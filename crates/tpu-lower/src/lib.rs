@@ -49,7 +49,7 @@ pub mod nn;
 pub mod nn_extra;
 pub mod operands;
 pub mod polynomial;
-pub mod pool_extra;
+pub mod pool;
 pub mod qr;
 pub mod random;
 pub mod reduction;
@@ -65,6 +65,7 @@ pub mod shape;
 pub mod solve;
 pub mod special;
 pub mod svd;
+pub mod unfold;
 
 pub use args::{Arg, ScalarArg, TensorArg};
 pub use registry::{LowerCtx, Registry, Rule};

@@ -426,7 +426,8 @@ impl Registry {
             crate::lu::register(&mut r);
             crate::qr::register(&mut r);
             crate::misc::register(&mut r);
-            crate::pool_extra::register(&mut r);
+            crate::pool::register(&mut r);
+            crate::unfold::register(&mut r);
             crate::bessel::register(&mut r);
             crate::external::register(&mut r);
             crate::complex::register(&mut r);
