@@ -189,3 +189,16 @@ pub fn isnan(c: &mut LowerCtx, x: ValueId) -> Result<ValueId> {
 pub fn done(c: &mut LowerCtx, v: ValueId, d: DType) -> Out {
     Ok(vec![c.g.convert(v, d)])
 }
+
+/// A binary op computed in the promoted dtype.
+pub fn promoted_binary(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
+    let d = promoted(c, a);
+    let (x, y) = operands(c, a, d)?;
+    let kind = match (kind, d) {
+        (B::Mul, DType::Bool) => B::And,
+        (B::Max, DType::Bool) => B::Or,
+        (B::Min, DType::Bool) => B::And,
+        (k, _) => k,
+    };
+    Ok(vec![c.g.binary(kind, x, y)?])
+}

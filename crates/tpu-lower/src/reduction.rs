@@ -1,12 +1,13 @@
 //! Reduction family: sum, mean, prod, amax/amin, max/min with indices,
-//! argmax/argmin, var/std (with `correction`), any/all, logsumexp, cumsum.
+//! argmax/argmin, var/std (with `correction`), any/all, logsumexp, cumsum,
+//! vector norms and renorm.
 //!
 //! Conventions as in PyTorch: `dim=None` or `[]` reduces every dimension,
 //! integer and bool sums and products give int64, half types accumulate in
 //! f32, max/min propagate NaN and argmax/argmin pick the first extreme (a NaN
 //! counts as the extreme).
 
-use crate::operands::{opmath, wrap_dim, Out};
+use crate::operands::{bin, cmp_k, k, opmath, wrap_dim, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
@@ -496,6 +497,40 @@ pub(crate) fn keep_shape(shape: &[i64], dims: &[usize]) -> Vec<i64> {
         .collect()
 }
 
+/// `renorm(self, p, dim, maxnorm)`: slices along `dim` with p-norm above
+/// `maxnorm` scaled by `maxnorm / (norm + 1e-7)`.
+fn renorm(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = c.g.dtype(x);
+    if !d.is_float() {
+        bail!("renorm: input needs to be floating point, got {d}");
+    }
+    let p = a.float(1)?;
+    let maxnorm = a.float(3)?;
+    if p <= 0.0 {
+        bail!("renorm: non-positive-norm not supported");
+    }
+    if maxnorm < 0.0 {
+        bail!("renorm: expected maxnorm to be >= 0 but got {maxnorm}");
+    }
+    let r = c.g.rank(x);
+    let dim = wrap_dim(a.int(2)?, r.max(1))?;
+    let dims: Vec<usize> = (0..r).filter(|&i| i != dim).collect();
+    let w = opmath(d);
+    let norm = vector_norm(c, x, p, &dims, true, Some(w))?;
+    let big = cmp_k(c, CmpDir::Gt, norm, maxnorm)?;
+    let ne = c.g.binary_const(B::Add, norm, 1e-7)?;
+    let m = k(c, ne, maxnorm);
+    let f = bin(c, B::Div, m, ne)?;
+    let one = k(c, f, 1.0);
+    let f = c.g.select(big, f, one)?;
+    let shape = c.g.shape(x).to_vec();
+    let f = c.g.broadcast_to(f, &shape)?;
+    let xw = c.g.convert(x, w);
+    let y = bin(c, B::Mul, xw, f)?;
+    Ok(vec![c.g.convert(y, d)])
+}
+
 pub fn register(r: &mut Registry) {
     r.add(&["sum", "sum.out"], sum_all);
     r.add(&["sum.dim_IntList", "sum.IntList_out"], sum_dim);
@@ -556,4 +591,5 @@ pub fn register(r: &mut Registry) {
         ],
         norm_all,
     );
+    r.add(&["renorm", "renorm.out", "renorm_"], renorm);
 }

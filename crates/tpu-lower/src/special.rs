@@ -334,7 +334,7 @@ fn polygamma(c: &mut LowerCtx, a: &Args) -> Out {
         bail!("polygamma(n, x) does not support negative n.");
     }
     if n == 0 {
-        return crate::elementwise::digamma(c, &Args(&[a.arg(1).clone()]));
+        return crate::unary::digamma(c, &Args(&[a.arg(1).clone()]));
     }
     let order = k(c, xu, (n + 1) as f64);
     let z = hurwitz_zeta(c, order, xu)?;
