@@ -336,12 +336,6 @@ fn logical_dims(c: &mut LowerCtx, a: &Args, any: bool) -> Out {
     };
     Ok(vec![any_all(c, x, &dims, a.bool_or(2, false)?, any)?])
 }
-fn any(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_all(c, a, true)
-}
-fn all(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_all(c, a, false)
-}
 
 /// `log(sum(exp(x - m))) + m` with `m` the max (0 where it is infinite).
 pub(crate) fn logsumexp_of(
@@ -556,8 +550,8 @@ pub fn register(r: &mut Registry) {
         &["std_mean.correction", "std_mean.correction_out"],
         std_mean,
     );
-    r.add(&["any", "any.all_out"], any);
-    r.add(&["all", "all.all_out"], all);
+    r.add(&["any", "any.all_out"], |c, a| logical_all(c, a, true));
+    r.add(&["all", "all.all_out"], |c, a| logical_all(c, a, false));
     r.add(
         &["any.dim", "any.dims", "any.out", "any.dims_out"],
         |c, a| logical_dims(c, a, true),
