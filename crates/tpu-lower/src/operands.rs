@@ -202,3 +202,14 @@ pub fn promoted_binary(c: &mut LowerCtx, a: &Args, kind: B) -> Out {
     };
     Ok(vec![c.g.binary(kind, x, y)?])
 }
+
+/// [`k`] for graph-level code (loop bodies) that has a `Graph` but no `LowerCtx`.
+pub fn kc(g: &mut Graph, like: ValueId, v: f64) -> ValueId {
+    g.full_like(like, v, g.dtype(like))
+}
+
+/// [`cmp_k`] for graph-level code.
+pub fn cmp_kc(g: &mut Graph, dir: CmpDir, x: ValueId, v: f64) -> tpu_graph::Result<ValueId> {
+    let kv = kc(g, x, v);
+    g.compare(dir, x, kv)
+}
