@@ -3,31 +3,15 @@
 //! NaN passes through as in PyTorch; half types compute in f32.
 
 use crate::args::ScalarArg;
+use crate::operands::{bin, k, opmath, up, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
-
-/// `x` converted to its opmath dtype, with the dtype to convert results back to.
-fn up(c: &mut LowerCtx, x: ValueId) -> (ValueId, DType) {
-    let d = c.g.dtype(x);
-    (c.g.convert(x, opmath(d)), d)
-}
 
 /// A host scalar broadcast to `like`'s shape and dtype.
 fn host(c: &mut LowerCtx, s: ScalarArg, like: ValueId) -> Result<ValueId> {
     let shape = c.g.shape(like).to_vec();
     c.scalar_full(s, c.g.dtype(like), &shape)
-}
-
-fn k(c: &mut LowerCtx, like: ValueId, v: f64) -> ValueId {
-    c.g.full_like(like, v, c.g.dtype(like))
-}
-
-fn bin(c: &mut LowerCtx, kind: B, x: ValueId, y: ValueId) -> Result<ValueId> {
-    Ok(c.g.binary(kind, x, y)?)
 }
 
 /// `relu`: `x < 0 ? 0 : x`, so NaN passes through.
@@ -53,7 +37,7 @@ fn threshold(c: &mut LowerCtx, a: &Args) -> Out {
 /// `threshold_backward(grad, self, threshold)`: `self <= threshold ? 0 : grad`.
 fn threshold_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let (g, x) = (a.t(0)?, a.t(1)?);
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(g), c.g.shape(x))?;
+    let shape = crate::operands::broadcast_shapes(c.g.shape(g), c.g.shape(x))?;
     let d = c.g.dtype(g);
     let g = c.g.coerce(g, d, &shape)?;
     let x = c.g.coerce(x, d, &shape)?;

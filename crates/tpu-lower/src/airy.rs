@@ -9,12 +9,10 @@
 //! listed, none implied (Cephes' `p1evl` denominators carry a leading 1).
 
 use crate::bessel::ratio;
+use crate::operands::{bin, cmp_k, done, float_arg, k, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp_k, done, float_arg, k, un};
 use crate::Result;
 use tpu_graph::{BinaryKind as B, CmpDir, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// 1 / sqrt(pi).
 const ISPI: f64 = 0.564_189_583_547_756_3;

@@ -3,11 +3,8 @@
 //! raised at the next host sync like a CUDA device-side assert, without
 //! stopping asynchronous execution.
 
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::Result;
-use tpu_graph::ValueId;
-
-type Out = Result<Vec<ValueId>>;
 
 /// `_assert_async(self)` / `_assert_async.msg(self, assert_msg)`.
 fn assert_async(c: &mut LowerCtx, a: &Args) -> Out {

@@ -3,15 +3,12 @@
 //! its backward. One full `[B, H, L, S]` score matrix (XLA fuses the
 //! softmax); half inputs compute in f32, logsumexp stays in f32 as on CPU.
 
+use crate::operands::{bin, k, opmath, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{
     BinaryKind as B, CmpDir, DType, DotDims, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// `a [.., m, k] x b [.., n, k]` contracted on the last dims (`b` transposed) when
 /// `bt`, else `a [.., m, k] x b [.., k, n]`; rank-4 operands with equal batch dims.
@@ -95,7 +92,7 @@ fn scores(c: &mut LowerCtx, a: &Args, t: &Qkv, at: usize) -> Result<ValueId> {
     }
     if let Some(m) = a.opt_t(at + 2)? {
         let ms = c.g.shape(m).to_vec();
-        if tpu_graph::helpers::broadcast_shapes(&ms, &shape)? != shape {
+        if crate::operands::broadcast_shapes(&ms, &shape)? != shape {
             bail!("scaled_dot_product_flash_attention: attn_mask {ms:?} does not broadcast to {shape:?}");
         }
         s = if c.g.dtype(m) == DType::Bool {

@@ -9,12 +9,10 @@
 //! come first in a rule's results, then the op's returns.
 
 use crate::args::ScalarArg;
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, ConstVal, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The forward results.
 struct Fwd {
@@ -278,12 +276,6 @@ fn native_batch_norm_at(c: &mut LowerCtx, a: &Args, n_out: usize) -> Out {
     r.extend([f.out, f.save_mean, f.save_invstd]);
     Ok(r)
 }
-fn native_batch_norm(c: &mut LowerCtx, a: &Args) -> Out {
-    native_batch_norm_at(c, a, 0)
-}
-fn native_batch_norm_out(c: &mut LowerCtx, a: &Args) -> Out {
-    native_batch_norm_at(c, a, 3)
-}
 
 /// `native_batch_norm_backward(grad_out, input, weight?, running_mean?, running_var?,
 /// save_mean?, save_invstd?, train, eps, output_mask)`; `batch_norm_backward` takes
@@ -416,8 +408,10 @@ pub fn register(r: &mut Registry) {
         ],
         native_batch_norm_legit_no_training,
     );
-    r.add(&["native_batch_norm"], native_batch_norm);
-    r.add(&["native_batch_norm.out"], native_batch_norm_out);
+    r.add(&["native_batch_norm"], |c, a| native_batch_norm_at(c, a, 0));
+    r.add(&["native_batch_norm.out"], |c, a| {
+        native_batch_norm_at(c, a, 3)
+    });
     r.add(
         &[
             "native_batch_norm_backward",

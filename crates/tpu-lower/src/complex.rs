@@ -3,11 +3,10 @@
 //! and reductions on complex tensors go through the ordinary rules: StableHLO
 //! defines them on complex element types.
 
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Two real float operands of one dtype and shape (broadcast), for `complex`/`polar`.
 fn real_pair(c: &mut LowerCtx, a: &Args, what: &str) -> Result<(ValueId, ValueId)> {

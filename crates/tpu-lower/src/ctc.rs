@@ -7,16 +7,13 @@
 //! as a StableHLO `while` over time ([`crate::loops`]).
 
 use crate::loops::fori_loop;
+use crate::operands::{bin, cmp, cmp_k, k, opmath, un, Out};
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::rows::take_rows;
-use crate::special::{bin, cmp, cmp_k, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// The problem: log probs `[T, N, C]` in opmath, extended labels `[N, L]`,
 /// gathered log probs `lpe [T, N, L]`, the skip mask `[N, L]` and lengths.

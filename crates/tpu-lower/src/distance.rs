@@ -6,14 +6,11 @@
 //! `p` is a host parameter.
 
 use crate::args::ScalarArg;
+use crate::operands::{bin, broadcast_shapes, cmp_k, k, opmath, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::rows::{put_rows, take_rows};
-use crate::special::{bin, cmp_k, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::{broadcast_shapes, opmath};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The norm order, with its special cases.
 #[derive(Clone, Copy, PartialEq)]

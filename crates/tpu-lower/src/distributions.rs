@@ -6,12 +6,11 @@
 //! rrelu_with_noise (training draws the negative slopes into `noise`).
 
 use crate::args::ScalarArg;
+use crate::operands::Out;
 use crate::random::{draw_dtype, standard_normal, uniform01};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `self`'s dtype, which must be floating (`what` names the op).
 fn float_self(c: &LowerCtx, x: ValueId, what: &str) -> Result<DType> {

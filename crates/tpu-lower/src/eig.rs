@@ -14,6 +14,7 @@
 //! eigenvalues, and each vector stays with its value).
 
 use crate::jacobi::{eye, take_columns};
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::schur::{at, cabs1, elem, eps_tiny, line, schur, set_line};
 use crate::solve::check_square_shape;
@@ -21,8 +22,6 @@ use crate::{bail, Result};
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// `[B, n]` broadcast to `[B, n, n]` along rows (`dims` [0, 2]: the same for every row) or columns.
 fn spread(g: &mut Graph, v: ValueId, dims: [i64; 2]) -> Result<ValueId> {

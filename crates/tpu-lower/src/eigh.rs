@@ -5,13 +5,12 @@
 //! LAPACK's.
 
 use crate::jacobi::{eye, jacobi, sort_columns};
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::solve::check_square;
 use crate::svd::{check_matrices, mt, scale_columns};
 use crate::{bail, Result};
 use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, Graph, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The symmetric matrix whose `lower` (or upper) triangle is `a`'s.
 fn symmetrize(g: &mut Graph, a: ValueId, lower: bool) -> Result<ValueId> {

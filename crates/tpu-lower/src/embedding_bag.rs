@@ -5,14 +5,11 @@
 //! scattered (summed or maxed) into their bags. Indices are range-checked on
 //! the device. Half weights accumulate in f32.
 
+use crate::operands::{bin, cmp_k, k, opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::rows::{put_rows, sum_rows, take_rows};
-use crate::special::{bin, cmp_k, k};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 const SUM: i64 = 0;
 const MEAN: i64 = 1;

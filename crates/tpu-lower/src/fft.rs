@@ -6,18 +6,17 @@
 //! transform is separable). Inverse transforms are unnormalized here, with
 //! PyTorch's `normalization` (0 none, 1 `1/sqrt(n)`, 2 `1/n`) applied once.
 
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::{DType, FftKind, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Wrapped, deduplicated dims of the op's `dim` argument.
 fn fft_dims(c: &LowerCtx, a: &Args, x: ValueId, what: &str) -> Result<Vec<usize>> {
     let rank = c.g.rank(x);
     let mut dims = Vec::new();
     for d in a.ints(1)? {
-        let w = tpu_graph::helpers::wrap_dim(d, rank)?;
+        let w = crate::operands::wrap_dim(d, rank)?;
         if dims.contains(&w) {
             bail!("{what}: dims must be unique, got {:?}", a.ints(1)?);
         }

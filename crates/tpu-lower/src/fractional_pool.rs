@@ -6,14 +6,11 @@
 //! maximum keeps the first maximum (the last NaN), as CPU's loop does.
 //! Indices are flat within each plane (`h W + w`, `(t H + h) W + w`).
 
+use crate::operands::{bin, isnan, k, opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::rows::{sum_rows, take_rows};
-use crate::special::{bin, isnan, k};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Input `[P, S..]` (planes flattened), its spatial sizes, pool and output sizes.
 struct Geometry {
@@ -206,40 +203,27 @@ fn fractional_max_pool_backward(c: &mut LowerCtx, a: &Args, ks: usize) -> Out {
     Ok(vec![c.g.convert(gi, d)])
 }
 
-fn fractional_max_pool2d(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool(c, a, 2)
-}
-fn fractional_max_pool3d(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool(c, a, 3)
-}
-fn fractional_max_pool2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool_backward(c, a, 2)
-}
-fn fractional_max_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    fractional_max_pool_backward(c, a, 3)
-}
-
 pub fn register(r: &mut Registry) {
     r.add(
         &["fractional_max_pool2d", "fractional_max_pool2d.output"],
-        fractional_max_pool2d,
+        |c, a| fractional_max_pool(c, a, 2),
     );
     r.add(
         &["fractional_max_pool3d", "fractional_max_pool3d.output"],
-        fractional_max_pool3d,
+        |c, a| fractional_max_pool(c, a, 3),
     );
     r.add(
         &[
             "fractional_max_pool2d_backward",
             "fractional_max_pool2d_backward.grad_input",
         ],
-        fractional_max_pool2d_backward,
+        |c, a| fractional_max_pool_backward(c, a, 2),
     );
     r.add(
         &[
             "fractional_max_pool3d_backward",
             "fractional_max_pool3d_backward.grad_input",
         ],
-        fractional_max_pool3d_backward,
+        |c, a| fractional_max_pool_backward(c, a, 3),
     );
 }

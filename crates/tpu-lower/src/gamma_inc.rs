@@ -6,14 +6,13 @@
 //! has converged to the dtype's epsilon; elements at the boundary of the
 //! domain (0, inf, negative, NaN) take the CPU's fixed values.
 
-use crate::promote::{float_dtype, result_type};
+use crate::operands::{
+    broadcast_shapes, cmp_kc, float_dtype, kc, operand, opmath, result_type, Out,
+};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::operand;
 use crate::{bail, Result};
-use tpu_graph::helpers::{broadcast_shapes, opmath};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId};
 
-type Out = Result<Vec<ValueId>>;
 type GResult<T> = tpu_graph::Result<T>;
 
 const MAXITER: f64 = 2000.0;
@@ -25,15 +24,6 @@ fn limits(w: DType) -> (f64, f64) {
     } else {
         (5.960_464_477_539_063e-8, 16_777_216.0)
     }
-}
-
-fn kc(g: &mut Graph, like: ValueId, v: f64) -> ValueId {
-    g.full_like(like, v, g.dtype(like))
-}
-
-fn cmp_k(g: &mut Graph, dir: CmpDir, x: ValueId, v: f64) -> GResult<ValueId> {
-    let k = kc(g, x, v);
-    g.compare(dir, x, k)
 }
 
 /// Loop condition: fewer than MAXITER steps and some element not done
@@ -69,7 +59,7 @@ fn advance(
 /// `!(v > eps)`: converged, or NaN (which would never converge).
 fn small(g: &mut Graph, v: ValueId, eps: f64) -> GResult<ValueId> {
     let a = g.unary(U::Abs, v)?;
-    let big = cmp_k(g, CmpDir::Gt, a, eps)?;
+    let big = cmp_kc(g, CmpDir::Gt, a, eps)?;
     g.unary(U::Not, big)
 }
 
@@ -137,14 +127,14 @@ fn continued_fraction(c: &mut LowerCtx, a: ValueId, x: ValueId, skip: ValueId) -
         let pk = conv(g, s[5], s[4])?;
         let qk = conv(g, s[7], s[6])?;
         let r = g.binary(B::Div, pk, qk)?;
-        let qnz = cmp_k(g, CmpDir::Ne, qk, 0.0)?;
+        let qnz = cmp_kc(g, CmpDir::Ne, qk, 0.0)?;
         let d = g.binary(B::Sub, s[8], r)?;
         let t = g.binary(B::Div, d, r)?;
         let t = g.unary(U::Abs, t)?;
         let t = g.select(qnz, t, one)?;
         let ans = g.select(qnz, r, s[8])?;
         let apk = g.unary(U::Abs, pk)?;
-        let rescale = cmp_k(g, CmpDir::Gt, apk, big)?;
+        let rescale = cmp_kc(g, CmpDir::Gt, apk, big)?;
         let inv = kc(g, pk, 1.0 / big);
         let unit = kc(g, pk, 1.0);
         let f = g.select(rescale, inv, unit)?;
@@ -189,13 +179,13 @@ fn incomplete_gamma(c: &mut LowerCtx, args: &Args, upper: bool) -> Out {
     let nan = kc(g, x, f64::NAN);
     let (lo, hi) = if upper { (1.0, 0.0) } else { (0.0, 1.0) };
     let (lo, hi) = (kc(g, x, lo), kc(g, x, hi));
-    let xneg = cmp_k(g, CmpDir::Lt, x, 0.0)?;
-    let aneg = cmp_k(g, CmpDir::Lt, a, 0.0)?;
+    let xneg = cmp_kc(g, CmpDir::Lt, x, 0.0)?;
+    let aneg = cmp_kc(g, CmpDir::Lt, a, 0.0)?;
     let outside = g.binary(B::Or, xneg, aneg)?;
-    let a0 = cmp_k(g, CmpDir::Eq, a, 0.0)?;
-    let xpos = cmp_k(g, CmpDir::Gt, x, 0.0)?;
+    let a0 = cmp_kc(g, CmpDir::Eq, a, 0.0)?;
+    let xpos = cmp_kc(g, CmpDir::Gt, x, 0.0)?;
     let at_a0 = g.select(xpos, hi, nan)?;
-    let x0 = cmp_k(g, CmpDir::Eq, x, 0.0)?;
+    let x0 = cmp_kc(g, CmpDir::Eq, x, 0.0)?;
     let afin = g.unary(U::IsFinite, a)?;
     let anan = g.compare(CmpDir::Ne, a, a)?;
     let ainf = g.binary(B::Or, afin, anan)?;
@@ -220,7 +210,7 @@ fn incomplete_gamma(c: &mut LowerCtx, args: &Args, upper: bool) -> Out {
     let one = kc(g, x, 1.0);
     let a = g.select(fixed, one, a)?;
     let x = g.select(fixed, one, x)?;
-    let xl1 = cmp_k(g, CmpDir::Lt, x, 1.0)?;
+    let xl1 = cmp_kc(g, CmpDir::Lt, x, 1.0)?;
     let xla = g.compare(CmpDir::Lt, x, a)?;
     let use_series = g.binary(B::Or, xl1, xla)?;
     let use_cf = g.unary(U::Not, use_series)?;
@@ -239,15 +229,11 @@ fn incomplete_gamma(c: &mut LowerCtx, args: &Args, upper: bool) -> Out {
     Ok(vec![c.g.convert(r, d)])
 }
 
-fn igamma(c: &mut LowerCtx, a: &Args) -> Out {
-    incomplete_gamma(c, a, false)
-}
-
-fn igammac(c: &mut LowerCtx, a: &Args) -> Out {
-    incomplete_gamma(c, a, true)
-}
-
 pub fn register(r: &mut Registry) {
-    r.add(&["igamma", "igamma.out", "igamma_"], igamma);
-    r.add(&["igammac", "igammac.out", "igammac_"], igammac);
+    r.add(&["igamma", "igamma.out", "igamma_"], |c, a| {
+        incomplete_gamma(c, a, false)
+    });
+    r.add(&["igammac", "igammac.out", "igammac_"], |c, a| {
+        incomplete_gamma(c, a, true)
+    });
 }

@@ -6,15 +6,12 @@
 //! read row 0). The backward scatters the weighted gradient back into those
 //! rows and chains the weights' derivatives through the coordinate mapping.
 
+use crate::operands::{bin, cmp, cmp_k, k, opmath, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::resample_extra::{cubic, cubic_grad};
 use crate::rows::{put_rows, take_rows};
-use crate::special::{bin, cmp, cmp_k, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Interp {
@@ -433,28 +430,19 @@ fn grid_sampler_backward(c: &mut LowerCtx, a: &Args, ks: usize) -> Out {
     Ok(vec![c.g.convert(gi, s.d), c.g.convert(ggrid, s.d)])
 }
 
-fn grid_sampler_2d(c: &mut LowerCtx, a: &Args) -> Out {
-    grid_sampler(c, a, 2)
-}
-fn grid_sampler_3d(c: &mut LowerCtx, a: &Args) -> Out {
-    grid_sampler(c, a, 3)
-}
-fn grid_sampler_2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    grid_sampler_backward(c, a, 2)
-}
-fn grid_sampler_3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    grid_sampler_backward(c, a, 3)
-}
-
 pub fn register(r: &mut Registry) {
-    r.add(&["grid_sampler_2d", "grid_sampler_2d.out"], grid_sampler_2d);
-    r.add(&["grid_sampler_3d", "grid_sampler_3d.out"], grid_sampler_3d);
+    r.add(&["grid_sampler_2d", "grid_sampler_2d.out"], |c, a| {
+        grid_sampler(c, a, 2)
+    });
+    r.add(&["grid_sampler_3d", "grid_sampler_3d.out"], |c, a| {
+        grid_sampler(c, a, 3)
+    });
     r.add(
         &["grid_sampler_2d_backward", "grid_sampler_2d_backward.out"],
-        grid_sampler_2d_backward,
+        |c, a| grid_sampler_backward(c, a, 2),
     );
     r.add(
         &["grid_sampler_3d_backward", "grid_sampler_3d_backward.out"],
-        grid_sampler_3d_backward,
+        |c, a| grid_sampler_backward(c, a, 3),
     );
 }

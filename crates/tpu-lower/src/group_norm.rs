@@ -3,13 +3,10 @@
 //! compute in f32 and round once (as CPU's kernel does).
 
 use crate::args::ScalarArg;
+use crate::operands::{bin, opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::bin;
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `(N, C, HxW, group)` at arguments `at..at+4`, checked against `x`.
 fn geometry(c: &LowerCtx, a: &Args, x: ValueId, at: usize) -> Result<[i64; 4]> {

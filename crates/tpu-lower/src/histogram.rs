@@ -1,4 +1,4 @@
-//! Histograms with static shapes: `histogram` (a bin count or an edge
+//! Histograms with static shapes: `histc`, `histogram` (a bin count or an edge
 //! tensor) and the pieces `histogramdd` is made of (`_histogramdd_bin_edges`,
 //! `_histogramdd_from_bin_cts`, `_histogramdd_from_bin_tensors`). Edges of
 //! a bin count span the range (the data's min and max without one, widened
@@ -8,12 +8,13 @@
 //! are a scatter-add of the weights into the bins.
 
 use crate::args::{Arg, ScalarArg};
+use crate::operands::{bin, cmp, cmp_k, k, opmath, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
-use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R, ScatterAttrs, ValueId};
-
-type Out = Result<Vec<ValueId>>;
+use tpu_graph::{
+    BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R, ScatterAttrs, UnaryKind as U,
+    ValueId,
+};
 
 /// The samples as `[N, D]` in the compute dtype (`D = 1` for `histogram`, the last dim for histogramdd).
 fn samples(c: &mut LowerCtx, x: ValueId, dd: bool, what: &str) -> Result<(ValueId, DType)> {
@@ -281,6 +282,95 @@ fn histogramdd_from_bin_tensors(c: &mut LowerCtx, a: &Args) -> Out {
     )?])
 }
 
+/// `histc(self, bins, min, max)`: counts over `bins` equal bins of
+/// `linspace(min, max, bins + 1)` (the data's range when `min == max`);
+/// values outside the range (and NaN) are ignored.
+fn histc(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = c.g.dtype(x);
+    if !d.is_float() {
+        bail!("\"histogram_cpu\" not implemented for '{d}'");
+    }
+    let bins = a.int_or(1, 100)?;
+    if bins <= 0 {
+        bail!("torch.histc: bins must be > 0, but got {bins} for dimension 0");
+    }
+    let lo = a.float_or(2, 0.0)?;
+    let hi = a.float_or(3, 0.0)?;
+    let n = c.g.ty(x).numel();
+    let flat = c.g.reshape(x, &[n])?;
+    let (mut lo_v, mut hi_v) = if lo == hi && n > 0 {
+        let mn = c.g.reduce_keep(R::Min, flat, &[0], false)?;
+        let mx = c.g.reduce_keep(R::Max, flat, &[0], false)?;
+        (mn, mx)
+    } else {
+        if lo > hi {
+            bail!("torch.histc: max must be larger than min");
+        }
+        if !lo.is_finite() || !hi.is_finite() {
+            bail!("torch.histc: range of [{lo}, {hi}] is not finite");
+        }
+        (c.g.scalar(lo, d), c.g.scalar(hi, d))
+    };
+    let same = cmp(c, CmpDir::Eq, lo_v, hi_v)?;
+    let lo1 = c.g.binary_const(B::Sub, lo_v, 1.0)?;
+    let hi1 = c.g.binary_const(B::Add, hi_v, 1.0)?;
+    lo_v = c.g.select(same, lo1, lo_v)?;
+    hi_v = c.g.select(same, hi1, hi_v)?;
+    // Edges as CPU linspace: the front half from `lo`, the back half from `hi`.
+    let steps = bins + 1;
+    let span = bin(c, B::Sub, hi_v, lo_v)?;
+    let nb = k(c, span, bins as f64);
+    let step = bin(c, B::Div, span, nb)?;
+    let i = c.g.iota(d, &[steps], 0)?;
+    let stepb = c.g.broadcast_to(step, &[steps])?;
+    let lob = c.g.broadcast_to(lo_v, &[steps])?;
+    let hib = c.g.broadcast_to(hi_v, &[steps])?;
+    let front = bin(c, B::Mul, stepb, i)?;
+    let front = bin(c, B::Add, lob, front)?;
+    let ri = c.g.iota(d, &[steps], 0)?;
+    let ri = c.g.binary_const(B::Sub, ri, bins as f64)?;
+    let ri = un(c, U::Neg, ri)?;
+    let back = bin(c, B::Mul, stepb, ri)?;
+    let back = bin(c, B::Sub, hib, back)?;
+    let ii = c.g.iota(DType::I64, &[steps], 0)?;
+    let first = cmp_k(c, CmpDir::Lt, ii, (steps / 2) as f64)?;
+    let edges = c.g.select(first, front, back)?;
+    if n == 0 {
+        return Ok(vec![c.g.constant(
+            tpu_graph::ConstVal::float(0.0),
+            d,
+            &[bins],
+        )]);
+    }
+    // Bin of each element: (#edges <= x) - 1, the last edge closing the last bin.
+    let xb = c.g.broadcast_in_dim(flat, &[n, steps], &[0])?;
+    let eb = c.g.broadcast_in_dim(edges, &[n, steps], &[1])?;
+    let le = cmp(c, CmpDir::Le, eb, xb)?;
+    let le = c.g.convert(le, DType::I64);
+    let cnt = c.g.reduce(R::Sum, le, &[1])?;
+    let pos = c.g.binary_const(B::Sub, cnt, 1.0)?;
+    let lastb = k(c, pos, (bins - 1) as f64);
+    let pos = bin(c, B::Min, pos, lastb)?;
+    let e0 = c.g.slice_dim(edges, 0, 0, 1)?;
+    let e0 = c.g.reshape(e0, &[])?;
+    let e1 = c.g.slice_dim(edges, 0, bins, steps)?;
+    let e1 = c.g.reshape(e1, &[])?;
+    let e0 = c.g.broadcast_to(e0, &[n])?;
+    let e1 = c.g.broadcast_to(e1, &[n])?;
+    let ge = cmp(c, CmpDir::Ge, flat, e0)?;
+    let le = cmp(c, CmpDir::Le, flat, e1)?;
+    let inside = bin(c, B::And, ge, le)?;
+    let pb = c.g.broadcast_in_dim(pos, &[n, bins], &[0])?;
+    let ib = c.g.broadcast_in_dim(inside, &[n, bins], &[0])?;
+    let j = c.g.iota(DType::I64, &[n, bins], 1)?;
+    let hit = cmp(c, CmpDir::Eq, pb, j)?;
+    let hit = bin(c, B::And, hit, ib)?;
+    let hit = c.g.convert(hit, DType::I64);
+    let h = c.g.reduce(R::Sum, hit, &[0])?;
+    Ok(vec![c.g.convert(h, d)])
+}
+
 pub fn register(r: &mut Registry) {
     r.add(
         &["histogram.bin_ct", "histogram.bin_ct_out"],
@@ -296,4 +386,5 @@ pub fn register(r: &mut Registry) {
         &["_histogramdd_from_bin_tensors"],
         histogramdd_from_bin_tensors,
     );
+    r.add(&["histc", "histc.out"], histc);
 }

@@ -8,14 +8,13 @@
 //! beta`, and no reflection (`tau = 0`) when the part below the diagonal is
 //! already zero.
 
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::svd::check_matrices;
 use crate::{bail, Result};
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// `x` with `i` (a scalar) broadcast to `x`'s shape along `dim`, compared to the iota.
 fn at(g: &mut Graph, shape: &[i64], dim: usize, i: ValueId, dir: CmpDir) -> Result<ValueId> {

@@ -8,14 +8,12 @@
 //! in PyTorch.
 
 use crate::args::Arg;
+use crate::operands::{broadcast_shapes, opmath, wrap_dim, Out};
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::{broadcast_shapes, opmath, wrap_dim};
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, GatherAttrs, ReduceKind as R, ScatterAttrs, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 fn range(n: usize) -> Vec<i64> {
     (0..n as i64).collect()

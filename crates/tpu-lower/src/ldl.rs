@@ -10,6 +10,7 @@
 //! follow LAPACK's order (reciprocal pivots, `a + x * (-d * y)`) so LD and the
 //! pivots match the CPU's.
 
+use crate::operands::Out;
 use crate::registry::{Args, Check, CheckKind, LowerCtx, Registry};
 use crate::solve::{broadcast_batch, check_square};
 use crate::svd::{check_matrices, mt};
@@ -17,8 +18,6 @@ use crate::{bail, Result};
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// Broadcasts the per-matrix `x` (`[..]`, batch rank `nb`) to `shape`.
 fn per(g: &mut Graph, x: ValueId, shape: &[i64]) -> Result<ValueId> {

@@ -1,14 +1,21 @@
 //! The lowering registry: one short rule per ATen overload, mapping the op's
 //! arguments (already read as graph values) to graph nodes.
 //!
-//! Rules live in per-family modules (`elementwise`, `reduction`, `linalg`,
-//! `nn`, `activation`, `conv`, `indexing`, `shape`, `random`, `special`,
-//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`, `svd`, `eigh`,
-//! `householder`, `matfun`, `lstsq`, `ldl`; `jacobi` holds the while-loop Jacobi core); each family shares helpers
-//! `nn_extra`, `search`, `resample`, `scatter`, `batch_norm`, `solve`, `bessel`,
-//! `group_norm`, `distance`, `losses`, ...); each family shares helpers
-//! from `tpu_graph::helpers` and [`promote`]. Where an op is lowered: search this
-//! crate for its overload name, e.g. `"add.out"`.
+//! Rules live in per-family modules (`unary`, `binary`, `bits`,
+//! `elementwise`, `reduction`, `order_stats`, `linalg`, `nn`, `activation`,
+//! `conv`, `pool`, `unfold`, `indexing`, `shape`, `random`, `special`,
+//! `bessel`, ...); every family builds on the operand helpers in
+//! [`operands`] (operands, type promotion, broadcasting, opmath). The
+//! registry types are in [`registry`]; [`table`] lists every family's
+//! registrations. Where an op is lowered: search this crate for its overload
+//! name, e.g. `"add.out"`.
+
+/// Registers the functional, `out=` and in-place overloads of an op.
+macro_rules! overloads {
+    ($name:literal) => {
+        &[$name, concat!($name, ".out"), concat!($name, "_")]
+    };
+}
 
 pub mod activation;
 pub mod airy;
@@ -17,6 +24,8 @@ pub mod asserts;
 pub mod attention;
 pub mod batch_norm;
 pub mod bessel;
+pub mod binary;
+pub mod bits;
 pub mod complex;
 pub mod conv;
 pub mod ctc;
@@ -44,12 +53,12 @@ pub mod lstsq;
 pub mod lu;
 pub mod masked;
 pub mod matfun;
-pub mod misc;
 pub mod nn;
 pub mod nn_extra;
+pub mod operands;
+pub mod order_stats;
 pub mod polynomial;
-pub mod pool_extra;
-pub mod promote;
+pub mod pool;
 pub mod qr;
 pub mod random;
 pub mod reduction;
@@ -65,6 +74,9 @@ pub mod shape;
 pub mod solve;
 pub mod special;
 pub mod svd;
+pub mod table;
+pub mod unary;
+pub mod unfold;
 
 pub use args::{Arg, ScalarArg, TensorArg};
 pub use registry::{LowerCtx, Registry, Rule};

@@ -4,12 +4,10 @@
 //! f32 (XLA's preferred element type) and round once at the end.
 
 use crate::args::ScalarArg;
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, DotDims, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `dot_general` with f32 accumulation for half types; the result stays in the accumulation dtype.
 fn dot_acc(c: &mut LowerCtx, a: ValueId, b: ValueId, dims: DotDims) -> Result<ValueId> {
@@ -80,18 +78,6 @@ fn plain(c: &mut LowerCtx, a: &Args, kind: &str) -> Out {
     let p = product(c, kind, x, y)?;
     Ok(vec![c.g.convert(p, d)])
 }
-fn mm(c: &mut LowerCtx, a: &Args) -> Out {
-    plain(c, a, "mm")
-}
-fn bmm(c: &mut LowerCtx, a: &Args) -> Out {
-    plain(c, a, "bmm")
-}
-fn mv(c: &mut LowerCtx, a: &Args) -> Out {
-    plain(c, a, "mv")
-}
-fn dot(c: &mut LowerCtx, a: &Args) -> Out {
-    plain(c, a, "dot")
-}
 /// `vdot(x, y)`: the dot product with `x` conjugated.
 fn vdot(c: &mut LowerCtx, a: &Args) -> Out {
     let (x, y) = (a.t(0)?, a.t(1)?);
@@ -129,15 +115,6 @@ fn add_product(c: &mut LowerCtx, a: &Args, kind: &str) -> Out {
     let r = c.g.binary(B::Add, s, p)?;
     Ok(vec![c.g.convert(r, d)])
 }
-fn addmm(c: &mut LowerCtx, a: &Args) -> Out {
-    add_product(c, a, "mm")
-}
-fn baddbmm(c: &mut LowerCtx, a: &Args) -> Out {
-    add_product(c, a, "bmm")
-}
-fn addmv(c: &mut LowerCtx, a: &Args) -> Out {
-    add_product(c, a, "mv")
-}
 
 /// `mm.dtype(self, mat2, out_dtype)`: the product in `out_dtype`.
 fn mm_dtype(c: &mut LowerCtx, a: &Args) -> Out {
@@ -148,14 +125,20 @@ fn mm_dtype(c: &mut LowerCtx, a: &Args) -> Out {
 }
 
 pub fn register(r: &mut Registry) {
-    r.add(&["mm", "mm.out"], mm);
-    r.add(&["bmm", "bmm.out"], bmm);
-    r.add(&["mv", "mv.out"], mv);
-    r.add(&["dot", "dot.out"], dot);
+    r.add(&["mm", "mm.out"], |c, a| plain(c, a, "mm"));
+    r.add(&["bmm", "bmm.out"], |c, a| plain(c, a, "bmm"));
+    r.add(&["mv", "mv.out"], |c, a| plain(c, a, "mv"));
+    r.add(&["dot", "dot.out"], |c, a| plain(c, a, "dot"));
     r.add(&["vdot", "vdot.out"], vdot);
-    r.add(&["addmm", "addmm.out", "addmm_"], addmm);
-    r.add(&["baddbmm", "baddbmm.out", "baddbmm_"], baddbmm);
-    r.add(&["addmv", "addmv.out", "addmv_"], addmv);
+    r.add(&["addmm", "addmm.out", "addmm_"], |c, a| {
+        add_product(c, a, "mm")
+    });
+    r.add(&["baddbmm", "baddbmm.out", "baddbmm_"], |c, a| {
+        add_product(c, a, "bmm")
+    });
+    r.add(&["addmv", "addmv.out", "addmv_"], |c, a| {
+        add_product(c, a, "mv")
+    });
     r.add(
         &["mm.dtype", "mm.dtype_out", "bmm.dtype", "bmm.dtype_out"],
         mm_dtype,

@@ -4,13 +4,10 @@
 //! (one-hot masks), so no gather reaches the plugin with a bad index (target
 //! ranges are checked on the device). Half inputs compute in f32.
 
+use crate::operands::{bin, cmp_k, k, opmath, Out};
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
-use crate::special::{bin, cmp_k, k};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Scores as `[N, C]` in opmath, with the input dtype and whether it was 1-D.
 fn scores(c: &mut LowerCtx, what: &str, x: ValueId) -> Result<(ValueId, DType, bool)> {

@@ -9,13 +9,12 @@
 //! here they are computed.
 
 use crate::args::ScalarArg;
+use crate::bail;
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::solve::broadcast_batch;
 use crate::svd::{check_matrices, mt, svd};
-use crate::{bail, Result};
-use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R, ValueId};
-
-type Out = Result<Vec<ValueId>>;
+use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R};
 
 /// `linalg_lstsq(A, B, rcond=None, *, driver=None)` → (solution, residuals, rank, singular_values).
 fn lstsq(c: &mut LowerCtx, a: &Args) -> Out {

@@ -3,13 +3,11 @@
 //! and what is built on it: lu_factor, lu_solve, solve, inv, det, slogdet,
 //! lu_unpack, lu. Pivots follow LAPACK: the first row of largest magnitude.
 
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::solve::{broadcast_batch, check_square, check_square_shape, tri};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// One factorization: `lu` (in the compute dtype), the row permutation
 /// `perm` (`(PA)[i] = A[perm[i]]`), LAPACK pivots and the permutation's sign.

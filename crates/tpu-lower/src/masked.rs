@@ -5,14 +5,12 @@
 //! Positions come from a running count of the mask, as `dynamic.rs`
 //! compacts for `nonzero`.
 
+use crate::operands::{broadcast_shapes, Out};
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::broadcast_shapes;
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, GatherAttrs, ReduceKind as R, ScatterAttrs, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// Row-major flat `x != 0` as int64, and the 0-based rank of each true
 /// element among the true ones (meaningless where false).
@@ -136,7 +134,7 @@ fn efficient_zero(c: &mut LowerCtx, a: &Args) -> Out {
         Some(t) => (t.shape.clone(), t.dtype),
         None => (
             a.ints(0)?,
-            a.opt_dtype(1)?.unwrap_or(crate::promote::DEFAULT_FLOAT),
+            a.opt_dtype(1)?.unwrap_or(crate::operands::DEFAULT_FLOAT),
         ),
     };
     if size.iter().any(|&s| s < 0) {

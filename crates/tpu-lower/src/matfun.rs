@@ -7,15 +7,13 @@
 //! stops squaring at its own `s`). Half inputs compute in f32.
 
 use crate::jacobi::eye;
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::solve::check_square;
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 const DEGREE: i64 = 18;
 

@@ -6,22 +6,10 @@
 //! `opmath_type` does.
 
 use crate::args::ScalarArg;
+use crate::operands::{bin, opmath, up, wrap_dim, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::{opmath, wrap_dim};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
-
-/// `x` converted to its opmath dtype, with the dtype to convert results back to.
-fn up(c: &mut LowerCtx, x: ValueId) -> (ValueId, DType) {
-    let d = c.g.dtype(x);
-    (c.g.convert(x, opmath(d)), d)
-}
-
-fn bin(c: &mut LowerCtx, kind: B, x: ValueId, y: ValueId) -> Result<ValueId> {
-    Ok(c.g.binary(kind, x, y)?)
-}
 
 /// Softmax dim and the result dtype (`half_to_float` gives f32 for half inputs).
 fn softmax_setup(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, usize, DType)> {
@@ -393,7 +381,7 @@ fn native_dropout(c: &mut LowerCtx, a: &Args) -> Out {
 /// grads compute in f32 and round once.
 fn native_dropout_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let (g, m) = (a.t(0)?, a.t(1)?);
-    let d = crate::promote::float_dtype(c.g.dtype(g));
+    let d = crate::operands::float_dtype(c.g.dtype(g));
     let acc = opmath(d);
     let shape = c.g.shape(g).to_vec();
     let g = c.g.convert(g, acc);

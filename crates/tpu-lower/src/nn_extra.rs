@@ -2,14 +2,10 @@
 //! hardsigmoid, hardswish, mish, glu, log_sigmoid, huber and smooth-L1 losses,
 //! prelu, binary cross-entropy, channel_shuffle. Half types compute in f32.
 
-use crate::promote::result_type;
+use crate::operands::{bin, cmp, cmp_k, done, grad_and_x, isnan, k, opmath, result_type, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp, cmp_k, done, isnan, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `hardshrink(x, l)`: `|x| <= l ? 0 : x`.
 fn hardshrink(c: &mut LowerCtx, a: &Args) -> Out {
@@ -79,7 +75,7 @@ fn mish(c: &mut LowerCtx, a: &Args) -> Out {
 fn glu(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let r = c.g.rank(x);
-    let dim = tpu_graph::helpers::wrap_dim(a.int_or(1, -1)?, r)?;
+    let dim = crate::operands::wrap_dim(a.int_or(1, -1)?, r)?;
     let n = c.g.shape(x)[dim];
     if n % 2 != 0 {
         bail!("glu: Halving dimension must be even, but dimension {dim} is size {n}");
@@ -165,12 +161,6 @@ fn piecewise_loss(c: &mut LowerCtx, a: &Args, huber: bool) -> Out {
     let r = reduce_loss(c, l, reduction)?;
     done(c, r, d)
 }
-fn huber_loss(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss(c, a, true)
-}
-fn smooth_l1_loss(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss(c, a, false)
-}
 
 /// `_prelu_kernel(x, weight)`: `x > 0 ? x : weight * x`, weight broadcast.
 fn prelu_kernel(c: &mut LowerCtx, a: &Args) -> Out {
@@ -181,15 +171,6 @@ fn prelu_kernel(c: &mut LowerCtx, a: &Args) -> Out {
     let x = c.g.broadcast_to(x, &shape)?;
     let pos = cmp_k(c, CmpDir::Gt, x, 0.0)?;
     Ok(vec![c.g.select(pos, x, wx)?])
-}
-
-/// `grad` (in `x`'s opmath dtype, broadcast to `x`) and `x` of a backward op `(grad, self, ...)`.
-pub(crate) fn grad_and_x(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, ValueId, DType)> {
-    let (g, x) = (a.t(0)?, a.t(1)?);
-    let d = c.g.dtype(x);
-    let shape = c.g.shape(x).to_vec();
-    let g = c.g.coerce(g, opmath(d), &shape)?;
-    Ok((g, c.g.convert(x, opmath(d)), d))
 }
 
 /// `grad` where `keep`, else 0.
@@ -232,7 +213,7 @@ fn hardswish_backward(c: &mut LowerCtx, a: &Args) -> Out {
 /// `glu_backward(grad, x, dim)`: `[grad sigmoid(b), grad a sigmoid(b) (1 - sigmoid(b))]`.
 fn glu_backward(c: &mut LowerCtx, a: &Args) -> Out {
     let (g, x) = (a.t(0)?, a.t(1)?);
-    let dim = tpu_graph::helpers::wrap_dim(a.int(2)?, c.g.rank(x))?;
+    let dim = crate::operands::wrap_dim(a.int(2)?, c.g.rank(x))?;
     let n = c.g.shape(x)[dim];
     let first = c.g.slice_dim(x, dim, 0, n / 2)?;
     let second = c.g.slice_dim(x, dim, n / 2, n)?;
@@ -277,12 +258,6 @@ fn piecewise_loss_backward(c: &mut LowerCtx, a: &Args, huber: bool) -> Out {
     let dl = c.g.select(small, inner, outer)?;
     let r = bin(c, B::Mul, dl, g)?;
     done(c, r, d)
-}
-fn huber_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss_backward(c, a, true)
-}
-fn smooth_l1_loss_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    piecewise_loss_backward(c, a, false)
 }
 
 /// `_prelu_kernel_backward(grad, x, weight) -> (grad_input, grad_weight)`; the weight
@@ -377,7 +352,7 @@ fn channel_shuffle(c: &mut LowerCtx, a: &Args) -> Out {
 /// The dims `norm_except_dim(v, 2, dim)` reduces: every dim of `v` but `dim`.
 fn except_dim(c: &LowerCtx, v: ValueId, dim: i64) -> Result<Vec<usize>> {
     let rank = c.g.rank(v);
-    let dim = tpu_graph::helpers::wrap_dim(dim, rank.max(1))?;
+    let dim = crate::operands::wrap_dim(dim, rank.max(1))?;
     Ok((0..rank).filter(|&i| i != dim).collect())
 }
 
@@ -473,14 +448,14 @@ pub fn register(r: &mut Registry) {
     r.add(&["glu_backward", "glu_backward.grad_input"], glu_backward);
     r.add(
         &["huber_loss_backward", "huber_loss_backward.out"],
-        huber_loss_backward,
+        |c, a| piecewise_loss_backward(c, a, true),
     );
     r.add(
         &[
             "smooth_l1_loss_backward",
             "smooth_l1_loss_backward.grad_input",
         ],
-        smooth_l1_loss_backward,
+        |c, a| piecewise_loss_backward(c, a, false),
     );
     r.add(&["_prelu_kernel_backward"], prelu_kernel_backward);
     r.add(&["hardshrink", "hardshrink.out"], hardshrink);
@@ -500,7 +475,11 @@ pub fn register(r: &mut Registry) {
         &["log_sigmoid_backward", "log_sigmoid_backward.grad_input"],
         log_sigmoid_backward,
     );
-    r.add(&["huber_loss", "huber_loss.out"], huber_loss);
-    r.add(&["smooth_l1_loss", "smooth_l1_loss.out"], smooth_l1_loss);
+    r.add(&["huber_loss", "huber_loss.out"], |c, a| {
+        piecewise_loss(c, a, true)
+    });
+    r.add(&["smooth_l1_loss", "smooth_l1_loss.out"], |c, a| {
+        piecewise_loss(c, a, false)
+    });
     r.add(&["_prelu_kernel"], prelu_kernel);
 }

@@ -9,14 +9,12 @@
 //! as the CPU loop does. Integer and bool inputs promote to the default
 //! float dtype, as on the CPU.
 
-use crate::promote::{float_dtype, result_type};
+use crate::operands::{
+    broadcast_shapes, cmp_kc, float_dtype, kc, operand, opmath, result_type, Out,
+};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::operand;
 use crate::{bail, Result};
-use tpu_graph::helpers::{broadcast_shapes, opmath};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, Graph, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// One recurrence step `P_{j+1} = step(j, x, P_{j-1}, P_j)`, `j` already in
 /// `x`'s dtype and shape.
@@ -53,15 +51,6 @@ fn operands(c: &mut LowerCtx, a: &Args) -> Result<Operands> {
     let x = c.g.broadcast_to(x, &shape)?;
     let n = c.g.broadcast_to(n, &shape)?;
     Ok(Operands { x, n, w, d })
-}
-
-fn kc(g: &mut Graph, like: ValueId, v: f64) -> ValueId {
-    g.full_like(like, v, g.dtype(like))
-}
-
-fn cmp_k(g: &mut Graph, dir: CmpDir, x: ValueId, v: f64) -> Result<ValueId> {
-    let k = kc(g, x, v);
-    Ok(g.compare(dir, x, k)?)
 }
 
 /// `a + b * s` for a host constant `s` (affine pieces of the recurrences).
@@ -164,7 +153,7 @@ fn chebyshev_edge(
     nw: ValueId,
     even: ValueId,
 ) -> Result<ValueId> {
-    let pos = cmp_k(c.g, CmpDir::Gt, y, 0.0)?;
+    let pos = cmp_kc(c.g, CmpDir::Gt, y, 0.0)?;
     let one = kc(c.g, y, 1.0);
     let n1 = c.g.binary_const(B::Add, nw, 1.0)?;
     let n21 = add_scaled(c.g, one, nw, 2.0)?;
@@ -207,7 +196,7 @@ fn chebyshev_closed(c: &mut LowerCtx, kind: Kind, y: ValueId, n: ValueId) -> Res
             let ca = c.g.unary(U::Cos, a)?;
             let alt = mul(c, n1, ca)?;
             let alt = c.g.binary(B::Div, alt, yf)?;
-            let nz = cmp_k(c.g, CmpDir::Ne, s, 0.0)?;
+            let nz = cmp_kc(c.g, CmpDir::Ne, s, 0.0)?;
             c.g.select(nz, main, alt)?
         }
         Kind::V | Kind::W => {
@@ -237,15 +226,15 @@ fn chebyshev(c: &mut LowerCtx, a: &Args, kind: Kind, shifted: bool, threshold: f
     let nw = c.g.convert(n, w);
     let two = c.g.full_like(n, 2.0, DType::I64);
     let rem = c.g.binary(B::Rem, n, two)?;
-    let even = cmp_k(c.g, CmpDir::Eq, rem, 0.0)?;
-    let negative = cmp_k(c.g, CmpDir::Lt, n, 0.0)?;
+    let even = cmp_kc(c.g, CmpDir::Eq, rem, 0.0)?;
+    let negative = cmp_kc(c.g, CmpDir::Lt, n, 0.0)?;
     let ay = c.g.unary(U::Abs, y)?;
-    let edge = cmp_k(c.g, CmpDir::Eq, ay, 1.0)?;
-    let inside = cmp_k(c.g, CmpDir::Lt, ay, 1.0)?;
-    let big = cmp_k(c.g, CmpDir::Gt, n, threshold)?;
+    let edge = cmp_kc(c.g, CmpDir::Eq, ay, 1.0)?;
+    let inside = cmp_kc(c.g, CmpDir::Lt, ay, 1.0)?;
+    let big = cmp_kc(c.g, CmpDir::Gt, n, threshold)?;
     let closed_here = c.g.binary(B::And, big, inside)?;
-    let n0 = cmp_k(c.g, CmpDir::Eq, n, 0.0)?;
-    let n1 = cmp_k(c.g, CmpDir::Eq, n, 1.0)?;
+    let n0 = cmp_kc(c.g, CmpDir::Eq, n, 0.0)?;
+    let n1 = cmp_kc(c.g, CmpDir::Eq, n, 1.0)?;
     let edge_v = chebyshev_edge(c, kind, y, nw, even)?;
     let mut closed = chebyshev_closed(c, kind, y, n)?;
     if kind != Kind::U {
@@ -383,9 +372,9 @@ fn three_term(
     step: Step,
 ) -> Out {
     let (x, n) = (o.x, o.n);
-    let negative = cmp_k(c.g, CmpDir::Lt, n, 0.0)?;
-    let n0 = cmp_k(c.g, CmpDir::Eq, n, 0.0)?;
-    let n1 = cmp_k(c.g, CmpDir::Eq, n, 1.0)?;
+    let negative = cmp_kc(c.g, CmpDir::Lt, n, 0.0)?;
+    let n0 = cmp_kc(c.g, CmpDir::Eq, n, 0.0)?;
+    let n1 = cmp_kc(c.g, CmpDir::Eq, n, 1.0)?;
     let mut special = vec![negative, n0, n1];
     special.extend(extra.iter().map(|e| e.0));
     let active = none_of(c, &special)?;
@@ -409,8 +398,8 @@ fn hermite(c: &mut LowerCtx, a: &Args, probabilists: bool) -> Out {
         _ => 1024.0,
     };
     let nan = kc(c.g, o.x, f64::NAN);
-    let n1 = cmp_k(c.g, CmpDir::Gt, o.n, 1.0)?;
-    let over = cmp_k(c.g, CmpDir::Gt, o.n, limit)?;
+    let n1 = cmp_kc(c.g, CmpDir::Gt, o.n, 1.0)?;
+    let over = cmp_kc(c.g, CmpDir::Gt, o.n, limit)?;
     let over = c.g.binary(B::And, n1, over)?;
     if probabilists {
         three_term(c, &o, o.x, &[(over, nan)], hermite_he_step)
@@ -419,19 +408,13 @@ fn hermite(c: &mut LowerCtx, a: &Args, probabilists: bool) -> Out {
         three_term(c, &o, q1, &[(over, nan)], hermite_h_step)
     }
 }
-fn hermite_h(c: &mut LowerCtx, a: &Args) -> Out {
-    hermite(c, a, false)
-}
-fn hermite_he(c: &mut LowerCtx, a: &Args) -> Out {
-    hermite(c, a, true)
-}
 
 /// Laguerre L: 1 at x = 0 for every n >= 0.
 fn laguerre(c: &mut LowerCtx, a: &Args) -> Out {
     let o = operands(c, a)?;
     let one = kc(c.g, o.x, 1.0);
     let q1 = c.g.binary(B::Sub, one, o.x)?;
-    let at0 = cmp_k(c.g, CmpDir::Eq, o.x, 0.0)?;
+    let at0 = cmp_kc(c.g, CmpDir::Eq, o.x, 0.0)?;
     three_term(c, &o, q1, &[(at0, one)], laguerre_step)
 }
 
@@ -439,11 +422,11 @@ fn laguerre(c: &mut LowerCtx, a: &Args) -> Out {
 fn legendre(c: &mut LowerCtx, a: &Args) -> Out {
     let o = operands(c, a)?;
     let ax = c.g.unary(U::Abs, o.x)?;
-    let edge = cmp_k(c.g, CmpDir::Eq, ax, 1.0)?;
-    let pos = cmp_k(c.g, CmpDir::Gt, o.x, 0.0)?;
+    let edge = cmp_kc(c.g, CmpDir::Eq, ax, 1.0)?;
+    let pos = cmp_kc(c.g, CmpDir::Gt, o.x, 0.0)?;
     let two = c.g.full_like(o.n, 2.0, DType::I64);
     let rem = c.g.binary(B::Rem, o.n, two)?;
-    let even = cmp_k(c.g, CmpDir::Eq, rem, 0.0)?;
+    let even = cmp_kc(c.g, CmpDir::Eq, rem, 0.0)?;
     let up = c.g.binary(B::Or, pos, even)?;
     let one = kc(c.g, o.x, 1.0);
     let edge_v = signed(c, up, one)?;
@@ -473,8 +456,12 @@ pub fn register(r: &mut Registry) {
     r.add(names!("special_shifted_chebyshev_polynomial_u"), shifted_u);
     r.add(names!("special_shifted_chebyshev_polynomial_v"), shifted_v);
     r.add(names!("special_shifted_chebyshev_polynomial_w"), shifted_w);
-    r.add(names!("special_hermite_polynomial_h"), hermite_h);
-    r.add(names!("special_hermite_polynomial_he"), hermite_he);
+    r.add(names!("special_hermite_polynomial_h"), |c, a| {
+        hermite(c, a, false)
+    });
+    r.add(names!("special_hermite_polynomial_he"), |c, a| {
+        hermite(c, a, true)
+    });
     r.add(names!("special_laguerre_polynomial_l"), laguerre);
     r.add(names!("special_legendre_polynomial_p"), legendre);
 }

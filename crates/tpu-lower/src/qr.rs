@@ -2,12 +2,10 @@
 //! LAPACK's conventions (`R[k, k] = -sign(x0) * ||x||`, no reflection when the
 //! part below the diagonal is already zero), so Q and R match the CPU's.
 
+use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `[.., m]` times `[.., n]` into `[.., m, n]`.
 fn outer(c: &mut LowerCtx, u: ValueId, v: ValueId) -> Result<ValueId> {

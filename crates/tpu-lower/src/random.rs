@@ -7,11 +7,10 @@
 //! reinterpreted minus 1 (f64 likewise with 52 bits); half types draw f32.
 
 use crate::args::ScalarArg;
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Uniform floats in `[0, 1)` of `shape`: f64 for `d == F64`, else f32.
 pub(crate) fn uniform01(
@@ -200,7 +199,7 @@ fn normal_tensors(c: &mut LowerCtx, a: &Args) -> Out {
     let mut d = None;
     for o in [mean, std] {
         if let Operand::Tensor(t) = o {
-            shape = tpu_graph::helpers::broadcast_shapes(&shape, c.g.shape(t))?;
+            shape = crate::operands::broadcast_shapes(&shape, c.g.shape(t))?;
             d = Some(d.map_or(c.g.dtype(t), |p| DType::promote(p, c.g.dtype(t))));
         }
     }
@@ -208,7 +207,7 @@ fn normal_tensors(c: &mut LowerCtx, a: &Args) -> Out {
         shape = t.shape.clone();
         d = Some(t.dtype);
     }
-    let d = d.unwrap_or(crate::promote::DEFAULT_FLOAT);
+    let d = d.unwrap_or(crate::operands::DEFAULT_FLOAT);
     let state = c.rng_state_arg(a, 2)?;
     let z = standard_normal(c, state, &shape, draw_dtype(d))?;
     Ok(vec![affine_normal(c, z, mean, std, d)?])
@@ -220,7 +219,7 @@ fn normal_sized(c: &mut LowerCtx, a: &Args) -> Out {
         Some(t) => (t.shape.clone(), t.dtype),
         None => (
             a.ints(2)?,
-            a.opt_dtype(4)?.unwrap_or(crate::promote::DEFAULT_FLOAT),
+            a.opt_dtype(4)?.unwrap_or(crate::operands::DEFAULT_FLOAT),
         ),
     };
     let state = c.rng_state_arg(a, 3)?;
@@ -317,9 +316,6 @@ fn random_any(c: &mut LowerCtx, a: &Args, from: i64, to: Option<i64>, gen: usize
     let state = c.rng_state_arg(a, gen)?;
     Ok(vec![random_range(c, &shape, from, span, d, state)?])
 }
-fn random_(c: &mut LowerCtx, a: &Args) -> Out {
-    random_any(c, a, 0, None, 1)
-}
 fn random_to(c: &mut LowerCtx, a: &Args) -> Out {
     let to = a.int(1)?;
     random_any(c, a, 0, Some(to), 2)
@@ -387,7 +383,9 @@ pub fn register(r: &mut Registry) {
         bernoulli_p,
     );
     r.add(&["bernoulli", "bernoulli.out"], bernoulli);
-    r.add(&["random_", "random", "random.out"], random_);
+    r.add(&["random_", "random", "random.out"], |c, a| {
+        random_any(c, a, 0, None, 1)
+    });
     r.add(&["random_.to", "random.to", "random.to_out"], random_to);
     r.add(
         &["random_.from", "random.from", "random.from_out"],

@@ -1,17 +1,16 @@
 //! Reduction family: sum, mean, prod, amax/amin, max/min with indices,
-//! argmax/argmin, var/std (with `correction`), any/all, logsumexp, cumsum.
+//! argmax/argmin, var/std (with `correction`), any/all, logsumexp, cumsum,
+//! vector norms and renorm.
 //!
 //! Conventions as in PyTorch: `dim=None` or `[]` reduces every dimension,
 //! integer and bool sums and products give int64, half types accumulate in
 //! f32, max/min propagate NaN and argmax/argmin pick the first extreme (a NaN
 //! counts as the extreme).
 
+use crate::operands::{bin, cmp_k, k, opmath, wrap_dim, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::{opmath, wrap_dim};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Dims of an `int[1]? dim` argument; None and `[]` mean every dim.
 fn dims_at(c: &LowerCtx, a: &Args, x: ValueId, i: usize) -> Result<Vec<usize>> {
@@ -163,12 +162,6 @@ fn extreme(c: &mut LowerCtx, a: &Args, kind: R) -> Out {
         a.bool_or(2, false)?,
     )?])
 }
-fn amax(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme(c, a, R::Max)
-}
-fn amin(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme(c, a, R::Min)
-}
 
 /// Plain `max(self)`/`min(self)`: over every element.
 fn max_all(c: &mut LowerCtx, a: &Args) -> Out {
@@ -214,12 +207,6 @@ fn extreme_dim(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
     let i = arg_along(c, x, dim, keep, max)?;
     Ok(vec![v, i])
 }
-fn max_dim(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme_dim(c, a, true)
-}
-fn min_dim(c: &mut LowerCtx, a: &Args) -> Out {
-    extreme_dim(c, a, false)
-}
 
 /// `argmax`/`argmin(self, dim=None, keepdim)`: `dim=None` searches the flattened tensor.
 fn arg_extreme(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
@@ -248,12 +235,6 @@ fn arg_extreme(c: &mut LowerCtx, a: &Args, max: bool) -> Out {
             Ok(vec![i])
         }
     }
-}
-fn argmax(c: &mut LowerCtx, a: &Args) -> Out {
-    arg_extreme(c, a, true)
-}
-fn argmin(c: &mut LowerCtx, a: &Args) -> Out {
-    arg_extreme(c, a, false)
 }
 
 /// (var, mean) over `dims` with `correction` subtracted from the count.
@@ -355,18 +336,6 @@ fn logical_dims(c: &mut LowerCtx, a: &Args, any: bool) -> Out {
     };
     Ok(vec![any_all(c, x, &dims, a.bool_or(2, false)?, any)?])
 }
-fn any(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_all(c, a, true)
-}
-fn all(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_all(c, a, false)
-}
-fn any_dims(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_dims(c, a, true)
-}
-fn all_dims(c: &mut LowerCtx, a: &Args) -> Out {
-    logical_dims(c, a, false)
-}
 
 /// `log(sum(exp(x - m))) + m` with `m` the max (0 where it is infinite).
 pub(crate) fn logsumexp_of(
@@ -375,7 +344,7 @@ pub(crate) fn logsumexp_of(
     dims: &[usize],
     keepdim: bool,
 ) -> Result<ValueId> {
-    let d = crate::promote::float_dtype(c.g.dtype(x));
+    let d = crate::operands::float_dtype(c.g.dtype(x));
     let acc = opmath(d);
     let x = c.g.convert(x, acc);
     let shape = c.g.shape(x).to_vec();
@@ -522,6 +491,40 @@ pub(crate) fn keep_shape(shape: &[i64], dims: &[usize]) -> Vec<i64> {
         .collect()
 }
 
+/// `renorm(self, p, dim, maxnorm)`: slices along `dim` with p-norm above
+/// `maxnorm` scaled by `maxnorm / (norm + 1e-7)`.
+fn renorm(c: &mut LowerCtx, a: &Args) -> Out {
+    let x = a.t(0)?;
+    let d = c.g.dtype(x);
+    if !d.is_float() {
+        bail!("renorm: input needs to be floating point, got {d}");
+    }
+    let p = a.float(1)?;
+    let maxnorm = a.float(3)?;
+    if p <= 0.0 {
+        bail!("renorm: non-positive-norm not supported");
+    }
+    if maxnorm < 0.0 {
+        bail!("renorm: expected maxnorm to be >= 0 but got {maxnorm}");
+    }
+    let r = c.g.rank(x);
+    let dim = wrap_dim(a.int(2)?, r.max(1))?;
+    let dims: Vec<usize> = (0..r).filter(|&i| i != dim).collect();
+    let w = opmath(d);
+    let norm = vector_norm(c, x, p, &dims, true, Some(w))?;
+    let big = cmp_k(c, CmpDir::Gt, norm, maxnorm)?;
+    let ne = c.g.binary_const(B::Add, norm, 1e-7)?;
+    let m = k(c, ne, maxnorm);
+    let f = bin(c, B::Div, m, ne)?;
+    let one = k(c, f, 1.0);
+    let f = c.g.select(big, f, one)?;
+    let shape = c.g.shape(x).to_vec();
+    let f = c.g.broadcast_to(f, &shape)?;
+    let xw = c.g.convert(x, w);
+    let y = bin(c, B::Mul, xw, f)?;
+    Ok(vec![c.g.convert(y, d)])
+}
+
 pub fn register(r: &mut Registry) {
     r.add(&["sum", "sum.out"], sum_all);
     r.add(&["sum.dim_IntList", "sum.IntList_out"], sum_dim);
@@ -529,14 +532,14 @@ pub fn register(r: &mut Registry) {
     r.add(&["mean.dim", "mean.out"], mean_dim);
     r.add(&["prod", "prod.out"], prod_all);
     r.add(&["prod.dim_int", "prod.int_out"], prod_dim);
-    r.add(&["amax", "amax.out"], amax);
-    r.add(&["amin", "amin.out"], amin);
+    r.add(&["amax", "amax.out"], |c, a| extreme(c, a, R::Max));
+    r.add(&["amin", "amin.out"], |c, a| extreme(c, a, R::Min));
     r.add(&["max", "max.unary_out"], max_all);
     r.add(&["min", "min.unary_out"], min_all);
-    r.add(&["max.dim", "max.dim_max"], max_dim);
-    r.add(&["min.dim", "min.dim_min"], min_dim);
-    r.add(&["argmax", "argmax.out"], argmax);
-    r.add(&["argmin", "argmin.out"], argmin);
+    r.add(&["max.dim", "max.dim_max"], |c, a| extreme_dim(c, a, true));
+    r.add(&["min.dim", "min.dim_min"], |c, a| extreme_dim(c, a, false));
+    r.add(&["argmax", "argmax.out"], |c, a| arg_extreme(c, a, true));
+    r.add(&["argmin", "argmin.out"], |c, a| arg_extreme(c, a, false));
     r.add(&["var.correction", "var.correction_out"], var);
     r.add(&["std.correction", "std.correction_out"], std);
     r.add(
@@ -547,15 +550,15 @@ pub fn register(r: &mut Registry) {
         &["std_mean.correction", "std_mean.correction_out"],
         std_mean,
     );
-    r.add(&["any", "any.all_out"], any);
-    r.add(&["all", "all.all_out"], all);
+    r.add(&["any", "any.all_out"], |c, a| logical_all(c, a, true));
+    r.add(&["all", "all.all_out"], |c, a| logical_all(c, a, false));
     r.add(
         &["any.dim", "any.dims", "any.out", "any.dims_out"],
-        any_dims,
+        |c, a| logical_dims(c, a, true),
     );
     r.add(
         &["all.dim", "all.dims", "all.out", "all.dims_out"],
-        all_dims,
+        |c, a| logical_dims(c, a, false),
     );
     r.add(&["logsumexp", "logsumexp.out"], logsumexp);
     r.add(&["cumsum", "cumsum.out", "cumsum_"], cumsum);
@@ -582,4 +585,5 @@ pub fn register(r: &mut Registry) {
         ],
         norm_all,
     );
+    r.add(&["renorm", "renorm.out", "renorm_"], renorm);
 }

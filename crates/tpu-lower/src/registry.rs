@@ -3,7 +3,6 @@
 use crate::args::{Arg, ScalarArg, TensorArg};
 use crate::{LowerError, Result};
 use rustc_hash::FxHashMap;
-use std::sync::OnceLock;
 use tpu_graph::{DType, Graph, ValueId, ValueType};
 
 /// A rule: builds the op's results from its (non-`out`) arguments.
@@ -400,62 +399,5 @@ impl Registry {
         let mut v: Vec<_> = self.rules.keys().copied().collect();
         v.sort_unstable();
         v
-    }
-
-    /// The registry with every family's rules.
-    pub fn global() -> &'static Registry {
-        static REG: OnceLock<Registry> = OnceLock::new();
-        REG.get_or_init(|| {
-            let mut r = Registry::default();
-            crate::elementwise::register(&mut r);
-            crate::reduction::register(&mut r);
-            crate::linalg::register(&mut r);
-            crate::nn::register(&mut r);
-            crate::activation::register(&mut r);
-            crate::conv::register(&mut r);
-            crate::indexing::register(&mut r);
-            crate::shape::register(&mut r);
-            crate::random::register(&mut r);
-            crate::special::register(&mut r);
-            crate::nn_extra::register(&mut r);
-            crate::search::register(&mut r);
-            crate::resample::register(&mut r);
-            crate::scatter::register(&mut r);
-            crate::batch_norm::register(&mut r);
-            crate::solve::register(&mut r);
-            crate::lu::register(&mut r);
-            crate::qr::register(&mut r);
-            crate::misc::register(&mut r);
-            crate::pool_extra::register(&mut r);
-            crate::bessel::register(&mut r);
-            crate::external::register(&mut r);
-            crate::complex::register(&mut r);
-            crate::fft::register(&mut r);
-            crate::asserts::register(&mut r);
-            crate::svd::register(&mut r);
-            crate::eigh::register(&mut r);
-            crate::airy::register(&mut r);
-            crate::eig::register(&mut r);
-            crate::matfun::register(&mut r);
-            crate::householder::register(&mut r);
-            crate::lstsq::register(&mut r);
-            crate::ldl::register(&mut r);
-            crate::group_norm::register(&mut r);
-            crate::distance::register(&mut r);
-            crate::losses::register(&mut r);
-            crate::resample_extra::register(&mut r);
-            crate::attention::register(&mut r);
-            crate::embedding_bag::register(&mut r);
-            crate::grid_sample::register(&mut r);
-            crate::fractional_pool::register(&mut r);
-            crate::ctc::register(&mut r);
-            crate::polynomial::register(&mut r);
-            crate::distributions::register(&mut r);
-            crate::masked::register(&mut r);
-            crate::gamma_inc::register(&mut r);
-            crate::segment::register(&mut r);
-            crate::histogram::register(&mut r);
-            r
-        })
     }
 }

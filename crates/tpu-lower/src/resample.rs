@@ -3,13 +3,10 @@
 //! (1-3 spatial dims), reflection / replication padding, and their backward
 //! ops (the transposed weights).
 
+use crate::operands::{bin, cmp, done, k, opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp, done, k};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// Adaptive-average-pooling weights `[out, in]`: row `o` averages inputs
 /// `floor(o in / out) .. ceil((o + 1) in / out)`.
@@ -111,13 +108,6 @@ fn adaptive_avg_pool_backward(c: &mut LowerCtx, a: &Args, k: usize) -> Out {
     let gu = c.g.convert(g, w);
     let y = separable(c, gu, &ws, true)?;
     done(c, y, d)
-}
-
-fn adaptive_avg_pool2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_avg_pool_backward(c, a, 2)
-}
-fn adaptive_avg_pool3d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    adaptive_avg_pool_backward(c, a, 3)
 }
 
 /// PyTorch's `area_pixel_compute_scale`: input pixels per output pixel.
@@ -236,18 +226,6 @@ fn linear_mode(a: &Args, backward: bool) -> Result<Mode> {
         align: a.bool(2 + backward as usize)?,
     })
 }
-fn upsample_nearest(c: &mut LowerCtx, a: &Args) -> Out {
-    upsample(c, a, Mode::Nearest, false)
-}
-fn upsample_nearest_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    upsample(c, a, Mode::Nearest, true)
-}
-fn upsample_nearest_exact(c: &mut LowerCtx, a: &Args) -> Out {
-    upsample(c, a, Mode::NearestExact, false)
-}
-fn upsample_nearest_exact_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    upsample(c, a, Mode::NearestExact, true)
-}
 fn upsample_linear(c: &mut LowerCtx, a: &Args) -> Out {
     let mode = linear_mode(a, false)?;
     upsample(c, a, mode, false)
@@ -317,18 +295,6 @@ fn pad(c: &mut LowerCtx, a: &Args, reflect: bool, backward: bool) -> Out {
     let y = separable(c, xu, &ws, backward)?;
     done(c, y, d)
 }
-fn reflection_pad(c: &mut LowerCtx, a: &Args) -> Out {
-    pad(c, a, true, false)
-}
-fn reflection_pad_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    pad(c, a, true, true)
-}
-fn replication_pad(c: &mut LowerCtx, a: &Args) -> Out {
-    pad(c, a, false, false)
-}
-fn replication_pad_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    pad(c, a, false, true)
-}
 
 pub fn register(r: &mut Registry) {
     r.add(
@@ -340,7 +306,7 @@ pub fn register(r: &mut Registry) {
             "reflection_pad3d",
             "reflection_pad3d.out",
         ],
-        reflection_pad,
+        |c, a| pad(c, a, true, false),
     );
     r.add(
         &[
@@ -351,7 +317,7 @@ pub fn register(r: &mut Registry) {
             "reflection_pad3d_backward",
             "reflection_pad3d_backward.grad_input",
         ],
-        reflection_pad_backward,
+        |c, a| pad(c, a, true, true),
     );
     r.add(
         &[
@@ -362,7 +328,7 @@ pub fn register(r: &mut Registry) {
             "replication_pad3d",
             "replication_pad3d.out",
         ],
-        replication_pad,
+        |c, a| pad(c, a, false, false),
     );
     r.add(
         &[
@@ -373,7 +339,7 @@ pub fn register(r: &mut Registry) {
             "replication_pad3d_backward",
             "replication_pad3d_backward.grad_input",
         ],
-        replication_pad_backward,
+        |c, a| pad(c, a, false, true),
     );
     r.add(
         &[
@@ -384,7 +350,7 @@ pub fn register(r: &mut Registry) {
             "upsample_nearest3d",
             "upsample_nearest3d.out",
         ],
-        upsample_nearest,
+        |c, a| upsample(c, a, Mode::Nearest, false),
     );
     r.add(
         &[
@@ -395,7 +361,7 @@ pub fn register(r: &mut Registry) {
             "upsample_nearest3d_backward",
             "upsample_nearest3d_backward.grad_input",
         ],
-        upsample_nearest_backward,
+        |c, a| upsample(c, a, Mode::Nearest, true),
     );
     r.add(
         &[
@@ -406,7 +372,7 @@ pub fn register(r: &mut Registry) {
             "_upsample_nearest_exact3d",
             "_upsample_nearest_exact3d.out",
         ],
-        upsample_nearest_exact,
+        |c, a| upsample(c, a, Mode::NearestExact, false),
     );
     r.add(
         &[
@@ -417,7 +383,7 @@ pub fn register(r: &mut Registry) {
             "_upsample_nearest_exact3d_backward",
             "_upsample_nearest_exact3d_backward.grad_input",
         ],
-        upsample_nearest_exact_backward,
+        |c, a| upsample(c, a, Mode::NearestExact, true),
     );
     r.add(
         &[
@@ -456,7 +422,7 @@ pub fn register(r: &mut Registry) {
             "_adaptive_avg_pool2d_backward",
             "_adaptive_avg_pool2d_backward.out",
         ],
-        adaptive_avg_pool2d_backward,
+        |c, a| adaptive_avg_pool_backward(c, a, 2),
     );
     r.add(
         &[
@@ -464,6 +430,6 @@ pub fn register(r: &mut Registry) {
             "_adaptive_avg_pool3d_backward.out",
             "adaptive_avg_pool3d_backward.grad_input",
         ],
-        adaptive_avg_pool3d_backward,
+        |c, a| adaptive_avg_pool_backward(c, a, 3),
     );
 }

@@ -3,14 +3,11 @@
 //! matrices `[out, in]`, applied with [`crate::resample::separable`]; the
 //! backward ops apply the transposed matrices.
 
+use crate::operands::{bin, cmp, done, k, opmath, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::resample::{pixel_scale, separable};
-use crate::special::{bin, cmp, done, k, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The cubic convolution coefficient (Keys, `A = -0.75`) of distance `x`:
 /// `((A + 2) x - (A + 3)) x^2 + 1` for `x <= 1`, `((A x - 5A) x + 8A) x - 4A` for `1 < x < 2`.
@@ -182,40 +179,26 @@ fn resample2d(c: &mut LowerCtx, a: &Args, weights: Weights, backward: bool) -> O
     done(c, y, d)
 }
 
-fn upsample_bicubic2d(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, bicubic_weights, false)
-}
-fn upsample_bicubic2d_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, bicubic_weights, true)
-}
-fn upsample_bilinear2d_aa(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, aa_weights, false)
-}
-fn upsample_bilinear2d_aa_backward(c: &mut LowerCtx, a: &Args) -> Out {
-    resample2d(c, a, aa_weights, true)
-}
-
 pub fn register(r: &mut Registry) {
-    r.add(
-        &["upsample_bicubic2d", "upsample_bicubic2d.out"],
-        upsample_bicubic2d,
-    );
+    r.add(&["upsample_bicubic2d", "upsample_bicubic2d.out"], |c, a| {
+        resample2d(c, a, bicubic_weights, false)
+    });
     r.add(
         &[
             "upsample_bicubic2d_backward",
             "upsample_bicubic2d_backward.grad_input",
         ],
-        upsample_bicubic2d_backward,
+        |c, a| resample2d(c, a, bicubic_weights, true),
     );
     r.add(
         &["_upsample_bilinear2d_aa", "_upsample_bilinear2d_aa.out"],
-        upsample_bilinear2d_aa,
+        |c, a| resample2d(c, a, aa_weights, false),
     );
     r.add(
         &[
             "_upsample_bilinear2d_aa_backward",
             "_upsample_bilinear2d_aa_backward.grad_input",
         ],
-        upsample_bilinear2d_aa_backward,
+        |c, a| resample2d(c, a, aa_weights, true),
     );
 }

@@ -3,12 +3,10 @@
 //! `self`), put, and max_unpool (a scatter of the pooled values into zeros).
 
 use crate::indexing::{check_dim_index, scatter_dim};
+use crate::operands::{wrap_dim, Out};
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::wrap_dim;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// A 1-D `index` along `dim`, broadcast to `source`'s shape (for index_* ops).
 fn spread_index(c: &mut LowerCtx, index: ValueId, source: ValueId, dim: usize) -> Result<ValueId> {

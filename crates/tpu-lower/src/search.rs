@@ -5,14 +5,10 @@
 //! these ops see.
 
 use crate::args::Arg;
-use crate::promote::result_type;
+use crate::operands::{bin, cmp, cmp_k, done, isnan, k, operand, opmath, result_type, un, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::special::{bin, cmp, cmp_k, done, isnan, k, operand, un};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `trace(x)`: the sum of the diagonal (int64 for integer inputs).
 fn trace(c: &mut LowerCtx, a: &Args) -> Out {
@@ -76,7 +72,7 @@ fn aminmax(c: &mut LowerCtx, a: &Args) -> Out {
     let mut x = a.t(0)?;
     let keep = a.bool_or(2, false)?;
     let dims = match a.opt_int(1)? {
-        Some(dim) => vec![tpu_graph::helpers::wrap_dim(dim, c.g.rank(x).max(1))?],
+        Some(dim) => vec![crate::operands::wrap_dim(dim, c.g.rank(x).max(1))?],
         None => {
             if keep {
                 (0..c.g.rank(x)).collect()
@@ -188,7 +184,7 @@ fn index_fill(c: &mut LowerCtx, a: &Args) -> Out {
     let shape = c.g.shape(x).to_vec();
     let d = c.g.dtype(x);
     let r = shape.len();
-    let dim = tpu_graph::helpers::wrap_dim(a.int(1)?, r.max(1))?;
+    let dim = crate::operands::wrap_dim(a.int(1)?, r.max(1))?;
     let idx = a.t(2)?;
     let size = shape.get(dim).copied().unwrap_or(1);
     c.check_range(
@@ -225,10 +221,10 @@ fn index_fill(c: &mut LowerCtx, a: &Args) -> Out {
 fn linalg_cross(c: &mut LowerCtx, a: &Args) -> Out {
     let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
     let (x, y) = (a.t(0)?, a.t(1)?);
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
+    let shape = crate::operands::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
     let x = c.g.coerce(x, d, &shape)?;
     let y = c.g.coerce(y, d, &shape)?;
-    let dim = tpu_graph::helpers::wrap_dim(a.int_or(2, -1)?, shape.len())?;
+    let dim = crate::operands::wrap_dim(a.int_or(2, -1)?, shape.len())?;
     if shape[dim] != 3 {
         bail!(
             "linalg.cross: inputs dimension {dim} must have length 3, got {}",
@@ -285,7 +281,7 @@ fn kthvalue(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let kth = a.int(1)?;
     let r = c.g.rank(x);
-    let dim = tpu_graph::helpers::wrap_dim(a.int_or(2, -1)?, r.max(1))?;
+    let dim = crate::operands::wrap_dim(a.int_or(2, -1)?, r.max(1))?;
     let keep = a.bool_or(3, false)?;
     let x1 = if r == 0 { c.g.reshape(x, &[1])? } else { x };
     let shape = c.g.shape(x1).to_vec();
@@ -319,7 +315,7 @@ fn logcumsumexp(c: &mut LowerCtx, a: &Args) -> Out {
     if r == 0 {
         return Ok(vec![x]);
     }
-    let dim = tpu_graph::helpers::wrap_dim(a.int(1)?, r)?;
+    let dim = crate::operands::wrap_dim(a.int(1)?, r)?;
     let xu = c.g.convert(x, opmath(d));
     let m = c.g.reduce_keep(ReduceKind::Max, xu, &[dim], true)?;
     let fin = un(c, U::IsFinite, m)?;

@@ -6,12 +6,10 @@
 //! `initial` joins each segment's reduction, as on the CPU.
 
 use crate::args::Arg;
+use crate::operands::{opmath, wrap_dim, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::{opmath, wrap_dim};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Red {

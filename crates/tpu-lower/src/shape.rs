@@ -3,13 +3,10 @@
 //! `_unsafe_view` are metadata handled by the runtime.)
 
 use crate::args::{Arg, ScalarArg};
-use crate::promote::result_type;
+use crate::operands::{result_type, wrap_dim, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::wrap_dim;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// The tensors of a `Tensor[]` argument with their promoted dtype.
 fn promoted_list(c: &LowerCtx, a: &Args, i: usize) -> Result<(Vec<ValueId>, DType)> {
@@ -148,12 +145,6 @@ fn triangle(c: &mut LowerCtx, a: &Args, lower: bool) -> Out {
     let zero = c.g.full_like(x, 0.0, c.g.dtype(x));
     Ok(vec![c.g.select(keep, x, zero)?])
 }
-fn tril(c: &mut LowerCtx, a: &Args) -> Out {
-    triangle(c, a, true)
-}
-fn triu(c: &mut LowerCtx, a: &Args) -> Out {
-    triangle(c, a, false)
-}
 
 /// `repeat(self, repeats)`: tile, with leading new dims when `repeats` is longer.
 fn repeat(c: &mut LowerCtx, a: &Args) -> Out {
@@ -212,8 +203,8 @@ fn full(c: &mut LowerCtx, a: &Args) -> Out {
         None => match s {
             ScalarArg::Bool(_) => DType::Bool,
             ScalarArg::Int(_) => DType::I64,
-            ScalarArg::Float(_) => crate::promote::DEFAULT_FLOAT,
-            ScalarArg::Complex(..) => crate::promote::DEFAULT_FLOAT.to_complex(),
+            ScalarArg::Float(_) => crate::operands::DEFAULT_FLOAT,
+            ScalarArg::Complex(..) => crate::operands::DEFAULT_FLOAT.to_complex(),
         },
     };
     Ok(vec![c.scalar_full(s, d, &size)?])
@@ -253,7 +244,7 @@ fn linspace_out(c: &mut LowerCtx, a: &Args) -> Out {
     } else {
         DType::F64
     };
-    let wd = tpu_graph::helpers::opmath(wd);
+    let wd = crate::operands::opmath(wd);
     if steps == 1 {
         let v = c.scalar_full(ScalarArg::Float(start), wd, &[n])?;
         return Ok(vec![c.g.convert(v, t.dtype)]);
@@ -359,8 +350,8 @@ pub fn register(r: &mut Registry) {
     r.add(&["stack", "stack.out"], stack);
     r.add(&["flip", "flip.out"], flip);
     r.add(&["roll", "roll.out"], roll);
-    r.add(&["tril", "tril.out", "tril_"], tril);
-    r.add(&["triu", "triu.out", "triu_"], triu);
+    r.add(&["tril", "tril.out", "tril_"], |c, a| triangle(c, a, true));
+    r.add(&["triu", "triu.out", "triu_"], |c, a| triangle(c, a, false));
     r.add(&["repeat", "repeat.out"], repeat);
     r.add(&["constant_pad_nd", "constant_pad_nd.out"], constant_pad_nd);
     r.add(&["full.out"], full_out);

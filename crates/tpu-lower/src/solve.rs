@@ -4,14 +4,12 @@
 //! and `triangular_solve`. Matrices are the last two dims; leading (batch)
 //! dims broadcast between operands. Half inputs compute in f32.
 
+use crate::operands::{broadcast_shapes, opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::{broadcast_shapes, opmath};
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R, UnaryKind as U, ValueId,
 };
-
-type Out = Result<Vec<ValueId>>;
 
 /// Requires `[.., n, n]` float matrices.
 pub(crate) fn check_square(c: &LowerCtx, what: &str, a: ValueId) -> Result<i64> {

@@ -2,83 +2,16 @@
 //! ATen ops: logaddexp(2), xlogy, xlog1py, entr, signbit, copysign, heaviside,
 //! hypot, erfc, sinc, logit (and its backward), nan_to_num, ndtri, angle,
 //! Hurwitz zeta and polygamma, frexp, spherical_bessel_j0.
-//! Half types compute in f32. The small helpers here are shared by the
-//! `nn_extra`, `search` and `resample` families.
+//! Half types compute in f32.
 
-use crate::args::{Arg, ScalarArg};
-use crate::nn_extra::grad_and_x;
-use crate::promote::{float_dtype, result_type};
+use crate::args::ScalarArg;
+use crate::operands::{
+    bin, cmp, cmp_k, done, float_arg, float_dtype, grad_and_x, isnan, k, operand, opmath, pair,
+    result_type, un, Out,
+};
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::helpers::opmath;
 use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
-
-/// Argument `i` (a tensor or a host scalar) in `dtype`.
-pub(crate) fn operand(c: &mut LowerCtx, a: &Args, i: usize, dtype: DType) -> Result<ValueId> {
-    match a.arg(i) {
-        Arg::Tensor(t) => Ok(c.g.convert(t.v, dtype)),
-        _ => {
-            let s = a.scalar(i)?;
-            Ok(c.scalar(s, dtype))
-        }
-    }
-}
-
-/// Arguments 0 and 1 promoted (to float if `float`), broadcast, in opmath;
-/// returns them with the result dtype.
-pub(crate) fn pair(c: &mut LowerCtx, a: &Args, float: bool) -> Result<(ValueId, ValueId, DType)> {
-    let mut d = result_type(c.g, &[a.arg(0), a.arg(1)]);
-    if float {
-        d = float_dtype(d);
-    }
-    let w = opmath(d);
-    let x = operand(c, a, 0, w)?;
-    let y = operand(c, a, 1, w)?;
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
-    Ok((
-        c.g.broadcast_to(x, &shape)?,
-        c.g.broadcast_to(y, &shape)?,
-        d,
-    ))
-}
-
-/// Argument 0 as float in opmath, with the result dtype.
-pub(crate) fn float_arg(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, DType)> {
-    let x = a.t(0)?;
-    let d = float_dtype(c.g.dtype(x));
-    Ok((c.g.convert(x, opmath(d)), d))
-}
-
-pub(crate) fn k(c: &mut LowerCtx, like: ValueId, v: f64) -> ValueId {
-    c.g.full_like(like, v, c.g.dtype(like))
-}
-
-pub(crate) fn un(c: &mut LowerCtx, kind: U, x: ValueId) -> Result<ValueId> {
-    Ok(c.g.unary(kind, x)?)
-}
-
-pub(crate) fn bin(c: &mut LowerCtx, kind: B, x: ValueId, y: ValueId) -> Result<ValueId> {
-    Ok(c.g.binary(kind, x, y)?)
-}
-
-pub(crate) fn cmp(c: &mut LowerCtx, dir: CmpDir, x: ValueId, y: ValueId) -> Result<ValueId> {
-    Ok(c.g.compare(dir, x, y)?)
-}
-
-pub(crate) fn cmp_k(c: &mut LowerCtx, dir: CmpDir, x: ValueId, v: f64) -> Result<ValueId> {
-    let kv = k(c, x, v);
-    cmp(c, dir, x, kv)
-}
-
-pub(crate) fn isnan(c: &mut LowerCtx, x: ValueId) -> Result<ValueId> {
-    cmp(c, CmpDir::Ne, x, x)
-}
-
-pub(crate) fn done(c: &mut LowerCtx, v: ValueId, d: DType) -> Out {
-    Ok(vec![c.g.convert(v, d)])
-}
 
 /// `log(exp(x) + exp(y))` (base `e`) or `log2(2^x + 2^y)`, stable; equal infinities pass through.
 fn logaddexp_base(c: &mut LowerCtx, a: &Args, ln_base: f64) -> Out {
@@ -98,12 +31,6 @@ fn logaddexp_base(c: &mut LowerCtx, a: &Args, ln_base: f64) -> Out {
     let r = c.g.select(pass, x, r)?;
     done(c, r, d)
 }
-fn logaddexp(c: &mut LowerCtx, a: &Args) -> Out {
-    logaddexp_base(c, a, 1.0)
-}
-fn logaddexp2(c: &mut LowerCtx, a: &Args) -> Out {
-    logaddexp_base(c, a, std::f64::consts::LN_2)
-}
 
 /// `x * f(y)`, 0 where `x == 0`, NaN where `y` is NaN (xlogy, xlog1py).
 fn x_times(c: &mut LowerCtx, a: &Args, f: U) -> Out {
@@ -116,12 +43,6 @@ fn x_times(c: &mut LowerCtx, a: &Args, f: U) -> Out {
     let ynan = isnan(c, y)?;
     let r = c.g.select(ynan, y, r)?;
     done(c, r, d)
-}
-fn xlogy(c: &mut LowerCtx, a: &Args) -> Out {
-    x_times(c, a, U::Log)
-}
-fn xlog1py(c: &mut LowerCtx, a: &Args) -> Out {
-    x_times(c, a, U::Log1p)
 }
 
 /// `entr(x)`: `-x log x` for x > 0, 0 at 0, -inf below; NaN passes.
@@ -165,7 +86,7 @@ fn copysign(c: &mut LowerCtx, a: &Args) -> Out {
     let d = float_dtype(result_type(c.g, &[a.arg(0), a.arg(1)]));
     let x = operand(c, a, 0, d)?;
     let y = operand(c, a, 1, d)?;
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
+    let shape = crate::operands::broadcast_shapes(c.g.shape(x), c.g.shape(y))?;
     let x = c.g.broadcast_to(x, &shape)?;
     let y = c.g.broadcast_to(y, &shape)?;
     let m = un(c, U::Abs, x)?;
@@ -179,7 +100,7 @@ fn heaviside(c: &mut LowerCtx, a: &Args) -> Out {
     let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
     let x = operand(c, a, 0, d)?;
     let v = operand(c, a, 1, d)?;
-    let shape = tpu_graph::helpers::broadcast_shapes(c.g.shape(x), c.g.shape(v))?;
+    let shape = crate::operands::broadcast_shapes(c.g.shape(x), c.g.shape(v))?;
     let x = c.g.broadcast_to(x, &shape)?;
     let v = c.g.broadcast_to(v, &shape)?;
     let is0 = cmp_k(c, CmpDir::Eq, x, 0.0)?;
@@ -413,7 +334,7 @@ fn polygamma(c: &mut LowerCtx, a: &Args) -> Out {
         bail!("polygamma(n, x) does not support negative n.");
     }
     if n == 0 {
-        return crate::elementwise::digamma(c, &Args(&[a.arg(1).clone()]));
+        return crate::unary::digamma(c, &Args(&[a.arg(1).clone()]));
     }
     let order = k(c, xu, (n + 1) as f64);
     let z = hurwitz_zeta(c, order, xu)?;
@@ -494,8 +415,12 @@ pub fn register(r: &mut Registry) {
         &["logit_backward", "logit_backward.grad_input"],
         logit_backward,
     );
-    r.add(&["logaddexp", "logaddexp.out"], logaddexp);
-    r.add(&["logaddexp2", "logaddexp2.out"], logaddexp2);
+    r.add(&["logaddexp", "logaddexp.out"], |c, a| {
+        logaddexp_base(c, a, 1.0)
+    });
+    r.add(&["logaddexp2", "logaddexp2.out"], |c, a| {
+        logaddexp_base(c, a, std::f64::consts::LN_2)
+    });
     r.add(
         &[
             "xlogy.Tensor",
@@ -508,7 +433,7 @@ pub fn register(r: &mut Registry) {
             "xlogy_.Scalar_Other",
             "special_xlogy",
         ],
-        xlogy,
+        |c, a| x_times(c, a, U::Log),
     );
     r.add(
         &[
@@ -519,7 +444,7 @@ pub fn register(r: &mut Registry) {
             "special_xlog1py.self_scalar_out",
             "special_xlog1py.other_scalar_out",
         ],
-        xlog1py,
+        |c, a| x_times(c, a, U::Log1p),
     );
     r.add(&["special_entr", "special_entr.out"], entr);
     r.add(&["signbit", "signbit.out"], signbit);

@@ -7,11 +7,10 @@
 //! cond, nuclear norm, lowrank) and `linalg_polar`.
 
 use crate::jacobi::{eye, jacobi, sort_columns};
+use crate::operands::Out;
 use crate::registry::{Args, LowerCtx, Registry};
 use crate::{bail, Result};
 use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, Graph, UnaryKind as U, ValueId};
-
-type Out = Result<Vec<ValueId>>;
 
 /// `A = U diag(S) V^T` of `[.., m, n]`: U `[.., m, m or k]`, S `[.., k]`, V `[.., n, n or k]` (`full` or not).
 pub(crate) struct Svd {
