@@ -24,26 +24,7 @@ pub fn f32s(v: &[f32]) -> Vec<u8> {
 }
 
 pub fn run(g: &Graph, inputs: &[Vec<f32>]) -> Vec<f32> {
-    let c = client();
-    let exe = c
-        .compile(&g.to_stablehlo())
-        .unwrap_or_else(|e| panic!("{e}\n{}", g.to_stablehlo()));
-    let dev = &c.addressable_devices()[0];
-    let bufs: Vec<_> = inputs
-        .iter()
-        .zip(&g.params)
-        .map(|(x, &p)| {
-            c.buffer_from_host(&f32s(x), ElementType::F32, g.shape(p), None, dev)
-                .unwrap()
-        })
-        .collect();
-    let refs: Vec<_> = bufs.iter().collect();
-    let out = exe.execute(&refs, Some(dev), &[]).unwrap();
-    let bytes = out[0].to_host_vec().unwrap();
-    bytes
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    run_all(g, inputs).swap_remove(0)
 }
 
 /// Every output of `g` (all f32), run with f32 parameters.
