@@ -294,3 +294,50 @@ fn op_errors_name_the_call_and_keep_their_cause() {
         "the cause decides the exception class"
     );
 }
+
+/// `s += 1` as one program of its own; returns the parameters it donated.
+fn add_one_in_place(s: &std::sync::Arc<_core::storage::Storage>) -> Vec<usize> {
+    let mut t = _core::trace::Trace::new(0);
+    let v = t.read_storage(s, DType::F32).unwrap();
+    let v =
+        t.g.binary_const(tpu_graph::BinaryKind::Add, v, 1.0)
+            .unwrap();
+    t.write_storage(s, v);
+    t.note_op("add_");
+    let (_, program) = t.cut_planned("test").unwrap();
+    program.expect("a program ran").donated
+}
+
+#[test]
+fn an_in_place_update_donates_the_old_buffer_only_when_nothing_else_holds_it() {
+    let _g = setup(Mode::Strict);
+    let s = upload(&[1.0, 2.0], &[2], DType::F32);
+    assert_eq!(
+        add_one_in_place(&s),
+        vec![0],
+        "sole holder: updated in place"
+    );
+    assert_eq!(
+        read_f32(&tpu_tensor(&s, view(&[2]), DType::F32)),
+        [2.0, 3.0]
+    );
+    // Someone else (an uploaded tensor's other view, a pending read) holds the buffer.
+    let _core::storage::Value::Device(held, _) = s.value() else {
+        panic!("a device value")
+    };
+    assert!(
+        add_one_in_place(&s).is_empty(),
+        "a shared buffer is not donated"
+    );
+    let mut bytes = [0u8; 8];
+    held.to_host(&mut bytes).unwrap();
+    let old: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(old, [2.0, 3.0], "the other holder keeps its values");
+    assert_eq!(
+        read_f32(&tpu_tensor(&s, view(&[2]), DType::F32)),
+        [3.0, 4.0]
+    );
+}
