@@ -193,16 +193,26 @@ impl Graph {
             return self.broadcast_in_dim(ordered, &view.sizes, &dims);
         }
         let idx = self.view_indices(view)?;
-        let idx = self.reshape(idx, &[numel, 1])?;
+        let idx = self.reshape(idx, &[numel])?;
+        let g = self.take_flat(flat, idx)?;
+        self.reshape(g, &view.sizes)
+    }
+
+    /// The elements of the 1-d `flat` at the int64 positions `idx` (of any
+    /// shape, in range), in `idx`'s shape.
+    pub fn take_flat(&mut self, flat: ValueId, idx: ValueId) -> Result<ValueId> {
+        let mut col = self.shape(idx).to_vec();
+        let rank = col.len() as i64;
+        col.push(1);
+        let idx = self.reshape(idx, &col)?;
         let attrs = GatherAttrs {
             offset_dims: vec![],
             collapsed_slice_dims: vec![0],
             start_index_map: vec![0],
-            index_vector_dim: 1,
+            index_vector_dim: rank,
             slice_sizes: vec![1],
         };
-        let g = self.gather(flat, idx, attrs)?;
-        self.reshape(g, &view.sizes)
+        self.gather(flat, idx, attrs)
     }
 
     /// Writes `value` (of the view's shape and the storage's dtype) through the

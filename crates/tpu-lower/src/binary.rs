@@ -92,14 +92,20 @@ fn remainder(c: &mut LowerCtx, a: &Args) -> Out {
     let d = promoted(c, a);
     let (x, y) = division_operands(c, a, d)?;
     let r = c.g.binary(B::Rem, x, y)?;
-    let zero = c.g.full_like(r, 0.0, d);
-    let r_neg = c.g.compare(CmpDir::Lt, r, zero)?;
-    let y_neg = c.g.compare(CmpDir::Lt, y, zero)?;
-    let signs_differ = c.g.binary(B::Xor, r_neg, y_neg)?;
-    let nonzero = c.g.compare(CmpDir::Ne, r, zero)?;
-    let fix = c.g.binary(B::And, signs_differ, nonzero)?;
+    let fix = floors_differently(c, r, y, d)?;
     let shifted = c.g.binary(B::Add, r, y)?;
     Ok(vec![c.g.select(fix, shifted, r)?])
+}
+
+/// Where truncating division differs from flooring: the remainder `r` (of
+/// a truncating division by `y`) is nonzero and its sign differs from `y`'s.
+fn floors_differently(c: &mut LowerCtx, r: ValueId, y: ValueId, d: DType) -> Result<ValueId> {
+    let zero = c.g.full_like(r, 0.0, d);
+    let r_nz = c.g.compare(CmpDir::Ne, r, zero)?;
+    let r_neg = c.g.compare(CmpDir::Lt, r, zero)?;
+    let y_neg = c.g.compare(CmpDir::Lt, y, zero)?;
+    let differ = c.g.binary(B::Xor, r_neg, y_neg)?;
+    Ok(c.g.binary(B::And, r_nz, differ)?)
 }
 
 /// Floor division, exact for integers (truncating division corrected toward -inf).
@@ -110,13 +116,8 @@ fn floor_div(c: &mut LowerCtx, x: ValueId, y: ValueId, d: DType) -> Result<Value
     }
     let q = c.g.binary(B::Div, x, y)?;
     let r = c.g.binary(B::Rem, x, y)?;
-    let zero = c.g.full_like(r, 0.0, d);
+    let fix = floors_differently(c, r, y, d)?;
     let one = c.g.full_like(r, 1.0, d);
-    let r_nz = c.g.compare(CmpDir::Ne, r, zero)?;
-    let r_neg = c.g.compare(CmpDir::Lt, r, zero)?;
-    let y_neg = c.g.compare(CmpDir::Lt, y, zero)?;
-    let differ = c.g.binary(B::Xor, r_neg, y_neg)?;
-    let fix = c.g.binary(B::And, r_nz, differ)?;
     let qm = c.g.binary(B::Sub, q, one)?;
     Ok(c.g.select(fix, qm, q)?)
 }

@@ -8,9 +8,7 @@
 use crate::operands::{broadcast_shapes, Out};
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
 use crate::{bail, Result};
-use tpu_graph::{
-    BinaryKind as B, CmpDir, ConstVal, DType, GatherAttrs, ReduceKind as R, ScatterAttrs, ValueId,
-};
+use tpu_graph::{BinaryKind as B, CmpDir, ConstVal, DType, ReduceKind as R, ScatterAttrs, ValueId};
 
 /// Row-major flat `x != 0` as int64, and the 0-based rank of each true
 /// element among the true ones (meaningless where false).
@@ -113,15 +111,8 @@ fn masked_scatter(c: &mut LowerCtx, a: &Args) -> Out {
     let lo = c.g.full_like(pos, 0.0, DType::I64);
     let hi = c.g.full_like(pos, (ns - 1) as f64, DType::I64);
     let at = c.g.clamp(lo, pos, hi)?;
-    let at = c.g.reshape(at, &[total, 1])?;
-    let attrs = GatherAttrs {
-        offset_dims: vec![],
-        collapsed_slice_dims: vec![0],
-        start_index_map: vec![0],
-        index_vector_dim: 1,
-        slice_sizes: vec![1],
-    };
-    let taken = c.g.gather(flat, at, attrs)?;
+    let at = c.g.reshape(at, &[total])?;
+    let taken = c.g.take_flat(flat, at)?;
     let taken = c.g.reshape(taken, &shape)?;
     let m = c.g.reshape(m, &shape)?;
     Ok(vec![c.g.select(m, taken, x)?])

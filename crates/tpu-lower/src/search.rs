@@ -258,22 +258,11 @@ fn take(c: &mut LowerCtx, a: &Args) -> Out {
         format!("out of range: tried to access index {{}} on a tensor of {n} elements."),
     )?;
     let flat = c.g.reshape(x, &[n])?;
-    let ishape = c.g.shape(index).to_vec();
     let idx = c.g.convert(index, DType::I64);
     let neg = cmp_k(c, CmpDir::Lt, idx, 0.0)?;
     let wrapped = c.g.binary_const(B::Add, idx, n as f64)?;
     let idx = c.g.select(neg, wrapped, idx)?;
-    let mut col = ishape.clone();
-    col.push(1);
-    let idx = c.g.reshape(idx, &col)?;
-    let attrs = tpu_graph::GatherAttrs {
-        offset_dims: vec![],
-        collapsed_slice_dims: vec![0],
-        start_index_map: vec![0],
-        index_vector_dim: ishape.len() as i64,
-        slice_sizes: vec![1],
-    };
-    Ok(vec![c.g.gather(flat, idx, attrs)?])
+    Ok(vec![c.g.take_flat(flat, idx)?])
 }
 
 /// `kthvalue(self, k, dim, keepdim) -> (values, indices)`: the k-th smallest (NaN largest).

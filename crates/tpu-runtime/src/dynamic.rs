@@ -33,13 +33,6 @@ fn done(args: &[CallArg], f: fn(&[CallArg]) -> Result<Vec<Ret>>) -> Result<Outco
     f(args).map(Outcome::Done)
 }
 
-fn tensor<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
-    match args.get(i).map(|a| &a.arg) {
-        Some(ArgIn::Tensor(t)) => Ok(t),
-        _ => crate::invalid!("expected a tensor at argument {i}"),
-    }
-}
-
 /// Row-major flat truth values of `x != 0`, as int64.
 fn flat_mask(t: &mut Trace, x: ValueId) -> Result<ValueId> {
     let g = &mut t.g;
@@ -107,7 +100,7 @@ fn new_result(t: &mut Trace, v: ValueId) -> Result<Ret> {
 
 /// `nonzero(self)`: int64 `[count, ndim]` coordinates, row-major order.
 fn nonzero(args: &[CallArg]) -> Result<Vec<Ret>> {
-    let x = tensor(args, 0)?;
+    let x = op::tensor_at(args, 0)?;
     let device = op::device_of(args)?;
     Ok(vec![nonzero_of(x, device)?])
 }
@@ -151,7 +144,7 @@ fn nonzero_of(x: &TensorIn, device: usize) -> Result<Ret> {
 
 /// `masked_select(self, mask)`: the elements where the broadcast mask is true.
 fn masked_select(args: &[CallArg]) -> Result<Vec<Ret>> {
-    let (x, m) = (tensor(args, 0)?, tensor(args, 1)?);
+    let (x, m) = (op::tensor_at(args, 0)?, op::tensor_at(args, 1)?);
     let device = op::device_of(args)?;
     let shape = tpu_graph::helpers::broadcast_shapes(x.sizes(), m.sizes())?;
     let read_both = |t: &mut Trace| -> Result<(ValueId, ValueId)> {
@@ -234,7 +227,7 @@ pub fn expand_bool_indices<'a>(op: &str, args: &[CallArg<'a>]) -> Result<Option<
 
 /// `equal(self, other)`: same sizes and all elements equal, read to the host.
 fn equal(args: &[CallArg]) -> Result<Vec<Ret>> {
-    let (a, b) = (tensor(args, 0)?, tensor(args, 1)?);
+    let (a, b) = (op::tensor_at(args, 0)?, op::tensor_at(args, 1)?);
     if a.sizes() != b.sizes() {
         return Ok(vec![Ret::Bool(false)]);
     }
@@ -261,7 +254,7 @@ fn equal(args: &[CallArg]) -> Result<Vec<Ret>> {
 /// `unique_consecutive(self, return_inverse, return_counts, dim=None)`:
 /// (values, inverse, counts), inverse and counts empty unless asked for.
 fn unique(args: &[CallArg], sort: bool) -> Result<Vec<Ret>> {
-    let x = tensor(args, 0)?;
+    let x = op::tensor_at(args, 0)?;
     let flag = |i: usize| {
         matches!(
             args.get(i).map(|a| &a.arg),

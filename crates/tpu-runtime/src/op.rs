@@ -156,6 +156,14 @@ pub fn in_op(op: &str, args: &[CallArg], e: Error) -> Error {
     }
 }
 
+/// The tensor argument at position `i` of a call.
+pub fn tensor_at<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
+    match args.get(i).map(|a| &a.arg) {
+        Some(ArgIn::Tensor(t)) => Ok(t),
+        _ => crate::invalid!("expected a tensor at argument {i}"),
+    }
+}
+
 /// The device of the op: that of its tpu tensors, which must agree.
 pub fn device_of(args: &[CallArg]) -> Result<usize> {
     let mut found: Option<usize> = None;

@@ -2,10 +2,10 @@
 //! reading one value to the host (`_local_scalar_dense`, i.e. `.item()`).
 
 use crate::error::Result;
-use crate::op::{ArgIn, CallArg, Outcome, Ret, RuntimeOp, TensorIn};
+use crate::op::{CallArg, Outcome, Ret, RuntimeOp, TensorIn};
 use crate::storage::Value;
 use crate::trace::{Input, TensorRef, Trace};
-use crate::{exec, fused, host, metrics, record};
+use crate::{exec, fused, host, metrics, op, record};
 use pjrt::Buffer;
 use std::sync::Arc;
 use tpu_graph::{DType, ValueType};
@@ -18,24 +18,17 @@ pub const OPS: &[(&str, RuntimeOp)] = &[
 ];
 
 fn copy_from_and_resize(args: &[CallArg]) -> Result<Outcome> {
-    let (src, dst) = (tensor(args, 0)?, tensor(args, 1)?);
+    let (src, dst) = (op::tensor_at(args, 0)?, op::tensor_at(args, 1)?);
     if src.sizes() != dst.sizes() {
         return Ok(Outcome::Resize(vec![(1, src.sizes().to_vec())]));
     }
     copy_from(args)
 }
 
-fn tensor<'a>(args: &'a [CallArg], i: usize) -> Result<&'a TensorIn<'a>> {
-    match args.get(i).map(|a| &a.arg) {
-        Some(ArgIn::Tensor(t)) => Ok(t),
-        _ => crate::invalid!("expected a tensor at argument {i}"),
-    }
-}
-
 /// `_copy_from(self, dst)`: copies `self` into `dst`; returns `dst`.
 fn copy_from(args: &[CallArg]) -> Result<Outcome> {
-    let src = tensor(args, 0)?;
-    let dst = tensor(args, 1)?;
+    let src = op::tensor_at(args, 0)?;
+    let dst = op::tensor_at(args, 1)?;
     if src.sizes() != dst.sizes() && matches!(dst, TensorIn::Host { .. }) {
         crate::invalid!(
             "copy from a tpu tensor of sizes {:?} into a CPU tensor of sizes {:?}",
@@ -177,7 +170,7 @@ pub fn materialize(x: &TensorIn, dtype: DType) -> Result<Arc<Buffer>> {
 }
 
 fn local_scalar_dense(args: &[CallArg]) -> Result<Outcome> {
-    let x = tensor(args, 0)?;
+    let x = op::tensor_at(args, 0)?;
     let n: i64 = x.sizes().iter().product();
     if n != 1 {
         crate::invalid!("a Tensor with {n} elements cannot be converted to Scalar");
