@@ -100,8 +100,8 @@ def run_block(col: str, fn: Callable[[], torch.Tensor], iters: int, read_every: 
 
 
 def measure(fns: dict[str, Callable], iters: int, repeats: int, read_every: int = 0) -> dict[str, float]:
-    for col, fn in fns.items():  # warm-up: compiles, caches, step detection
-        run_block(col, fn, 3, read_every)
+    for col, fn in fns.items():  # warm-up with the timed block's shape: compiles, caches, step detection
+        run_block(col, fn, iters, read_every)
     times: dict[str, list[float]] = {c: [] for c in fns}
     cols = list(fns)
     for rep in range(repeats):

@@ -260,6 +260,38 @@ def test_only_live_results_are_outputs(tmp_path: Path, monkeypatch: pytest.Monke
     assert keep is not None and keep.shape == (37, 41)
 
 
+def test_python_scalars_arrive_packed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many Python numbers in one graph reach the program as one packed argument
+    per dtype (not one parameter each), and new values reuse the executable."""
+    dump = tmp_path / "dump"
+    monkeypatch.setenv("TORCH_TPU_DUMP_DIR", str(dump))
+    seen: set[Path] = set()
+
+    def chain(t: torch.Tensor, k: float) -> torch.Tensor:
+        for i in range(40):
+            t = t * (1.0 + k * i * 1e-3) + (i % 5) * 0.25 - k
+            t = t.clamp(min=-50.0 + i, max=50.0 + k)
+        return t
+
+    x_cpu = torch.randn(43, dtype=torch.float64)  # a shape of its own: not in the memory cache yet
+    x = x_cpu.to(TPU)
+    torch_tpu.sync()
+    _dumped(dump, seen)
+    before = torch_tpu.metrics()["compiles"]
+    first = chain(x, 1.0).cpu()
+    modules = _dumped(dump, seen)
+    second = chain(x, 2.5).cpu()
+    assert torch_tpu.metrics()["compiles"] - before == 1, "a new scalar value recompiled the graph"
+    torch.testing.assert_close(first, chain(x_cpu, 1.0))
+    torch.testing.assert_close(second, chain(x_cpu, 2.5))
+    (text,) = modules
+    signature = re.search(r"func\.func public @main\((.*?)\) ->", text)
+    assert signature is not None
+    args = signature.group(1).split(", %")
+    assert len(args) <= 3, f"expected the tensor and one pack per dtype, got {len(args)} arguments: {args}"
+    assert "%pack0" in signature.group(1)
+
+
 def test_all_dead_runs_nothing() -> None:
     x = torch.randn(16, 16).to(TPU)
     torch_tpu.sync()

@@ -144,6 +144,7 @@ impl Graph {
             h.write_u32(c.value_number[v.0 as usize]);
         }
         self.aliases.hash(h);
+        self.packs.hash(h);
     }
 }
 

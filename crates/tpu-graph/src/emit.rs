@@ -702,26 +702,14 @@ impl Graph {
             out: String::new(),
             prefix: String::new(),
         };
-        let params: Vec<String> = self
-            .params
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| {
-                let alias = self.aliases.iter().find(|(pi, _)| *pi == i);
-                match alias {
-                    Some((_, o)) => {
-                        format!("%arg{i}: {} {{tf.aliasing_output = {o} : i32}}", self.ty(p))
-                    }
-                    None => format!("%arg{i}: {}", self.ty(p)),
-                }
-            })
-            .collect();
+        let (params, prologue) = self.main_signature();
         let (outs, out_types) = e.operands(&self.outputs);
         let _ = writeln!(
             e.out,
             "module @torch_tpu attributes {{mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32}} {{\n  func.func public @main({}) -> ({out_types}) {{",
-            params.join(", ")
+            params
         );
+        e.out.push_str(&prologue);
         for (i, &n) in c.nodes.iter().enumerate() {
             e.emit_node(i, &self.nodes[n as usize]);
         }

@@ -367,6 +367,9 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// `(param index, output index)`: the parameter's buffer is donated to that output.
     pub aliases: Vec<(usize, usize)>,
+    /// Rank-0 parameters that reach the executable packed, one argument per
+    /// dtype (`pack.rs`); empty: every parameter is its own argument.
+    pub packs: Vec<crate::pack::ParamPack>,
     /// Pure nodes by content, so [`Graph::push`] can hand back an equal one (`cse.rs`).
     pub(crate) cse: CseIndex,
 }

@@ -4,7 +4,8 @@
 //!   shape inference; [`helpers`]: families shared by lowering rules
 //!   (broadcasting, promotion, keepdim reductions); [`views`]: strided reads
 //!   and writes of flat storage values; [`emit`]: StableHLO text;
-//!   [`control`]: while loops.
+//!   [`control`]: while loops; [`pack`]: host scalars packed into one
+//!   argument per dtype.
 //! - [`cse`]: pure nodes are hash-consed as they are added; [`canon`]: the
 //!   live nodes in an order independent of recording, which emission writes
 //!   and [`Graph::structural_hash`] (the key of every executable cache) hashes.
@@ -19,10 +20,12 @@ pub mod emit;
 pub mod fold;
 pub mod helpers;
 pub mod ir;
+pub mod pack;
 pub mod views;
 
 pub use dtype::{Category, DType};
 pub use ir::*;
+pub use pack::{ArgSlot, ParamPack};
 pub use views::View;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

@@ -132,8 +132,8 @@ pub fn upload(data: &[u8], dtype: DType, dims: &[i64], device: usize) -> Result<
 
 /// Uploaded host scalars, reused: optimizer hyper-parameters and Python
 /// numbers repeat every step.
-/// (dtype, element bytes, device) → buffer.
-type ScalarCache = HashMap<(DType, Vec<u8>, usize), Arc<Buffer>>;
+/// (dtype, bytes, dims, device) → buffer.
+type ScalarCache = HashMap<(DType, Vec<u8>, Vec<i64>, usize), Arc<Buffer>>;
 static SCALARS: Mutex<Option<ScalarCache>> = Mutex::new(None);
 
 pub fn host_value_buffer(hv: &HostValue, dtype: DType, device: usize) -> Result<Arc<Buffer>> {
@@ -142,7 +142,18 @@ pub fn host_value_buffer(hv: &HostValue, dtype: DType, device: usize) -> Result<
         HostValue::Seed(seed) => return seed_buffer(seed, device),
         HostValue::DefaultSeed => return seed_buffer(crate::services::draw_seed(device), device),
     };
-    let key = (dtype, bytes, device);
+    cached_upload(bytes, dtype, &[], device)
+}
+
+/// Uploads small host data once per distinct value: scalars and packs of
+/// scalars repeat from step to step (a learning rate, `x * 2`).
+pub fn cached_upload(
+    bytes: Vec<u8>,
+    dtype: DType,
+    dims: &[i64],
+    device: usize,
+) -> Result<Arc<Buffer>> {
+    let key = (dtype, bytes, dims.to_vec(), device);
     let mut cache = SCALARS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -150,7 +161,7 @@ pub fn host_value_buffer(hv: &HostValue, dtype: DType, device: usize) -> Result<
     if let Some(b) = cache.get(&key) {
         return Ok(b.clone());
     }
-    let b = Arc::new(upload(&key.1, dtype, &[], device)?);
+    let b = Arc::new(upload(&key.1, dtype, dims, device)?);
     if cache.len() > 4096 {
         cache.clear();
     }

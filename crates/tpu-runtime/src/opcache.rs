@@ -247,19 +247,29 @@ fn storage_at(args: &[CallArg], i: usize, k: Option<usize>) -> Option<Arc<Storag
 /// Runs a call through its plan; None when the plan does not apply now (a
 /// donated buffer is shared), in which case the caller takes the slow path.
 pub fn replay(plan: &Plan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
-    let mut bufs = Vec::with_capacity(plan.feeds.len());
-    for f in &plan.feeds {
-        bufs.push(match f {
-            Feed::Arg(i, k) => match storage_at(args, *i, *k)?.value() {
-                Value::Device(b, _) => b,
-                _ => return None,
+    let feed = |i: usize| -> Result<Option<Arc<pjrt::Buffer>>> {
+        Ok(match &plan.feeds[i] {
+            Feed::Arg(a, k) => match storage_at(args, *a, *k).map(|s| s.value()) {
+                Some(Value::Device(b, _)) => Some(b),
+                _ => None,
             },
-            Feed::Host(hv, d) => match host::host_value_buffer(hv, *d, plan.program.device) {
-                Ok(b) => b,
-                Err(e) => return Some(Err(e)),
-            },
-        });
-    }
+            Feed::Host(hv, d) => Some(host::host_value_buffer(hv, *d, plan.program.device)?),
+        })
+    };
+    // A tensor argument without a device buffer now: the caller takes the slow path.
+    let mut missing = false;
+    let bufs = plan.program.arguments(|i| match feed(i)? {
+        Some(b) => Ok(b),
+        None => {
+            missing = true;
+            crate::invalid!("argument {i} has no device buffer")
+        }
+    });
+    let bufs = match bufs {
+        Ok(b) => b,
+        Err(_) if missing => return None,
+        Err(e) => return Some(Err(e)),
+    };
     // A donated buffer must be held only by its storage and by us.
     if plan
         .program

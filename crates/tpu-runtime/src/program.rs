@@ -4,10 +4,10 @@
 
 use crate::checks::{self, CheckMeta};
 use crate::error::{Error, Result};
-use crate::{metrics, platform};
+use crate::{host, metrics, platform};
 use pjrt::{Buffer, LoadedExecutable};
 use std::sync::Arc;
-use tpu_graph::DType;
+use tpu_graph::{DType, ParamPack};
 use tpu_lower::registry::HostValue;
 
 /// Where one parameter's buffer comes from.
@@ -23,13 +23,17 @@ pub enum Source {
 pub struct Program {
     pub exe: Arc<LoadedExecutable>,
     pub device: usize,
-    /// The parameters, by position.
+    /// The graph's parameters, by position.
     pub inputs: Vec<Source>,
+    /// Parameters passed as arguments of their own, in argument order; the
+    /// packs of host scalars follow them (`tpu_graph::pack`).
+    pub unpacked: Vec<usize>,
+    pub packs: Vec<ParamPack>,
     /// Storage outputs, in order: the storage id and the dtype of its value.
     pub outputs: Vec<(u64, DType)>,
     /// Outputs after the storage outputs (values read to the host).
     pub extra: usize,
-    /// Parameters donated to outputs.
+    /// Arguments donated to outputs (argument positions).
     pub donated: Vec<usize>,
     /// The value checks whose status vector is the last output, if any.
     pub checks: Option<Arc<[CheckMeta]>>,
@@ -43,6 +47,35 @@ pub struct Program {
     /// No extra outputs and no NaN or synchronous checks: a replay needs
     /// nothing but the storages.
     pub replayable: bool,
+}
+
+impl Program {
+    /// The executable's arguments: `param(i)` for each parameter that is an
+    /// argument of its own, then one buffer per pack, made from the host
+    /// scalars the program holds.
+    pub fn arguments(
+        &self,
+        mut param: impl FnMut(usize) -> Result<Arc<Buffer>>,
+    ) -> Result<Vec<Arc<Buffer>>> {
+        let mut args = Vec::with_capacity(self.unpacked.len() + self.packs.len());
+        for &i in &self.unpacked {
+            args.push(param(i)?);
+        }
+        for k in &self.packs {
+            let mut bytes = Vec::with_capacity(k.params.len() * k.dtype.size());
+            for &p in &k.params {
+                match self.inputs[p] {
+                    Source::Host(HostValue::Scalar(s), _) => {
+                        bytes.extend(host::scalar_bytes(s, k.dtype))
+                    }
+                    _ => crate::invalid!("internal: packed parameter {p} is not a host scalar"),
+                }
+            }
+            let dims = [k.params.len() as i64];
+            args.push(host::cached_upload(bytes, k.dtype, &dims, self.device)?);
+        }
+        Ok(args)
+    }
 }
 
 /// The buffers one run produced.

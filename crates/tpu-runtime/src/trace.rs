@@ -396,6 +396,12 @@ impl Trace {
         if !(self.sync_checks && metas.is_some()) {
             self.donate(&targets);
         }
+        let scalars: Vec<usize> = (self.inputs.iter().enumerate())
+            .filter_map(|(i, input)| {
+                matches!(input, Some(Input::Host(HostValue::Scalar(_)))).then_some(i)
+            })
+            .collect();
+        self.g.pack_scalar_params(&scalars);
         let site_name = self.site_name();
         let exe = cache::executable(
             &self.g,
@@ -406,17 +412,14 @@ impl Trace {
         )?;
         let extra = n_outputs - n_storage_outputs;
         let program = self.program_for(exe, &targets, extra, metas, site_name);
-        let mut owned: Vec<Arc<Buffer>> = Vec::with_capacity(self.inputs.len());
-        for (i, input) in self.inputs.iter().enumerate() {
-            match input {
-                Some(Input::Buffer(b)) => owned.push(b.clone()),
-                Some(Input::Host(hv)) => {
-                    let dtype = self.g.ty(self.g.params[i]).dtype;
-                    owned.push(host::host_value_buffer(hv, dtype, self.device)?);
-                }
-                None => crate::invalid!("internal: parameter {i} has no input"),
+        let owned = program.arguments(|i| match &self.inputs[i] {
+            Some(Input::Buffer(b)) => Ok(b.clone()),
+            Some(Input::Host(hv)) => {
+                let dtype = self.g.ty(self.g.params[i]).dtype;
+                host::host_value_buffer(hv, dtype, self.device)
             }
-        }
+            None => crate::invalid!("internal: parameter {i} has no input"),
+        })?;
         let args: Vec<&Buffer> = owned.iter().map(|b| b.as_ref()).collect();
         let results = program::run(&program, &args, || {
             format!(
@@ -463,13 +466,21 @@ impl Trace {
                 _ => Source::Other,
             })
             .collect();
+        let slots = self.g.arg_slots();
         Program {
             exe,
             device: self.device,
             inputs,
+            unpacked: self.g.unpacked_params(),
+            packs: self.g.packs.clone(),
             outputs: targets.iter().map(|(s, d)| (s.id, *d)).collect(),
             extra,
-            donated: self.g.aliases.iter().map(|(p, _)| *p).collect(),
+            donated: (self.g.aliases.iter())
+                .filter_map(|&(p, _)| match slots[p] {
+                    tpu_graph::ArgSlot::Own(a) => Some(a),
+                    tpu_graph::ArgSlot::Packed { .. } => None,
+                })
+                .collect(),
             checks,
             sync_checks: self.sync_checks,
             ops: self.ops,
