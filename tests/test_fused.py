@@ -292,6 +292,17 @@ def test_python_scalars_arrive_packed(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "%pack0" in signature.group(1)
 
 
+def test_compile_seconds_per_graph() -> None:
+    torch_tpu.reset_metrics()
+    x = torch.randn(47, 3, device=TPU)  # shapes of their own: a new graph
+    (x.exp() * 3).sum().item()
+    m = torch_tpu.metrics()
+    assert m["compiles"] >= 1
+    per_graph = m["compile_seconds"]
+    assert per_graph and all(v > 0 for v in per_graph.values())
+    assert math.isclose(sum(per_graph.values()), m["compile_time_s"], rel_tol=1e-6)
+
+
 def test_all_dead_runs_nothing() -> None:
     x = torch.randn(16, 16).to(TPU)
     torch_tpu.sync()

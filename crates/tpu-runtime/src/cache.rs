@@ -60,11 +60,7 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
                 platform
                     .client
                     .compile_with_options(text.as_bytes(), "mlir", COMPILE_OPTIONS)?;
-            metrics::add(&metrics::COUNTERS.compiles, 1);
-            metrics::add(
-                &metrics::COUNTERS.compile_ns,
-                start.elapsed().as_nanos() as u64,
-            );
+            metrics::count_compile(site.name, start.elapsed().as_nanos() as u64);
             if !SITES
                 .lock()
                 .unwrap()

@@ -48,12 +48,15 @@ pub struct Tables {
     pub cpu_fallbacks: BTreeMap<String, u64>,
     pub cut_reasons: BTreeMap<String, u64>,
     pub recompiles: BTreeMap<String, u64>,
+    /// Seconds spent compiling, by graph site (summed over its compiles).
+    pub compile_seconds: BTreeMap<String, f64>,
 }
 
 pub static TABLES: Mutex<Tables> = Mutex::new(Tables {
     cpu_fallbacks: BTreeMap::new(),
     cut_reasons: BTreeMap::new(),
     recompiles: BTreeMap::new(),
+    compile_seconds: BTreeMap::new(),
 });
 
 pub fn add(c: &AtomicU64, n: u64) {
@@ -82,6 +85,16 @@ pub fn count_cpu_fallback(op: &str) {
 
 pub fn count_cut(reason: &str) {
     bump(|t| &mut t.cut_reasons, reason);
+}
+
+/// One compile of the graph at `site` that took `ns`.
+pub fn count_compile(site: &str, ns: u64) {
+    add(&COUNTERS.compiles, 1);
+    add(&COUNTERS.compile_ns, ns);
+    let mut t = TABLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *t.compile_seconds.entry(site.to_string()).or_insert(0.0) += ns as f64 * 1e-9;
 }
 
 pub fn count_recompile(site: &str) {

@@ -200,6 +200,7 @@ fn metrics_dict(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("cpu_fallbacks", t.cpu_fallbacks.clone())?;
     d.set_item("cut_reasons", t.cut_reasons.clone())?;
     d.set_item("recompiles", t.recompiles.clone())?;
+    d.set_item("compile_seconds", t.compile_seconds.clone())?;
     Ok(d.unbind())
 }
 
