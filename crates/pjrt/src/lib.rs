@@ -16,6 +16,7 @@ mod client;
 mod error;
 mod event;
 mod executable;
+mod replicated;
 pub mod testing;
 mod types;
 
@@ -26,6 +27,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use event::{Event, EventCallback};
 pub use executable::{LoadedExecutable, DEFAULT_COMPILE_OPTIONS, PORTABLE_COMPILE_OPTIONS};
 pub use pjrt_sys as sys;
+pub use replicated::replicated_compile_options;
 pub use types::{ElementType, NamedValue};
 
 #[allow(dead_code)]
