@@ -204,6 +204,13 @@ class Rendezvous:
         self._timeout = timeout_s
         self._cond = threading.Condition()
         self._slots: dict[Any, dict[str, Any]] = {}
+        self._aborted: str | None = None
+
+    def abort(self, reason: str) -> None:
+        """Every waiting and later ``meet`` raises ``reason`` (a rank has failed)."""
+        with self._cond:
+            self._aborted = reason
+            self._cond.notify_all()
 
     def meet(
         self,
@@ -218,6 +225,8 @@ class Rendezvous:
         ``ranks`` (default: every rank) have arrived."""
         members = list(ranks) if ranks is not None else list(range(self.size))
         with self._cond:
+            if self._aborted is not None:
+                raise RuntimeError(self._aborted)
             slot = self._slots.setdefault(key, {"in": {}, "done": False, "error": None, "left": len(members)})
             slot["in"][rank] = (signature, payload)
             if len(slot["in"]) == len(members):
@@ -234,13 +243,15 @@ class Rendezvous:
                     slot["error"] = e
                 slot["done"] = True
                 self._cond.notify_all()
-            elif not self._cond.wait_for(lambda: slot["done"], timeout=self._timeout):
+            elif not self._cond.wait_for(lambda: slot["done"] or self._aborted, timeout=self._timeout):
                 slot["error"] = RuntimeError(
                     f"tpu_dist: rank {rank} waited {self._timeout:.0f} s for {signature} (collective {key}); "
                     f"ranks {sorted(slot['in'])} arrived"
                 )
                 slot["done"] = True
                 self._cond.notify_all()
+            elif not slot["done"]:
+                raise RuntimeError(self._aborted)
             slot["left"] -= 1
             if slot["left"] == 0:
                 del self._slots[key]
@@ -261,6 +272,8 @@ def rendezvous(token: str, size: int, timeout_s: float) -> Rendezvous:
         return r
 
 
-def forget(token: str) -> None:
+def abort_all(reason: str) -> None:
+    """Aborts every rendezvous of this process (a thread rank has failed)."""
     with _rendezvous_lock:
-        _rendezvous.pop(token, None)
+        for r in _rendezvous.values():
+            r.abort(reason)
