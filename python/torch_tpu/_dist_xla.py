@@ -142,9 +142,7 @@ def all_reduce(tensors: Sequence[torch.Tensor], op: Any = "sum") -> list[torch.T
     return list(tensors)
 
 
-def all_gather(
-    tensors: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor] | None = None
-) -> list[torch.Tensor]:
+def all_gather(tensors: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Each device gets every device's tensor, concatenated along dim 0 in list order."""
     _check_list("all_gather", tensors)
     n, t0 = len(tensors), tensors[0]
@@ -167,9 +165,7 @@ def reduce_scatter(
     return outputs
 
 
-def all_to_all(
-    tensors: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor] | None = None
-) -> list[torch.Tensor]:
+def all_to_all(tensors: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Block ``j`` (along dim 0) of device ``i``'s tensor becomes block ``i`` of device ``j``'s result."""
     _check_list("all_to_all", tensors)
     n, t0 = len(tensors), tensors[0]

@@ -275,7 +275,9 @@ class TpuDistBackend(Backend):
         return self._run("all_gather", inputs, flat_out, call)
 
     @staticmethod
-    def _xla_gather_lists(e: ThreadRankEngine, output_lists: list[list[torch.Tensor]], inputs: list[torch.Tensor]) -> None:
+    def _xla_gather_lists(
+        e: ThreadRankEngine, output_lists: list[list[torch.Tensor]], inputs: list[torch.Tensor]
+    ) -> None:
         for outs, x in zip(output_lists, inputs):
             g = e.gathered(x)
             with torch.no_grad():
@@ -286,6 +288,7 @@ class TpuDistBackend(Backend):
         if e := self._on_xla(output, input):
             e.all_gather_into([output], [input])
             return self._done([output])
+
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo._allgather_base(ho[0], hi[0])
 
@@ -297,6 +300,7 @@ class TpuDistBackend(Backend):
         if e := self._on_xla(outputs, inputs):
             e.all_gather_into(outputs, inputs)
             return self._done(outputs)
+
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             for h, o in zip(hi, ho):
                 self._gloo._allgather_base(o, h).wait()
@@ -405,6 +409,7 @@ class TpuDistBackend(Backend):
                 for o, part in zip(outputs, torch.split(flat_out, [o.numel() for o in outputs])):
                     o.copy_(part.view(o.shape))
             return self._done(outputs)
+
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.alltoall(ho, hi)
 

@@ -1,0 +1,47 @@
+"""The XLA collectives engine over two CPU-plugin devices of one process.
+
+``TORCH_TPU_CPU_DEVICE_COUNT`` is read when the runtime loads, so the checks
+run in a subprocess (``dist_xla_worker.py``): every XLA collective against
+values computed on CPU for several dtypes through the SPMD API
+(``torch_tpu.distributed.xla``) and through the c10d backend with thread
+ranks (``spawn_threads``, fused and strict modes), strided views, errors
+naming the collective, a DDP step equal to single-process training, and
+``engine_stats`` naming the engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import torch_tpu
+
+WORKER = Path(__file__).with_name("dist_xla_worker.py")
+CHECKS = ("spmd collectives", "views and errors", "thread ranks fused", "thread ranks strict", "ddp")
+
+
+def test_xla_engine_over_two_cpu_devices() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCH_TPU_EAGER")}
+    env["TORCH_TPU_CPU_DEVICE_COUNT"] = "2"
+    r = subprocess.run([sys.executable, str(WORKER)], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
+    for check in CHECKS:
+        assert f"OK {check}" in r.stdout, f"{check!r} did not pass:\n{r.stdout}"
+    assert "'engine': 'xla collectives'" in r.stdout, r.stdout
+
+
+def test_spmd_api_refuses_a_single_device_list_clearly() -> None:
+    # One device in this process (no TORCH_TPU_CPU_DEVICE_COUNT): the same device twice is refused.
+    import torch
+
+    if torch.tpu.device_count() > 1:
+        pytest.skip("needs a one-device process")
+    x = torch.ones(2, device="tpu")
+    with pytest.raises(RuntimeError, match=r"all_reduce \(xla collectives\).*given twice"):
+        torch_tpu.distributed.xla.all_reduce([x, x.clone()])
+    # A one-device group is a valid (trivial) collective.
+    torch_tpu.distributed.xla.all_reduce([x], "sum")
+    assert x.cpu().tolist() == [1.0, 1.0]
