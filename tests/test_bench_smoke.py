@@ -1,4 +1,5 @@
-"""benches/dispatch.py and the XLA half of benches/distributed.py run (tiny iteration counts) and print their tables; no timing is asserted."""
+"""benches/dispatch.py and the XLA half of benches/distributed.py run (tiny iteration counts)
+and print their tables; no timing is asserted."""
 
 from __future__ import annotations
 
