@@ -45,3 +45,38 @@ def test_spmd_api_refuses_a_single_device_list_clearly() -> None:
     # A one-device group is a valid (trivial) collective.
     torch_tpu.distributed.xla.all_reduce([x], "sum")
     assert x.cpu().tolist() == [1.0, 1.0]
+
+
+def test_a_c10d_store_backs_the_pjrt_key_value_callbacks() -> None:
+    """The adapter the plugin's kv_get/kv_try_get/kv_put callbacks go through (the CPU
+    plugin never calls them; ``cargo test -p pjrt`` calls the C callbacks as a plugin would)."""
+    import torch.distributed as dist
+
+    tried, got, missing = torch_tpu._core.kv_store_roundtrip(dist.HashStore(), "nccl/0", b"\x00id")
+    assert (tried, got, missing) == (b"\x00id", b"\x00id", True)
+    with pytest.raises(RuntimeError, match="before the platform starts"):
+        torch_tpu._core.set_kv_store(dist.HashStore(), 0, 1)
+
+
+def test_torchrun_store_for_pjrt_at_import() -> None:
+    """``TORCH_TPU_PJRT_KV_STORE=torchrun`` creates the client with torchrun's Store behind
+    the callbacks (and node_id/num_nodes), which the CPU plugin accepts and ignores."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    master = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=60))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCH_TPU_EAGER")}
+    env.update(
+        TORCH_TPU_PJRT_KV_STORE="torchrun",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(master.port),
+        RANK="0",
+        WORLD_SIZE="1",
+    )
+    code = "import torch, torch_tpu; print((torch.ones(3, device='tpu') * 2).sum().item())"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "6.0", r.stdout + r.stderr[-3000:]
+    env["TORCH_TPU_PJRT_KV_STORE"] = "etcd"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode != 0 and "TORCH_TPU_PJRT_KV_STORE" in r.stderr, r.stderr[-3000:]

@@ -1,7 +1,8 @@
 //! torch-tpu runtime, in layers (each module imports only lower ones; see
 //! docs/architecture.md, "Inside the runtime"):
 //!
-//! - boundary: `abi` (the C ABI the shim calls, one `tpu_dispatch` per op), `python`.
+//! - boundary: `abi` (the C ABI the shim calls, one `tpu_dispatch` per op), `python`,
+//!   `python_kv` (a c10d Store behind the PJRT key-value callbacks).
 //! - entry: `dispatch` (one lookup in the op table: lowering rules and runtime ops).
 //! - runtime ops: `transfer` (copies, `.item()`), `dynamic` (data-dependent shapes),
 //!   `collective` (XLA collectives over several devices of this process).
@@ -40,6 +41,7 @@ pub mod platform;
 pub mod profile;
 pub mod program;
 pub mod python;
+pub mod python_kv;
 pub mod record;
 pub mod services;
 pub mod storage;
