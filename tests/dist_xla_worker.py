@@ -116,6 +116,9 @@ def check_views_and_errors() -> None:
     s = [torch.tensor(2.0 + r, device=d) for r, d in enumerate(DEVS)]
     xla.all_reduce(s, "product")
     close(s[1], torch.tensor(6.0), "0-d all_reduce")
+    one = torch.arange(3.0, device=DEVS[1])
+    xla.all_reduce([one], "max")  # a one-device group: the values stay
+    close(one, torch.arange(3.0), "one-device all_reduce")
     for call, pattern in (
         (lambda: xla.all_reduce([torch.ones(2, device=d) for d in DEVS], "bxor"), "all_reduce.*bxor"),
         (lambda: xla.reduce_scatter([torch.ones(3, device=d) for d in DEVS]), "reduce_scatter"),
@@ -253,6 +256,25 @@ def check_ddp() -> None:
     print("OK ddp")
 
 
+def mismatched_body(rank: int) -> None:
+    t = torch.ones(2, device=DEVS[rank])
+    if rank == 0:
+        dist.all_reduce(t)
+    else:
+        dist.all_gather_into_tensor(torch.empty(4, device=DEVS[rank]), t)
+
+
+def check_mismatch() -> None:
+    """Ranks calling different collectives get an error naming both, not a hang."""
+    try:
+        spawn_threads(mismatched_body, N)
+    except RuntimeError as e:
+        assert "rank 0 called all_reduce[sum](float32[2]), rank 1 called all_gather" in str(e), e
+    else:
+        raise AssertionError("no error for mismatched collectives")
+    print("OK mismatch")
+
+
 def main() -> None:
     assert torch.tpu.device_count() == N, torch.tpu.device_count()
     check_spmd()
@@ -260,6 +282,7 @@ def main() -> None:
     for mode in ("fused", "strict"):
         check_thread_ranks(mode)
     check_ddp()
+    check_mismatch()
     print("engine_stats:", engine_stats())
 
 

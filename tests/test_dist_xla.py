@@ -20,7 +20,21 @@ import pytest
 import torch_tpu
 
 WORKER = Path(__file__).with_name("dist_xla_worker.py")
-CHECKS = ("spmd collectives", "views and errors", "thread ranks fused", "thread ranks strict", "ddp")
+CHECKS = ("spmd collectives", "views and errors", "thread ranks fused", "thread ranks strict", "ddp", "mismatch")
+SUBGROUP = """
+import torch, torch.distributed as dist, torch_tpu
+from torch_tpu.distributed import spawn_threads
+
+def rank(r):
+    g = dist.new_group([0, 2])
+    t = torch.full((2,), float(r + 1), device=f"tpu:{r}")
+    if r in (0, 2):
+        dist.all_reduce(t, group=g)  # 1 + 3 on ranks 0 and 2
+    dist.all_reduce(t)  # 4 + 2 + 4
+    return t.cpu().tolist()
+
+print(spawn_threads(rank, 3))
+"""
 
 
 def test_xla_engine_over_two_cpu_devices() -> None:
@@ -33,6 +47,15 @@ def test_xla_engine_over_two_cpu_devices() -> None:
     assert "'engine': 'xla collectives'" in r.stdout, r.stdout
 
 
+def test_thread_ranks_subgroup_over_three_devices() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCH_TPU_EAGER")}
+    env["TORCH_TPU_CPU_DEVICE_COUNT"] = "3"
+    cmd = [sys.executable, "-c", SUBGROUP]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.stdout.strip().splitlines()[-1] == str([[10.0, 10.0]] * 3), r.stdout
+
+
 def test_spmd_api_refuses_a_single_device_list_clearly() -> None:
     # One device in this process (no TORCH_TPU_CPU_DEVICE_COUNT): the same device twice is refused.
     import torch
@@ -42,9 +65,9 @@ def test_spmd_api_refuses_a_single_device_list_clearly() -> None:
     x = torch.ones(2, device="tpu")
     with pytest.raises(RuntimeError, match=r"all_reduce \(xla collectives\).*given twice"):
         torch_tpu.distributed.xla.all_reduce([x, x.clone()])
-    # A one-device group is a valid (trivial) collective.
-    torch_tpu.distributed.xla.all_reduce([x], "sum")
     assert x.cpu().tolist() == [1.0, 1.0]
+    # Refused before it ran: this process has run no collective on the XLA engine.
+    assert torch_tpu.distributed.engine_stats()["engines"]["xla collectives"]["collectives"] == 0
 
 
 def test_a_c10d_store_backs_the_pjrt_key_value_callbacks() -> None:

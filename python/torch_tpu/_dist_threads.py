@@ -34,7 +34,10 @@ __all__ = ["ThreadRankEngine", "in_process_engine", "spawn_threads"]
 def in_process_engine(store: dist.Store, rank: int, size: int, timeout: timedelta) -> ThreadRankEngine | None:
     """The XLA engine for this rank when every rank of the group is a thread of this
     process on its own tpu device (found through the Store), else None (host-staged gloo)."""
-    if size < 2 or os.environ.get("TORCH_TPU_DIST_ENGINE", "auto") == "gloo":
+    choice = os.environ.get("TORCH_TPU_DIST_ENGINE", "auto") or "auto"
+    if choice not in ("auto", "gloo"):
+        raise ValueError(f"TORCH_TPU_DIST_ENGINE={choice!r}: expected 'auto' or 'gloo'")
+    if size < 2 or choice == "gloo":
         return None
     device = _core.current_device()
     store.set(f"tpu_dist_engine/{rank}", f"{socket.gethostname()}:{os.getpid()}:{device}")

@@ -65,7 +65,7 @@ unsafe fn error(
     }
 }
 
-/// A `malloc`ed copy of `v` that [`free_value`] releases.
+/// `v` as a leaked boxed slice (released by [`free_value`], through [`with_header`]).
 fn leak(v: Vec<u8>) -> (*mut c_char, usize) {
     let b = v.into_boxed_slice();
     let n = b.len();
