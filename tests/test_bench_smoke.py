@@ -1,4 +1,5 @@
-"""benches/dispatch.py runs (with a tiny iteration count) and prints its table; no timing is asserted."""
+"""benches/dispatch.py and the XLA half of benches/distributed.py run (tiny iteration counts)
+and print their tables; no timing is asserted."""
 
 from __future__ import annotations
 
@@ -21,3 +22,17 @@ def test_dispatch_bench_runs() -> None:
     out = r.stdout
     for word in ("add", "relu", "sum", "cpu µs/op", "strict", "debug", "geomean"):
         assert word in out, f"{word!r} missing from the benchmark output:\n{out}"
+
+
+def test_distributed_bench_xla_part_runs() -> None:
+    """The XLA-engine half of benches/distributed.py (the torchrun half runs in test_distributed.py's setting)."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "distributed.py"), "--quick", "--only-xla"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    for word in ("xla GB/s", "'xla collectives'", "DDP step"):
+        assert word in r.stdout, f"{word!r} missing from the benchmark output:\n{r.stdout}"

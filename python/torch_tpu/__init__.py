@@ -103,8 +103,31 @@ def _start_runtime() -> None:
             os.close(saved)
 
 
+def _pjrt_kv_store_from_env() -> None:
+    """``TORCH_TPU_PJRT_KV_STORE=torchrun``: the PJRT client is created with torchrun's
+    c10d Store (``MASTER_ADDR``/``MASTER_PORT``) behind the plugin's key-value callbacks,
+    ``node_id=RANK`` and ``num_nodes=WORLD_SIZE``, for plugins that bootstrap across
+    processes (CUDA/NCCL, multi-host TPU). The CPU plugin ignores them."""
+    how = os.environ.get("TORCH_TPU_PJRT_KV_STORE", "")
+    if not how:
+        return
+    if how != "torchrun":
+        raise ValueError(f"TORCH_TPU_PJRT_KV_STORE={how!r}: expected 'torchrun' (or unset)")
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    env = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
+    missing = [k for k, v in env.items() if not v]
+    if missing:
+        raise ValueError(f"TORCH_TPU_PJRT_KV_STORE=torchrun needs {', '.join(missing)} (set by torchrun)")
+    store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False, timeout=timedelta(minutes=5))
+    _core.set_kv_store(dist.PrefixStore("torch_tpu/pjrt/", store), int(env["RANK"]), int(env["WORLD_SIZE"]))
+
+
 # A bad TORCH_TPU_* value is an import error (ValueError naming it), not ignored.
 _core.validate_env()
+_pjrt_kv_store_from_env()
 _start_runtime()
 # A child forked after this point cannot use the device (the plugin's threads
 # are not copied); it gets a clear error instead of hanging, as CUDA does.

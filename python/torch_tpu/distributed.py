@@ -1,11 +1,23 @@
 """The c10d backend "tpu_dist": ``torch.distributed`` for tpu tensors.
 
 ``dist.init_process_group("tpu_dist")`` (or ``"cpu:gloo,tpu:tpu_dist"``) under
-``torchrun``. Each collective is a cut point: the pending fused graph runs,
-the tpu tensors are staged to host memory, the collective runs over c10d's
-gloo between processes, and the results are written back to the device. So
-ranks may run different work between collectives (MPMD), and any PJRT plugin
-works. CPU tensors in a "tpu_dist" group go straight to gloo.
+``torchrun``. Each collective is a cut point, so ranks may run different work
+between collectives (MPMD). Two engines, chosen when the group is made
+(``engine_stats()`` names the one used, with per-engine counts):
+
+- "xla collectives": every rank of the group is a thread of this process on
+  its own tpu device (found through the Store: each rank publishes host, pid
+  and device; :func:`spawn_threads` starts such ranks). The ranks meet in a
+  process-local rendezvous and one replicated XLA program runs over their
+  devices (``_dist_threads.py``, ``_dist_xla.py``). ``xla.all_reduce([t0, t1])``
+  and its siblings are the same engine as a plain SPMD API over local devices.
+- "host-staged gloo" otherwise (ranks in different processes, any PJRT
+  plugin): the pending fused graph runs, the tpu tensors are staged to host
+  memory, the collective runs over c10d's gloo between processes, and the
+  results are written back to the device. ``TORCH_TPU_DIST_ENGINE=gloo``
+  forces it for thread ranks too.
+
+CPU tensors in a "tpu_dist" group go straight to gloo.
 
 Non-contiguous tensors are staged through contiguous copies and written back
 through their views, so a strided view is reduced in full (gloo on CPU reduces
@@ -17,7 +29,6 @@ sides instead of hanging.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -27,19 +38,21 @@ import torch.distributed as dist
 from torch._C._distributed_c10d import Backend, ReduceOp, Work
 
 from torch_tpu import _core
+from torch_tpu import _dist_xla as xla
+from torch_tpu._dist_threads import ThreadRankEngine, in_process_engine, spawn_threads
 
-__all__ = ["BACKEND_NAME", "TpuDistBackend", "engine_stats"]
+__all__ = ["BACKEND_NAME", "TpuDistBackend", "engine_stats", "spawn_threads", "xla"]
 
 BACKEND_NAME = "tpu_dist"
 
-_stats_lock = threading.Lock()
-_stats: dict[str, int] = {"collectives": 0, "bytes_staged": 0}
-
 
 def engine_stats() -> dict[str, Any]:
-    """Collectives run and bytes staged through the host, with the engine's name."""
-    with _stats_lock:
-        return {"engine": "host-staged gloo", **_stats}
+    """``engine``: the engine of the latest collective ("xla collectives" or
+    "host-staged gloo"); ``engines``: collectives and input bytes per engine;
+    ``collectives`` and ``bytes_staged``: the host-staged engine's counts."""
+    engine, per = xla.stats()
+    gloo = per[xla.GLOO_ENGINE]
+    return {"engine": engine, "collectives": gloo["collectives"], "bytes_staged": gloo["bytes"], "engines": per}
 
 
 class _CompletedWork(Work):
@@ -68,23 +81,7 @@ class _CompletedWork(Work):
 
 
 _WIRE_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.bool: torch.uint8}
-_REDUCE_NAMES = {
-    ReduceOp.SUM: "sum",
-    ReduceOp.AVG: "avg",
-    ReduceOp.PRODUCT: "product",
-    ReduceOp.MIN: "min",
-    ReduceOp.MAX: "max",
-    ReduceOp.BAND: "band",
-    ReduceOp.BOR: "bor",
-    ReduceOp.BXOR: "bxor",
-}
-
-
-def _op_name(op: Any) -> str:
-    for known, name in _REDUCE_NAMES.items():
-        if op == known:
-            return name
-    raise ValueError(f"tpu_dist: reduce op {op} is not supported (use SUM, AVG, PRODUCT, MIN, MAX, BAND, BOR, BXOR)")
+_op_name = xla.op_name
 
 
 def _to_host(t: torch.Tensor) -> torch.Tensor:
@@ -94,8 +91,7 @@ def _to_host(t: torch.Tensor) -> torch.Tensor:
     if wire is not None:
         host = host.to(wire)
     if t.device.type == "tpu":
-        with _stats_lock:
-            _stats["bytes_staged"] += t.numel() * t.element_size()
+        xla.count(xla.GLOO_ENGINE, t.numel() * t.element_size(), collectives=0)
     return host
 
 
@@ -113,6 +109,7 @@ class TpuDistBackend(Backend):
         super().__init__(rank, size)
         self._rank, self._size = rank, size
         self._store = store
+        self._xla: ThreadRankEngine | None = in_process_engine(store, rank, size, timeout)
         self._gloo = dist.ProcessGroupGloo(store, rank, size, timeout)
         self._seq = 0
 
@@ -120,6 +117,16 @@ class TpuDistBackend(Backend):
         return BACKEND_NAME
 
     # --- plumbing ------------------------------------------------------------------
+
+    def _on_xla(self, *groups: Sequence[torch.Tensor] | torch.Tensor) -> ThreadRankEngine | None:
+        """The XLA engine when this group has one and every tensor is on the tpu."""
+        if self._xla is None:
+            return None
+        ts = [t for g in groups for t in ([g] if isinstance(g, torch.Tensor) else g)]
+        return self._xla if all(t.device.type == "tpu" for t in ts) else None
+
+    def _done(self, outputs: Sequence[torch.Tensor]) -> Work:
+        return _CompletedWork(list(outputs))
 
     def _check_order(self, describe: Callable[[], str]) -> None:
         """Debug mode: every rank must call the same collective at the same position."""
@@ -168,8 +175,7 @@ class TpuDistBackend(Backend):
             finish(host_out)
         for dst, host in zip(outputs, host_out):
             _write_back(dst, host)
-        with _stats_lock:
-            _stats["collectives"] += 1
+        xla.count(xla.GLOO_ENGINE, 0)
         return _CompletedWork(list(outputs))
 
     def _reduce_opts(self, cls: type, op: Any, **fields: Any) -> tuple[Any, bool]:
@@ -204,6 +210,9 @@ class TpuDistBackend(Backend):
         gloo_call: Callable[[list[torch.Tensor], Any], Any],
     ) -> Work:
         op = opts.reduceOp if opts is not None else ReduceOp.SUM
+        if e := self._on_xla(tensors):
+            e.all_reduce(tensors, _op_name(op))
+            return self._done(tensors)
         gopts, avg = self._reduce_opts(options, op)
         return self._run(
             f"{name}[{_op_name(op)}]",
@@ -222,12 +231,18 @@ class TpuDistBackend(Backend):
         )
 
     def broadcast(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
+        if e := self._on_xla(tensors):
+            e.broadcast(tensors, opts.rootRank)
+            return self._done(tensors)
         gopts = dist.BroadcastOptions()
         gopts.rootRank, gopts.rootTensor = opts.rootRank, opts.rootTensor
 
         return self._run("broadcast", tensors, tensors, lambda _, ho: self._gloo.broadcast(ho, gopts))
 
     def reduce(self, tensors: list[torch.Tensor], opts: Any = None) -> Work:
+        if e := self._on_xla(tensors):
+            e.reduce(tensors, opts.rootRank, _op_name(opts.reduceOp))
+            return self._done(tensors)
         gopts, avg = self._reduce_opts(
             dist.ReduceOptions, opts.reduceOp, rootRank=opts.rootRank, rootTensor=opts.rootTensor
         )
@@ -250,13 +265,30 @@ class TpuDistBackend(Backend):
     def allgather(self, output_lists: list[list[torch.Tensor]], inputs: list[torch.Tensor], opts: Any = None) -> Work:
         flat_out = [t for lst in output_lists for t in lst]
         n = len(output_lists[0]) if output_lists else 0
+        if e := self._on_xla(inputs, flat_out):
+            self._xla_gather_lists(e, output_lists, inputs)
+            return self._done(flat_out)
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.allgather([ho[i * n : (i + 1) * n] for i in range(len(hi))], hi)
 
         return self._run("all_gather", inputs, flat_out, call)
 
+    @staticmethod
+    def _xla_gather_lists(
+        e: ThreadRankEngine, output_lists: list[list[torch.Tensor]], inputs: list[torch.Tensor]
+    ) -> None:
+        for outs, x in zip(output_lists, inputs):
+            g = e.gathered(x)
+            with torch.no_grad():
+                for r, o in enumerate(outs):
+                    o.copy_(g[r])
+
     def all_gather_single(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None) -> Work:
+        if e := self._on_xla(output, input):
+            e.all_gather_into([output], [input])
+            return self._done([output])
+
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo._allgather_base(ho[0], hi[0])
 
@@ -265,6 +297,10 @@ class TpuDistBackend(Backend):
     def all_gather_single_coalesced(
         self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None
     ) -> Work:
+        if e := self._on_xla(outputs, inputs):
+            e.all_gather_into(outputs, inputs)
+            return self._done(outputs)
+
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             for h, o in zip(hi, ho):
                 self._gloo._allgather_base(o, h).wait()
@@ -276,6 +312,9 @@ class TpuDistBackend(Backend):
     ) -> Work:
         flat_out = [t for lst in output_lists for t in lst]
         n = len(output_lists[0]) if output_lists else 0
+        if e := self._on_xla(inputs, flat_out):
+            self._xla_gather_lists(e, output_lists, inputs)
+            return self._done(flat_out)
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.allgather_coalesced([ho[i * n : (i + 1) * n] for i in range(len(output_lists))], hi)
@@ -284,6 +323,9 @@ class TpuDistBackend(Backend):
 
     def gather(self, output_lists: list[list[torch.Tensor]], inputs: list[torch.Tensor], opts: Any = None) -> Work:
         flat_out = [t for lst in output_lists for t in lst]
+        if e := self._on_xla(inputs, flat_out):
+            e.gather(flat_out, inputs[0], opts.rootRank)
+            return self._done(flat_out)
         gopts = dist.GatherOptions()
         gopts.rootRank = opts.rootRank
 
@@ -294,6 +336,9 @@ class TpuDistBackend(Backend):
 
     def scatter(self, outputs: list[torch.Tensor], input_lists: list[list[torch.Tensor]], opts: Any = None) -> Work:
         flat_in = [t for lst in input_lists for t in lst]
+        if e := self._on_xla(outputs, flat_in):
+            e.scatter(outputs[0], flat_in, opts.rootRank)
+            return self._done(outputs)
         gopts = dist.ScatterOptions()
         gopts.rootRank = opts.rootRank
 
@@ -310,6 +355,10 @@ class TpuDistBackend(Backend):
         gopts, avg = self._reduce_opts(dist.AllreduceOptions, op)
         flat_in = [t for lst in input_lists for t in lst]
         n = self._size
+        if e := self._on_xla(outputs, flat_in):
+            stacked = [torch.stack([t.to(o.dtype) for t in lst]) for lst, o in zip(input_lists, outputs)]
+            e.reduce_scatter_into(outputs, stacked, _op_name(op))
+            return self._done(outputs)
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             self._allreduce_each(hi, gopts)
@@ -320,6 +369,9 @@ class TpuDistBackend(Backend):
 
     def reduce_scatter_single(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None) -> Work:
         op = opts.reduceOp if opts is not None else ReduceOp.SUM
+        if e := self._on_xla(output, input):
+            e.reduce_scatter_into([output], [input], _op_name(op))
+            return self._done([output])
         gopts, avg = self._reduce_opts(dist.AllreduceOptions, op)
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
@@ -334,6 +386,9 @@ class TpuDistBackend(Backend):
         self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None
     ) -> Work:
         op = opts.reduceOp if opts is not None else ReduceOp.SUM
+        if e := self._on_xla(outputs, inputs):
+            e.reduce_scatter_into(outputs, inputs, _op_name(op))
+            return self._done(outputs)
         gopts, avg = self._reduce_opts(dist.AllreduceOptions, op)
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
@@ -346,6 +401,15 @@ class TpuDistBackend(Backend):
         )
 
     def alltoall(self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None) -> Work:
+        if e := self._on_xla(outputs, inputs):
+            flat_in = torch.cat([t.reshape(-1) for t in inputs])
+            flat_out = flat_in.new_empty(sum(o.numel() for o in outputs))
+            e.all_to_all(flat_out, flat_in, [o.numel() for o in outputs], [t.numel() for t in inputs])
+            with torch.no_grad():
+                for o, part in zip(outputs, torch.split(flat_out, [o.numel() for o in outputs])):
+                    o.copy_(part.view(o.shape))
+            return self._done(outputs)
+
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.alltoall(ho, hi)
 
@@ -359,6 +423,10 @@ class TpuDistBackend(Backend):
         input_split_sizes: list[int],
         opts: Any = None,
     ) -> Work:
+        if e := self._on_xla(output, input):
+            e.all_to_all(output, input, output_split_sizes, input_split_sizes)
+            return self._done([output])
+
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.alltoall_base(ho[0], hi[0], list(output_split_sizes), list(input_split_sizes))
 
@@ -366,12 +434,18 @@ class TpuDistBackend(Backend):
 
     def send(self, tensors: list[torch.Tensor], dst: int, tag: int) -> Work:
         # Point-to-point calls involve two ranks only: no all-rank order check.
+        if e := self._on_xla(tensors):
+            e.send(tensors, dst, tag)
+            return self._done(tensors)
         _core.cut("collective")
         hosts = [_to_host(t) for t in tensors]
         self._gloo.send(hosts, dst, tag).wait()
         return _CompletedWork(list(tensors))
 
     def recv(self, tensors: list[torch.Tensor], src: int, tag: int) -> Work:
+        if e := self._on_xla(tensors):
+            e.recv(tensors, src, tag)
+            return self._done(tensors)
         _core.cut("collective")
         hosts = [_to_host(t) for t in tensors]
         self._gloo.recv(hosts, src, tag).wait()
@@ -380,6 +454,9 @@ class TpuDistBackend(Backend):
         return _CompletedWork(list(tensors))
 
     def barrier(self, opts: Any = None) -> Work:
+        if self._xla is not None:
+            self._xla.barrier()
+            return self._done([])
         self._check_order(lambda: "barrier()")
         _core.cut("collective")
         self._gloo.barrier().wait()

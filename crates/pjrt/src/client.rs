@@ -78,6 +78,9 @@ pub(crate) struct ClientInner {
     devices: Vec<Device>,
     platform_name: String,
     platform_version: String,
+    /// The store behind the plugin's key-value callbacks: the plugin may
+    /// call them as long as the client lives.
+    _kv: Option<crate::kv_store::Shared>,
 }
 
 // SAFETY: a PJRT_Client is thread-safe per the PJRT C API contract; the other
@@ -118,6 +121,24 @@ impl Client {
     /// Creates a client with the given create options (e.g. for the CPU
     /// plugin `("cpu_device_count", NamedValue::Int64(n))`).
     pub fn new(api: &Api, options: &[(&str, NamedValue)]) -> Result<Client> {
+        Client::create(api, options, None)
+    }
+
+    /// Like [`Client::new`], with the key-value store the plugin uses to
+    /// bootstrap across processes (`kv_get/put/try_get_callback`).
+    pub fn new_with_kv_store(
+        api: &Api,
+        options: &[(&str, NamedValue)],
+        store: std::sync::Arc<dyn crate::KvStore>,
+    ) -> Result<Client> {
+        Client::create(api, options, Some(Box::new(store)))
+    }
+
+    fn create(
+        api: &Api,
+        options: &[(&str, NamedValue)],
+        kv: Option<crate::kv_store::Shared>,
+    ) -> Result<Client> {
         let raw_opts: Vec<sys::PJRT_NamedValue> =
             options.iter().map(|(n, v)| v.to_raw(n)).collect();
         let mut args = sys::PJRT_Client_Create_Args {
@@ -126,6 +147,9 @@ impl Client {
             num_options: raw_opts.len(),
             ..Default::default()
         };
+        if let Some(store) = &kv {
+            crate::kv_store::install(&mut args, store);
+        }
         // SAFETY: args initialised; options borrow `options`, alive for the call.
         unsafe { pjrt_call!(api, PJRT_Client_Create, &mut args) }?;
         let raw = args.client;
@@ -140,6 +164,7 @@ impl Client {
             devices: Vec::new(),
             platform_name: String::new(),
             platform_version: String::new(),
+            _kv: kv,
         };
         // From here on `inner`'s Drop destroys the client on error.
         inner.platform_name = platform_string(&inner, true)?;

@@ -16,6 +16,8 @@ mod client;
 mod error;
 mod event;
 mod executable;
+mod kv_store;
+mod replicated;
 pub mod testing;
 mod types;
 
@@ -25,7 +27,9 @@ pub use client::{Client, Device};
 pub use error::{Error, ErrorCode, Result};
 pub use event::{Event, EventCallback};
 pub use executable::{LoadedExecutable, DEFAULT_COMPILE_OPTIONS, PORTABLE_COMPILE_OPTIONS};
+pub use kv_store::KvStore;
 pub use pjrt_sys as sys;
+pub use replicated::replicated_compile_options;
 pub use types::{ElementType, NamedValue};
 
 #[allow(dead_code)]

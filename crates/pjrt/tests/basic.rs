@@ -204,3 +204,35 @@ fn events() {
     rx.recv().unwrap().unwrap();
     assert_eq!(bytes_f32(&out[0].to_host_vec().unwrap()), vec![3.0; 4]);
 }
+
+/// The CPU plugin ignores the key-value callbacks; the client still works and
+/// owns the store until it is dropped.
+#[test]
+fn client_with_a_kv_store_runs_and_releases_the_store() {
+    struct Nothing;
+    impl pjrt::KvStore for Nothing {
+        fn get(&self, key: &str, _: std::time::Duration) -> Result<Vec<u8>, String> {
+            Err(format!("no {key}"))
+        }
+        fn try_get(&self, _: &str) -> Result<Option<Vec<u8>>, String> {
+            Ok(None)
+        }
+        fn put(&self, _: &str, _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let store: std::sync::Arc<dyn pjrt::KvStore> = std::sync::Arc::new(Nothing);
+    let c = pjrt::Client::new_with_kv_store(
+        &api(),
+        &[("cpu_device_count", pjrt::NamedValue::Int64(2))],
+        store.clone(),
+    )
+    .unwrap();
+    assert_eq!(c.devices().len(), 2);
+    let exe = c.compile(ADD_2X3).unwrap();
+    assert_eq!(exe.num_outputs(), 1);
+    assert_eq!(std::sync::Arc::strong_count(&store), 2);
+    drop(exe);
+    drop(c);
+    assert_eq!(std::sync::Arc::strong_count(&store), 1);
+}

@@ -1,9 +1,11 @@
 //! torch-tpu runtime, in layers (each module imports only lower ones; see
 //! docs/architecture.md, "Inside the runtime"):
 //!
-//! - boundary: `abi` (the C ABI the shim calls, one `tpu_dispatch` per op), `python`.
+//! - boundary: `abi` (the C ABI the shim calls, one `tpu_dispatch` per op), `python`,
+//!   `python_kv` (a c10d Store behind the PJRT key-value callbacks).
 //! - entry: `dispatch` (one lookup in the op table: lowering rules and runtime ops).
-//! - runtime ops: `transfer` (copies, `.item()`), `dynamic` (data-dependent shapes).
+//! - runtime ops: `transfer` (copies, `.item()`), `dynamic` (data-dependent shapes),
+//!   `collective` (XLA collectives over several devices of this process).
 //! - executor: `exec` (what the mode does with an op or a program).
 //! - recording: `record` (an op into a trace), `fused` (the open trace and its
 //!   cut points), `opcache` (strict mode's per-signature programs).
@@ -11,7 +13,8 @@
 //! - programs: `program` (the one program type and the one function that
 //!   runs it), `trace` (a recorded graph, cut and run in `Trace::cut`), `checks`
 //!   (value checks raised at the next host sync), `cache`/`diskcache`
-//!   (executables by structural hash), `overlap` (memory-overlap checks).
+//!   (executables by structural hash), `overlap` (memory-overlap checks),
+//!   `collective_hlo` (the StableHLO text of one collective).
 //! - memory: `storage` (freed in `storage::free`), `host` (host memory).
 //! - foundations: `env`, `error`, `metrics`, `profile`, `platform`, `mode`,
 //!   `services` (what the C++ shim provides, registered at load).
@@ -19,6 +22,8 @@
 pub mod abi;
 pub mod cache;
 pub mod checks;
+pub mod collective;
+pub mod collective_hlo;
 pub mod diskcache;
 pub mod dispatch;
 pub mod dynamic;
@@ -36,6 +41,7 @@ pub mod platform;
 pub mod profile;
 pub mod program;
 pub mod python;
+pub mod python_kv;
 pub mod record;
 pub mod services;
 pub mod storage;

@@ -66,6 +66,27 @@ pub fn get() -> Result<&'static Platform> {
 /// before the platform starts.
 static CANDIDATES: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
 
+/// The key-value store a plugin bootstraps across processes with (CUDA, multi-host TPU),
+/// this process's node id and the node count: set before the platform starts.
+type KvSetting = (std::sync::Arc<dyn pjrt::KvStore>, i64, i64);
+static KV_STORE: Mutex<Option<KvSetting>> = Mutex::new(None);
+
+/// Creates the client, when it starts, with `store` behind the plugin's
+/// key-value callbacks and the `node_id` / `num_nodes` create options.
+pub fn set_kv_store(
+    store: std::sync::Arc<dyn pjrt::KvStore>,
+    node_id: i64,
+    num_nodes: i64,
+) -> Result<()> {
+    if is_started() {
+        return Err(Error::Platform(
+            "the PJRT key-value store must be set before the platform starts".into(),
+        ));
+    }
+    *KV_STORE.lock().unwrap_or_else(PoisonError::into_inner) = Some((store, node_id, num_nodes));
+    Ok(())
+}
+
 /// Hands the runtime the plugins the running interpreter has (Python calls this at import).
 pub fn set_candidates(found: Vec<(String, PathBuf)>) {
     *CANDIDATES.lock().unwrap_or_else(PoisonError::into_inner) = found;
@@ -134,7 +155,18 @@ fn init() -> Result<Platform> {
         let n = env::CPU_DEVICE_COUNT.get()?;
         options.push(("cpu_device_count", NamedValue::Int64(n)));
     }
-    let client = Client::new(&api, &options)?;
+    let kv = KV_STORE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let client = match kv {
+        Some((store, node_id, num_nodes)) => {
+            options.push(("node_id", NamedValue::Int64(node_id)));
+            options.push(("num_nodes", NamedValue::Int64(num_nodes)));
+            Client::new_with_kv_store(&api, &options, store)?
+        }
+        None => Client::new(&api, &options)?,
+    };
     let devices = client.addressable_devices();
     let meta = std::fs::metadata(&plugin).ok();
     let mtime = meta

@@ -303,6 +303,60 @@ fn lowered_ops() -> Vec<&'static str> {
     ops
 }
 
+/// One tensor of a collective as Python hands it over: storage data
+/// pointer, storage offset, sizes, strides, torch dtype code.
+type TensorSpec = (u64, i64, Vec<i64>, Vec<i64>, i32);
+
+/// Runs the XLA collective `kind` (`all_reduce`, `all_gather`,
+/// `reduce_scatter`, `all_to_all`, `collective_permute`) once over the
+/// devices of `inputs` (one tensor per device), writing replica `i`'s result
+/// into `outputs[i]`. `op` is the reduction (`sum`, `avg`, `product`, `min`,
+/// `max`, `band`, `bor`, `bxor`); `pairs` the permute's (source, target) replicas.
+#[pyfunction]
+#[pyo3(signature = (kind, op, inputs, outputs, pairs = Vec::new()))]
+fn xla_collective(
+    py: Python<'_>,
+    kind: &str,
+    op: &str,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    pairs: Vec<(usize, usize)>,
+) -> PyResult<()> {
+    use crate::collective::{self, Operand};
+    use crate::collective_hlo::{Collective, Reduce};
+    let reduce = || {
+        Reduce::parse(op).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{kind}: unknown reduce op {op:?} (sum, avg, product, min, max, band, bor, bxor)"
+            ))
+        })
+    };
+    let c = match kind {
+        "all_reduce" => Collective::AllReduce(reduce()?),
+        "reduce_scatter" => Collective::ReduceScatter(reduce()?),
+        "all_gather" => Collective::AllGather,
+        "all_to_all" => Collective::AllToAll,
+        "collective_permute" => Collective::Permute(pairs),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown xla collective {other:?}"
+            )))
+        }
+    };
+    let operands = |specs: Vec<TensorSpec>| {
+        specs
+            .into_iter()
+            .map(|(p, o, sz, st, d)| Operand::new(p, o, sz, st, d))
+            .collect::<Result<Vec<_>, Error>>()
+    };
+    let (ins, outs) = (
+        operands(inputs).map_err(py_err)?,
+        operands(outputs).map_err(py_err)?,
+    );
+    py.allow_threads(|| collective::run(&c, &ins, &outs))
+        .map_err(py_err)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI_VERSION", abi::ABI_VERSION)?;
@@ -346,5 +400,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_nan_check, m)?)?;
     m.add_function(wrap_pyfunction!(set_cpu_fallback, m)?)?;
     m.add_function(wrap_pyfunction!(lowered_ops, m)?)?;
+    m.add_function(wrap_pyfunction!(xla_collective, m)?)?;
+    crate::python_kv::register(m)?;
     Ok(())
 }

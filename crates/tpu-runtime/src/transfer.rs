@@ -112,7 +112,7 @@ fn upload_into(src: &TensorIn, dst: &TensorRef, device: usize) -> Result<()> {
 }
 
 /// Records `dst.copy_(v)` (converted and broadcast) for the value `source` gives.
-fn record_copy(
+pub(crate) fn record_copy(
     device: usize,
     dst: &TensorRef,
     source: impl FnOnce(&mut Trace) -> Result<tpu_graph::ValueId>,
