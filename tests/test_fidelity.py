@@ -355,3 +355,20 @@ def test_profiler_records_device_work_and_memory(monkeypatch: pytest.MonkeyPatch
     assert any(e.name == "[memory]" for e in prof.events()), "no memory events"
     summary = torch_tpu.profile_summary(prof)
     assert "tpu::execute" in summary and "tpu::compile" in summary
+
+
+@pytest.mark.parametrize("dtype", [torch.uint32, torch.uint64])
+def test_wide_unsigned_dtypes_round_trip(dtype: torch.dtype) -> None:
+    """uint32/uint64 keep their dtype and values (torch numbers them 28 and 29)."""
+    x = torch.tensor([0, 1, 7, 2**31 + 5], dtype=dtype)
+    t = x.to("tpu")
+    assert t.dtype == dtype
+    assert torch.equal(t.cpu(), x)
+    ones = torch.ones(4, dtype=dtype, device="tpu")
+    # CPU torch has no add kernel for these dtypes: the reference is computed in int64.
+    assert torch.equal((t + ones).cpu().to(torch.int64), x.to(torch.int64) + 1)
+
+
+def test_uint16_is_refused_by_name() -> None:
+    with pytest.raises((RuntimeError, NotImplementedError, TypeError)):
+        torch.ones(3, dtype=torch.uint16, device="tpu").cpu()

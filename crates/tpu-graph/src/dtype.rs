@@ -48,8 +48,9 @@ impl DType {
             9 => DType::C64,
             10 => DType::C128,
             15 => DType::BF16,
-            27 => DType::U32,
-            28 => DType::U64,
+            // c10::ScalarType: 27 is UInt16 (no tpu dtype), 28 UInt32, 29 UInt64.
+            28 => DType::U32,
+            29 => DType::U64,
             _ => return None,
         })
     }
@@ -68,8 +69,8 @@ impl DType {
             DType::C64 => 9,
             DType::C128 => 10,
             DType::BF16 => 15,
-            DType::U32 => 27,
-            DType::U64 => 28,
+            DType::U32 => 28,
+            DType::U64 => 29,
         }
     }
 
