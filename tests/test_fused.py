@@ -766,3 +766,35 @@ def test_metrics_report_lists_fused_counters() -> None:
     report = torch_tpu.metrics_report()
     for word in ("compiles", "read to host"):
         assert word in report, report
+
+
+def test_devices_have_traces_of_their_own() -> None:
+    """Ops alternating between two devices are recorded into one trace per
+    device: no cut at each switch, one program per device, values as on CPU."""
+    code = """
+import json, torch, torch_tpu
+torch_tpu.set_eager_mode("fused")
+a_cpu, b_cpu = torch.randn(5, 6), torch.randn(5, 6)
+a, b = a_cpu.to("tpu:0"), b_cpu.to("tpu:1")
+torch_tpu.sync()
+torch_tpu.reset_metrics()
+for i in range(6):
+    a = a.sin() * 1.5 + i
+    b = b.cos() + i
+m = torch_tpu.metrics()
+ra, rb = a.cpu(), b.cpu()
+ea, eb = a_cpu.clone(), b_cpu.clone()
+for i in range(6):
+    ea = ea.sin() * 1.5 + i
+    eb = eb.cos() + i
+print("RESULT " + json.dumps({
+    "cuts_before_read": sum(m["cut_reasons"].values()),
+    "executions": torch_tpu.metrics()["executions"],
+    "a": torch.allclose(ra, ea, atol=1e-5), "b": torch.allclose(rb, eb, atol=1e-5),
+    "devices": [str(a.device), str(b.device)]}))
+"""
+    out = result_line(run_python(code, env={"TORCH_TPU_CPU_DEVICE_COUNT": "2"}))
+    assert out["devices"] == ["tpu:0", "tpu:1"]
+    assert out["a"] and out["b"]
+    assert out["cuts_before_read"] == 0, out
+    assert out["executions"] == 2, out  # one program per device, run by the reads

@@ -1,6 +1,8 @@
-//! Fused mode: one open trace collects ops until a cut point — a read to
-//! host, `sync()`, a size limit, a mode switch, or a detected step boundary —
-//! and then runs as one program. Every cut is counted by reason.
+//! Fused mode: one open trace per device collects ops until a cut point — a
+//! read to host, `sync()`, a size limit, a mode switch, or a detected step
+//! boundary — and then runs as one program. Every cut is counted by reason.
+//! Devices have traces of their own so that ranks driving several devices
+//! from one process (thread ranks of `tpu_dist`) do not cut each other's.
 //!
 //! Step boundaries: `optimizer.step()` marks the end of a training step (a
 //! hook installed by `torch_tpu`), and the trace is cut there. Loops without
@@ -93,15 +95,42 @@ impl StepDetector {
 
 #[derive(Default)]
 struct State {
-    open: Option<Trace>,
-    steps: StepDetector,
+    /// By device index.
+    open: Vec<Option<Trace>>,
+    steps: Vec<StepDetector>,
     /// `mark_step` was called: steps are marked, not detected.
     marked: bool,
 }
 
-/// The open trace. Held while a fused program runs, not only while ops are
-/// recorded: a storage is pending only in the open trace or in the one being
-/// run under this lock, so a thread recording never meets a value that
+impl State {
+    fn slot(&mut self, device: usize) -> (&mut Option<Trace>, &mut StepDetector) {
+        if self.open.len() <= device {
+            self.open.resize_with(device + 1, || None);
+            self.steps.resize_with(device + 1, StepDetector::default);
+        }
+        (&mut self.open[device], &mut self.steps[device])
+    }
+
+    /// Runs every open trace (the first error is returned after all ran).
+    fn run_all(&mut self, reason: &str) -> Result<()> {
+        let mut first = Ok(());
+        for (open, steps) in self.open.iter_mut().zip(&mut self.steps) {
+            steps.restart();
+            if let Some(t) = open.take() {
+                let r = run(t, reason);
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+        }
+        first
+    }
+}
+
+/// The open traces. Held while a fused program runs, not only while ops are
+/// recorded: a storage is pending only in an open trace or in the one being
+/// run under this lock (an op reads storages of its own device only; copies
+/// across devices cut every trace first), so a thread recording never meets a value that
 /// another thread's program has yet to write back.
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
@@ -156,7 +185,7 @@ fn run(t: Trace, reason: &str) -> Result<()> {
     t.cut(reason).map(|_| ())
 }
 
-/// Records into the open trace (opening one for `device` if needed).
+/// Records into `device`'s open trace (opening one if needed).
 pub fn with_trace<R>(device: usize, f: impl FnOnce(&mut Trace) -> Result<R>) -> Result<R> {
     record(device, None, f)
 }
@@ -177,19 +206,16 @@ fn record<R>(
 ) -> Result<R> {
     let mut guard = lock_state()?;
     let state = guard.state();
-    if state.open.as_ref().is_some_and(|t| t.device != device) {
-        let t = state.open.take().expect("checked");
-        state.steps.restart();
-        run(t, "device change")?;
-    }
-    let t = state.open.get_or_insert_with(|| Trace::new(device));
+    let marked = state.marked;
+    let (open, steps) = state.slot(device);
+    let t = open.get_or_insert_with(|| Trace::new(device));
     let r = f(t)?;
-    let step_end = !state.marked && sig.is_some_and(|(s, w)| state.steps.push(s, w));
+    let step_end = !marked && sig.is_some_and(|(s, w)| steps.push(s, w));
     let full = t.ops >= max_ops();
     if step_end || full {
-        let t = state.open.take().expect("open");
+        let t = open.take().expect("open");
         if full {
-            state.steps.restart();
+            steps.restart();
         }
         run(
             t,
@@ -212,19 +238,15 @@ pub fn mark_step() -> Result<()> {
     Ok(())
 }
 
-/// Runs the open trace, if any (under the lock: see `STATE`).
+/// Runs the open traces, if any (under the lock: see `STATE`).
 pub fn cut(reason: &str) -> Result<()> {
     let mut guard = lock_state()?;
     let state = guard.state();
-    state.steps.restart();
     // An explicit sync starts over: steps are detected again until the next optimizer step.
     if reason == "sync" {
         state.marked = false;
     }
-    match state.open.take() {
-        Some(t) => run(t, reason),
-        None => Ok(()),
-    }
+    state.run_all(reason)
 }
 
 /// Cuts if the storage's value is still being computed by the open trace.
