@@ -3,13 +3,19 @@
 Where a compiled graph is captured: :func:`tpu_backend` receives Dynamo's FX
 graph; AOTAutograd splits it into functionalized forward and backward graphs
 of ATen ops (decompositions only for ops the runtime has no lowering for) and
-hands each to :func:`_compile_graph`. A compiled call replays that ATen graph
-on the device inside one fused region: the ops go through the same lowering
-rules, views and scalar handling as eager, are recorded into one pending graph
-and run as one XLA program, found in the same memory and disk caches as eager
-(keyed by its structural hash, so a second call with the same shapes compiles
-nothing). Mutated inputs are written back by AOTAutograd's epilogue, RNG ops
-draw from the tpu generator per call.
+hands each to :func:`_compile_graph` (a :class:`_Graph`). The first call with
+an input signature replays that ATen graph on the device inside one fused
+region (capture mode): the ops go through the same lowering rules, views and
+scalar handling as eager, are recorded into one pending graph and run as one
+XLA program, found in the same memory and disk caches as eager (keyed by its
+structural hash). At that cut the runtime keeps a plan (which input feeds
+each parameter, which outputs are written back into mutated inputs, what each
+output is a view of; ``crates/tpu-runtime/src/graphcache.rs``), and every
+later call with the signature is executed directly: one
+``_core.CompiledGraph.call`` feeds the inputs' buffers to the program, with no
+FX interpretation and no per-op dispatch. RNG ops draw their seeds from the
+tpu generator per call. Graphs a plan cannot represent are replayed at every
+call, with the reason in :func:`compile_stats`.
 
 ``torch.compile(model)`` with the default backend also lands here when the
 example inputs live on the tpu: Inductor's own device-"tpu" code generator is

@@ -132,8 +132,9 @@ pub struct NewStorage {
 
 /// One graph output as the replay returned it.
 pub enum Returned<'a> {
-    /// A tpu tensor, and the input it is (the same object), if any.
-    Tensor(TensorIn<'a>, Option<usize>),
+    /// Input i itself (the same object).
+    Same(usize),
+    Tensor(TensorIn<'a>),
     Other,
 }
 
@@ -163,17 +164,17 @@ pub fn plan(
     let mut new_ids: Vec<u64> = Vec::new();
     let mut outputs = Vec::with_capacity(returned.len());
     for (o, r) in returned.iter().enumerate() {
-        let (t, same) = match r {
+        let t = match r {
             Returned::Other => {
                 outputs.push(Out::Other);
                 continue;
             }
-            Returned::Tensor(t, same) => (t, same),
+            Returned::Same(i) => {
+                outputs.push(Out::Same(*i));
+                continue;
+            }
+            Returned::Tensor(t) => t,
         };
-        if let Some(i) = same {
-            outputs.push(Out::Same(*i));
-            continue;
-        }
         let TensorIn::Tpu {
             storage,
             view,

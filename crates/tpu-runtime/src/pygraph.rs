@@ -283,18 +283,16 @@ impl CompiledGraph {
         let outs = args_of(outputs)?;
         let mut returned = Vec::with_capacity(outs.len());
         for o in &outs {
-            let same = objs.iter().position(|a| a.is(o));
-            returned.push(
-                if o.is_none() || o.is_instance_of::<PyInt>() || o.is_instance_of::<PyFloat>() {
-                    Returned::Other
-                } else {
-                    match tensor(self, o)? {
-                        Ok(t) => Returned::Tensor(t, same),
-                        Err(_) if same.is_some() => Returned::Other,
-                        Err(why) => return Ok(Some(why)),
-                    }
-                },
-            );
+            returned.push(if let Some(i) = objs.iter().position(|a| a.is(o)) {
+                Returned::Same(i)
+            } else if o.is_none() || o.is_instance_of::<PyInt>() || o.is_instance_of::<PyFloat>() {
+                Returned::Other
+            } else {
+                match tensor(self, o)? {
+                    Ok(t) => Returned::Tensor(t),
+                    Err(_) => return Ok(Some("an output is not a tpu tensor or a number")),
+                }
+            });
         }
         let plan = match graphcache::plan(program, &ins, &returned) {
             Ok(p) => p,
