@@ -89,7 +89,7 @@ pub fn cut(
     } else if now.transfers_to_host != before.transfers_to_host {
         Err("the graph reads values to the host")
     } else if now.executions != before.executions {
-        Err("the graph ran as several programs (a data-dependent op)")
+        Err("the graph ran as several programs (a data-dependent op or the size limit)")
     } else if now.bytes_to_device != before.bytes_to_device {
         Err("the graph uploads host data")
     } else {

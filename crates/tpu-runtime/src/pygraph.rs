@@ -57,6 +57,9 @@ struct Entry {
     as_tuple: bool,
 }
 
+/// Plans kept per graph (one per input signature).
+const MAX_PLANS: usize = 64;
+
 /// The plans of one compiled graph, keyed by input signature.
 #[pyclass(module = "torch_tpu._core")]
 pub struct CompiledGraph {
@@ -343,10 +346,16 @@ impl CompiledGraph {
             outs: pyouts,
             as_tuple,
         };
-        self.plans
+        let mut plans = self
+            .plans
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(sig, Arc::new(entry));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Each signature has its own program anyway; a graph called with
+        // ever new shapes must not hold every plan it ever had.
+        if plans.len() >= MAX_PLANS {
+            plans.clear();
+        }
+        plans.insert(sig, Arc::new(entry));
         Ok(None)
     }
 
