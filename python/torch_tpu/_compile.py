@@ -3,13 +3,19 @@
 Where a compiled graph is captured: :func:`tpu_backend` receives Dynamo's FX
 graph; AOTAutograd splits it into functionalized forward and backward graphs
 of ATen ops (decompositions only for ops the runtime has no lowering for) and
-hands each to :func:`_compile_graph`. A compiled call replays that ATen graph
-on the device inside one fused region: the ops go through the same lowering
-rules, views and scalar handling as eager, are recorded into one pending graph
-and run as one XLA program, found in the same memory and disk caches as eager
-(keyed by its structural hash, so a second call with the same shapes compiles
-nothing). Mutated inputs are written back by AOTAutograd's epilogue, RNG ops
-draw from the tpu generator per call.
+hands each to :func:`_compile_graph` (a :class:`_Graph`). The first call with
+an input signature replays that ATen graph on the device inside one fused
+region (capture mode): the ops go through the same lowering rules, views and
+scalar handling as eager, are recorded into one pending graph and run as one
+XLA program, found in the same memory and disk caches as eager (keyed by its
+structural hash). At that cut the runtime keeps a plan (which input feeds
+each parameter, which outputs are written back into mutated inputs, what each
+output is a view of; ``crates/tpu-runtime/src/graphcache.rs``), and every
+later call with the signature is executed directly: one
+``_core.CompiledGraph.call`` feeds the inputs' buffers to the program, with no
+FX interpretation and no per-op dispatch. RNG ops draw their seeds from the
+tpu generator per call. Graphs a plan cannot represent are replayed at every
+call, with the reason in :func:`compile_stats`.
 
 ``torch.compile(model)`` with the default backend also lands here when the
 example inputs live on the tpu: Inductor's own device-"tpu" code generator is
@@ -18,8 +24,11 @@ for a different project and would fail.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,14 +42,24 @@ from torch_tpu._module import any_on_tpu
 __all__ = ["compile_stats", "reset_compile_stats", "tpu_backend"]
 
 _stats_lock = threading.Lock()
-_stats: dict[str, int] = {"graphs_compiled": 0, "forward_graphs": 0, "backward_graphs": 0, "compiled_calls": 0}
+_stats: dict[str, int] = {
+    "graphs_compiled": 0,
+    "forward_graphs": 0,
+    "backward_graphs": 0,
+    "compiled_calls": 0,
+    "direct_calls": 0,
+    "replayed_calls": 0,
+}
 
 
 def compile_stats() -> dict[str, Any]:
-    """Graphs captured by the backend and compiled calls, with Dynamo's own
-    counts: graphs traced, graph breaks (with reasons) and recompile reasons."""
+    """Graphs captured by the backend and compiled calls (``direct_calls`` fed
+    one executable, ``replayed_calls`` went op by op), per graph
+    (``graphs``: see :func:`graph_stats`), with Dynamo's own counts: graphs
+    traced, graph breaks (with reasons) and recompile reasons."""
     with _stats_lock:
         out: dict[str, Any] = dict(_stats)
+    out["graphs"] = graph_stats()
     from torch._dynamo.utils import counters
 
     out["dynamo_graphs"] = counters["stats"].get("unique_graphs", 0)
@@ -55,6 +74,8 @@ def reset_compile_stats() -> None:
     with _stats_lock:
         for k in _stats:
             _stats[k] = 0
+    for g in list(_graphs.values()):
+        g.stats = _GraphStats(g.stats.name, g.stats.kind)
 
 
 def _bump(key: str, n: int = 1) -> None:
@@ -115,6 +136,136 @@ def _canonicalize(gm: fx.GraphModule) -> None:
         gm.recompile()
 
 
+class _GraphStats:
+    """What one compiled graph did: its plans (one per input signature, each
+    one program), calls run directly and calls replayed op by op, with why."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.programs_compiled = 0
+        self.direct_calls = 0
+        self.replayed_calls = 0
+        self.fallback_reasons: dict[str, int] = {}
+
+    def as_dict(self, plans: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "plans": plans,
+            "programs_compiled": self.programs_compiled,
+            "direct_calls": self.direct_calls,
+            "replayed_calls": self.replayed_calls,
+            "fallback_reasons": dict(self.fallback_reasons),
+        }
+
+
+# Live compiled graphs (weakly: a graph goes with its compiled function).
+_graphs: weakref.WeakValueDictionary[int, _Graph] = weakref.WeakValueDictionary()
+_next_graph = itertools.count()
+_DTYPES = [(d, str(d).removeprefix("torch.")) for d in vars(torch).values() if isinstance(d, torch.dtype)]
+
+
+def _constants(gm: fx.GraphModule) -> list[torch.Tensor]:
+    """The graph's tensor constants (``get_attr``), fed to the plan as inputs
+    after the graph's own so that a program reading them finds them."""
+    out = []
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value = operator.attrgetter(node.target)(gm)
+            if isinstance(value, torch.Tensor) and value.device.type == "tpu":
+                out.append(value)
+    return out
+
+
+def _explicit_generator(gm: fx.GraphModule) -> bool:
+    """A random op given a generator: plans draw seeds from the default one."""
+    return any(isinstance(v, torch.Generator) for n in gm.graph.nodes for v in n.kwargs.values())
+
+
+class _Graph:
+    """One captured ATen graph and how its calls run.
+
+    The first call with an input signature replays the graph op by op in
+    capture mode and keeps a plan at the cut (``_core.CompiledGraph.capture``,
+    ``crates/tpu-runtime/src/graphcache.rs``); later calls with that signature
+    are one ``_core.CompiledGraph.call``: the program runs on the inputs'
+    buffers, mutated inputs are written, outputs are made over the results.
+    """
+
+    def __init__(self, gm: fx.GraphModule, kind: str) -> None:
+        self.id = next(_next_graph)
+        self.run = gm.forward
+        self.stats = _GraphStats(f"{kind}_{self.id}", kind)
+        self.core = _core.CompiledGraph(self.stats.name, _DTYPES)
+        self.constants = _constants(gm)
+        # Why no call of this graph can be planned, if so.
+        self.never: str | None = "a random op with an explicit generator" if _explicit_generator(gm) else None
+        _graphs[self.id] = self
+
+    def _fallback(self, why: str) -> None:
+        self.stats.fallback_reasons[why] = self.stats.fallback_reasons.get(why, 0) + 1
+
+    def __call__(self, *args: Any) -> Any:
+        _bump("compiled_calls")
+        previous = _core.get_eager_mode()
+        if previous == "capture":  # called from inside another graph's replay
+            with torch.no_grad():
+                return self.run(*args)
+        inputs = (*args, *self.constants) if self.constants else args
+        key: int | None = None
+        if self.never is not None:
+            self._fallback(self.never)
+        elif previous == "debug":
+            self._fallback("debug mode runs every op")
+        else:
+            grad = torch.is_grad_enabled()
+            torch._C._set_grad_enabled(False)
+            try:
+                hit, res = self.core.call(inputs)  # cuts pending eager work first
+            finally:
+                torch._C._set_grad_enabled(grad)
+            if hit:
+                self.stats.direct_calls += 1
+                _bump("direct_calls")
+                return res
+            if isinstance(res, int):
+                key = res
+            else:
+                self._fallback(res)
+        return self._replay(previous, args, inputs, key)
+
+    def _replay(self, previous: str, args: Sequence[Any], inputs: Sequence[Any], key: int | None) -> Any:
+        """The graph's ops through the runtime (the same lowering rules, views
+        and scalars as eager), recorded in capture mode (fused, with no step or
+        size cuts inside the graph) and cut into one program after (without
+        waiting); with a signature ``key``, a plan is kept at the cut."""
+        self.stats.replayed_calls += 1
+        _bump("replayed_calls")
+        if previous == "fused":
+            _core.cut("compiled graph")
+        compiles = _core.metrics()["compiles"]
+        before = _core.graph_snapshot()
+        _core.set_eager_mode("capture")
+        try:
+            with torch.no_grad():
+                out = self.run(*args)
+            why = self.core.capture(before, key, inputs, out)
+            if why is not None:
+                self._fallback(why)
+        finally:
+            _core.cut("compiled graph")  # after a failed replay: what it recorded
+            _core.set_eager_mode(previous)
+        self.stats.programs_compiled += _core.metrics()["compiles"] - compiles
+        return out
+
+
+def graph_stats() -> list[dict[str, Any]]:
+    """Per live compiled graph: plans, programs compiled, direct and replayed
+    calls, and why calls were replayed."""
+    return [g.stats.as_dict(g.core.plan_count()) for _, g in sorted(_graphs.items())]
+
+
 def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Callable[..., Any]]:
     def compile_one(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
         _canonicalize(gm)
@@ -127,27 +278,12 @@ def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Calla
             )
         _bump("graphs_compiled")
         _bump(f"{kind}_graphs")
-        run = gm.forward
+        graph = _Graph(gm, kind)
 
         def compiled(*args: Any) -> Any:
-            _bump("compiled_calls")
-            # The graph is its own program: what eager recorded before it is
-            # cut, its ops are recorded in capture mode (fused, with no step
-            # or size cuts inside the graph), and it is cut after (without waiting).
-            previous = _core.get_eager_mode()
-            if previous == "capture":  # called from inside another graph's replay
-                with torch.no_grad():
-                    return run(*args)
-            if previous == "fused":
-                _core.cut("compiled graph")
-            _core.set_eager_mode("capture")
-            try:
-                with torch.no_grad():
-                    return run(*args)
-            finally:
-                _core.cut("compiled graph")
-                _core.set_eager_mode(previous)
+            return graph(*args)
 
+        compiled._tpu_graph = graph  # type: ignore[attr-defined]
         return compiled
 
     return compile_one

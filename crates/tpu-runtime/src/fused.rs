@@ -249,6 +249,22 @@ pub fn cut(reason: &str) -> Result<()> {
     state.run_all(reason)
 }
 
+/// Runs the open trace like [`cut`] and returns its program (None when
+/// nothing was recorded): a compiled graph's first call keeps it
+/// (`graphcache.rs`).
+pub fn cut_planned(reason: &str) -> Result<Option<crate::program::Program>> {
+    let mut guard = lock_state()?;
+    let state = guard.state();
+    state.steps.restart();
+    match state.open.take() {
+        Some(t) if !t.is_empty() => {
+            metrics::count_cut(reason);
+            Ok(t.cut_planned(reason)?.1)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Cuts if the storage's value is still being computed by the open trace.
 pub fn ensure_computed(s: &Arc<Storage>, reason: &str) -> Result<()> {
     if matches!(s.value(), Value::Pending(_)) {

@@ -2,13 +2,15 @@
 //! docs/architecture.md, "Inside the runtime"):
 //!
 //! - boundary: `abi` (the C ABI the shim calls, one `tpu_dispatch` per op), `python`,
-//!   `python_kv` (a c10d Store behind the PJRT key-value callbacks).
+//!   `python_kv` (a c10d Store behind the PJRT key-value callbacks), `pygraph`
+//!   (`_core.CompiledGraph`: a compiled graph's direct calls).
 //! - entry: `dispatch` (one lookup in the op table: lowering rules and runtime ops).
 //! - runtime ops: `transfer` (copies, `.item()`), `dynamic` (data-dependent shapes),
 //!   `collective` (XLA collectives over several devices of this process).
 //! - executor: `exec` (what the mode does with an op or a program).
 //! - recording: `record` (an op into a trace), `fused` (the open trace and its
-//!   cut points), `opcache` (strict mode's per-signature programs).
+//!   cut points), `opcache` (per-signature programs: strict mode's ops),
+//!   `graphcache` (compiled graphs run directly on their inputs' buffers).
 //! - op types: `op` (arguments, results, outcomes).
 //! - programs: `program` (the one program type and the one function that
 //!   runs it), `trace` (a recorded graph, cut and run in `Trace::cut`), `checks`
@@ -31,6 +33,7 @@ pub mod env;
 pub mod error;
 pub mod exec;
 pub mod fused;
+pub mod graphcache;
 pub mod host;
 pub mod metrics;
 pub mod mode;
@@ -40,6 +43,7 @@ pub mod overlap;
 pub mod platform;
 pub mod profile;
 pub mod program;
+pub mod pygraph;
 pub mod python;
 pub mod python_kv;
 pub mod record;

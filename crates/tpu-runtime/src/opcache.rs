@@ -5,12 +5,16 @@
 //! kinds and values, tensor views, dtypes, storage states and which
 //! arguments share a storage). Later calls with that signature feed the same
 //! executable directly, skipping lowering, hashing and cache lookups.
+//!
+//! [`Plan`] (a program with its parameters and outputs by argument position)
+//! is also what a compiled graph replays (`graphcache.rs`): there the
+//! "arguments" are the graph's inputs.
 
 use crate::error::Result;
 use crate::op::{ArgIn, CallArg, Ret, TensorIn};
 use crate::program::{self, Program, Source};
 use crate::storage::{self, Storage, Value};
-use crate::{host, metrics};
+use crate::{host, metrics, services};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use tpu_graph::DType;
@@ -18,16 +22,20 @@ use tpu_lower::registry::HostValue;
 use tpu_lower::{Arg, ScalarArg};
 
 /// Where a replayed parameter comes from.
-enum Feed {
+pub enum Feed {
     /// The buffer of the storage of argument (index, list index).
     Arg(usize, Option<usize>),
     Host(HostValue, DType),
+    /// A seed drawn from the device's default generator at every run, before
+    /// the `DefaultSeed` parameters, as the shim draws a recorded op's
+    /// `Generator?` seeds before the cut draws the default ones.
+    Seed,
 }
 
 /// Where a replayed output goes.
-enum Sink {
+pub enum Sink {
     Arg(usize, Option<usize>, DType),
-    /// The k-th new tensor.
+    /// The k-th new storage.
     New(usize, DType),
 }
 
@@ -40,15 +48,21 @@ enum RetTemplate {
     },
 }
 
-/// A call's program with its parameters and outputs by argument position.
+/// A program with its parameters and outputs by argument position: what a
+/// strict-mode op and a compiled graph (`graphcache.rs`) replay.
 pub struct Plan {
-    program: Program,
+    pub program: Program,
     feeds: Vec<Feed>,
     sinks: Vec<Sink>,
+}
+
+/// A strict-mode op's plan with the templates of its results.
+pub struct OpPlan {
+    plan: Plan,
     rets: Vec<RetTemplate>,
 }
 
-static PLANS: Mutex<Option<rustc_hash::FxHashMap<u64, Arc<Plan>>>> = Mutex::new(None);
+static PLANS: Mutex<Option<rustc_hash::FxHashMap<u64, Arc<OpPlan>>>> = Mutex::new(None);
 
 /// Tensors of the call in order, with their (argument, list) positions.
 fn tensors<'a>(
@@ -149,7 +163,7 @@ fn hash_tensor(t: &TensorIn, ids: &mut Vec<u64>, h: &mut impl Hasher) -> Option<
     Some(())
 }
 
-pub fn lookup(sig: u64) -> Option<Arc<Plan>> {
+pub fn lookup(sig: u64) -> Option<Arc<OpPlan>> {
     PLANS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -158,27 +172,148 @@ pub fn lookup(sig: u64) -> Option<Arc<Plan>> {
         .cloned()
 }
 
+/// The storage of argument `i` (element `k` of a list), when it is a tpu tensor.
+fn storage_at(args: &[CallArg], i: usize, k: Option<usize>) -> Option<Arc<Storage>> {
+    let t = match (&args.get(i)?.arg, k) {
+        (ArgIn::Tensor(t), None) => t,
+        (ArgIn::Tensors(ts), Some(k)) => ts.get(k)?.as_ref()?,
+        _ => return None,
+    };
+    match t {
+        TensorIn::Tpu { storage, .. } => Some(storage.clone()),
+        TensorIn::Host { .. } => None,
+    }
+}
+
+impl Plan {
+    /// Maps a cut program onto the call's arguments: each parameter reads an
+    /// argument's storage, a host number or a fresh seed; each output goes to
+    /// an argument's storage or to the k-th of `new_ids`. The error says what
+    /// has no such place (the caller then records every call instead).
+    pub fn build(
+        program: Program,
+        args: &[CallArg],
+        new_ids: &[u64],
+    ) -> std::result::Result<Plan, &'static str> {
+        if !program.replayable {
+            return Err("the graph reads values to the host");
+        }
+        let pos_of = |id: u64| {
+            tensors(args).find_map(|(p, t)| {
+                matches!(t, TensorIn::Tpu { storage, .. } if storage.id == id).then_some(p)
+            })
+        };
+        let mut feeds = Vec::with_capacity(program.inputs.len());
+        for p in &program.inputs {
+            feeds.push(match p {
+                Source::Storage(id) => match pos_of(*id) {
+                    Some((i, k)) => Feed::Arg(i, k),
+                    None => return Err("a parameter is neither an input nor a constant"),
+                },
+                Source::Host(HostValue::Seed(_), _) => Feed::Seed,
+                Source::Host(hv, d) => Feed::Host(*hv, *d),
+                Source::Other => return Err("an uploaded host tensor feeds the graph"),
+            });
+        }
+        let mut sinks = Vec::with_capacity(program.outputs.len());
+        for &(id, dtype) in &program.outputs {
+            sinks.push(match new_ids.iter().position(|&n| n == id) {
+                Some(k) => Sink::New(k, dtype),
+                None => match pos_of(id) {
+                    Some((i, k)) => Sink::Arg(i, k, dtype),
+                    None => {
+                        return Err(
+                            "the graph writes a storage that is neither an input nor an output",
+                        )
+                    }
+                },
+            });
+        }
+        Ok(Plan {
+            program,
+            feeds,
+            sinks,
+        })
+    }
+
+    /// One buffer per parameter for a run on `args`; None when the plan does
+    /// not apply now (an input has no device value, a donated buffer is
+    /// shared), and the caller takes the slow path.
+    pub fn feed(&self, args: &[CallArg]) -> Option<Result<Vec<Arc<pjrt::Buffer>>>> {
+        let device = self.program.device;
+        let mut bufs: Vec<Option<Arc<pjrt::Buffer>>> = Vec::with_capacity(self.feeds.len());
+        for f in &self.feeds {
+            bufs.push(match f {
+                Feed::Arg(i, k) => match storage_at(args, *i, *k)?.value() {
+                    Value::Device(b, _) => Some(b),
+                    _ => return None,
+                },
+                _ => None,
+            });
+        }
+        // A donated buffer must be held only by its storage and by us
+        // (checked before any seed is drawn: a call that falls back to the
+        // slow path draws its own).
+        let unpacked = &self.program.unpacked;
+        let shared = |a: &usize| {
+            let p = unpacked[*a];
+            bufs[p].as_ref().is_some_and(|b| Arc::strong_count(b) > 2)
+        };
+        if self.program.donated.iter().any(shared) {
+            return None;
+        }
+        // Seeds in the order a recording draws them: `Generator?` seeds, then the default ones.
+        for seeds_pass in [true, false] {
+            for (f, b) in self.feeds.iter().zip(bufs.iter_mut()) {
+                let hv = match f {
+                    Feed::Seed if seeds_pass => HostValue::Seed(services::draw_seed(device)),
+                    Feed::Host(hv @ HostValue::DefaultSeed, _) if !seeds_pass => *hv,
+                    _ => continue,
+                };
+                match host::host_value_buffer(&hv, DType::U64, device) {
+                    Ok(buf) => *b = Some(buf),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        }
+        // Host scalars: packed into one argument per dtype, or one of their own.
+        Some(
+            self.program
+                .arguments(|i| match (&bufs[i], &self.feeds[i]) {
+                    (Some(b), _) => Ok(b.clone()),
+                    (None, Feed::Host(hv, d)) => host::host_value_buffer(hv, *d, device),
+                    (None, _) => crate::invalid!("internal: parameter {i} of a plan has no buffer"),
+                }),
+        )
+    }
+
+    /// Runs the program on `bufs` (from [`Plan::feed`]) and gives each
+    /// output to its argument's storage or to `news[k]`; nothing waits.
+    pub fn run(
+        &self,
+        args: &[CallArg],
+        bufs: Vec<Arc<pjrt::Buffer>>,
+        news: &[Arc<Storage>],
+        label: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let refs: Vec<&pjrt::Buffer> = bufs.iter().map(|b| b.as_ref()).collect();
+        let results = program::run(&self.program, &refs, label)?;
+        drop(refs);
+        // Donated buffers are consumed: the run holds the only other reference.
+        drop(bufs);
+        for (sink, buf) in self.sinks.iter().zip(results.storages) {
+            let (s, dtype) = match sink {
+                Sink::Arg(i, k, d) => (storage_at(args, *i, *k).expect("planned tpu argument"), *d),
+                Sink::New(k, d) => (news[*k].clone(), *d),
+            };
+            s.set(Value::Device(buf, dtype));
+        }
+        Ok(())
+    }
+}
+
 /// Keeps the plan of a first call, when every input and output maps to an argument.
 pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], program: Program) {
-    if !program.replayable {
-        return;
-    }
-    let pos_of = |id: u64| {
-        tensors(args).find_map(|(p, t)| {
-            matches!(t, TensorIn::Tpu { storage, .. } if storage.id == id).then_some(p)
-        })
-    };
-    let mut feeds = Vec::with_capacity(program.inputs.len());
-    for p in &program.inputs {
-        feeds.push(match p {
-            Source::Storage(id) => match pos_of(*id) {
-                Some((i, k)) => Feed::Arg(i, k),
-                None => return,
-            },
-            Source::Host(hv @ HostValue::Scalar(_), d) => Feed::Host(*hv, *d),
-            _ => return,
-        });
-    }
     let new_ids: Vec<u64> = rets
         .iter()
         .filter_map(|r| {
@@ -189,16 +324,6 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], program: Program) {
             }
         })
         .collect();
-    let mut sinks = Vec::with_capacity(program.outputs.len());
-    for &(id, dtype) in &program.outputs {
-        sinks.push(match new_ids.iter().position(|&n| n == id) {
-            Some(k) => Sink::New(k, dtype),
-            None => match pos_of(id) {
-                Some((i, k)) => Sink::Arg(i, k, dtype),
-                None => return,
-            },
-        });
-    }
     let rets = rets
         .iter()
         .map(|r| match r {
@@ -216,11 +341,8 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], program: Program) {
         })
         .collect::<Option<Vec<_>>>();
     let Some(rets) = rets else { return };
-    let plan = Plan {
-        program,
-        feeds,
-        sinks,
-        rets,
+    let Ok(plan) = Plan::build(program, args, &new_ids) else {
+        return;
     };
     let mut plans = PLANS
         .lock()
@@ -229,69 +351,22 @@ pub fn remember(sig: u64, args: &[CallArg], rets: &[Ret], program: Program) {
     if plans.len() > 16384 {
         plans.clear();
     }
-    plans.insert(sig, Arc::new(plan));
-}
-
-fn storage_at(args: &[CallArg], i: usize, k: Option<usize>) -> Option<Arc<Storage>> {
-    let t = match (&args.get(i)?.arg, k) {
-        (ArgIn::Tensor(t), None) => t,
-        (ArgIn::Tensors(ts), Some(k)) => ts.get(k)?.as_ref()?,
-        _ => return None,
-    };
-    match t {
-        TensorIn::Tpu { storage, .. } => Some(storage.clone()),
-        TensorIn::Host { .. } => None,
-    }
+    plans.insert(sig, Arc::new(OpPlan { plan, rets }));
 }
 
 /// Runs a call through its plan; None when the plan does not apply now (a
 /// donated buffer is shared), in which case the caller takes the slow path.
-pub fn replay(plan: &Plan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
-    let feed = |i: usize| -> Result<Option<Arc<pjrt::Buffer>>> {
-        Ok(match &plan.feeds[i] {
-            Feed::Arg(a, k) => match storage_at(args, *a, *k).map(|s| s.value()) {
-                Some(Value::Device(b, _)) => Some(b),
-                _ => None,
-            },
-            Feed::Host(hv, d) => Some(host::host_value_buffer(hv, *d, plan.program.device)?),
-        })
-    };
-    // A tensor argument without a device buffer now: the caller takes the slow path.
-    let mut missing = false;
-    let bufs = plan.program.arguments(|i| match feed(i)? {
-        Some(b) => Ok(b),
-        None => {
-            missing = true;
-            crate::invalid!("argument {i} has no device buffer")
-        }
-    });
-    let bufs = match bufs {
+pub fn replay(op: &OpPlan, args: &[CallArg]) -> Option<Result<Vec<Ret>>> {
+    let bufs = match op.plan.feed(args)? {
         Ok(b) => b,
-        Err(_) if missing => return None,
         Err(e) => return Some(Err(e)),
     };
-    // A donated buffer must be held only by its storage and by us.
-    if plan
-        .program
-        .donated
-        .iter()
-        .any(|&p| Arc::strong_count(&bufs[p]) > 2)
-    {
-        return None;
-    }
-    Some(run(plan, args, bufs))
+    Some(run(op, args, bufs))
 }
 
-fn run(plan: &Plan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Vec<Ret>> {
-    let refs: Vec<&pjrt::Buffer> = bufs.iter().map(|b| b.as_ref()).collect();
-    let results = program::run(&plan.program, &refs, || {
-        format!("{} (op cache)", plan.program.site)
-    })?;
-    drop(refs);
-    drop(bufs);
-    metrics::add(&metrics::COUNTERS.cache_hits_memory, 1);
-    let device = plan.program.device;
-    let news: Vec<Arc<Storage>> = plan
+fn run(op: &OpPlan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Vec<Ret>> {
+    let device = op.plan.program.device;
+    let news: Vec<Arc<Storage>> = op
         .rets
         .iter()
         .filter_map(|r| match r {
@@ -299,15 +374,12 @@ fn run(plan: &Plan, args: &[CallArg], bufs: Vec<Arc<pjrt::Buffer>>) -> Result<Ve
             RetTemplate::Arg(_) => None,
         })
         .collect::<Result<_>>()?;
-    for (sink, buf) in plan.sinks.iter().zip(results.storages) {
-        let (s, dtype) = match sink {
-            Sink::Arg(i, k, d) => (storage_at(args, *i, *k).expect("planned tpu argument"), *d),
-            Sink::New(k, d) => (news[*k].clone(), *d),
-        };
-        s.set(Value::Device(buf, dtype));
-    }
+    op.plan.run(args, bufs, &news, || {
+        format!("{} (op cache)", op.plan.program.site)
+    })?;
+    metrics::add(&metrics::COUNTERS.cache_hits_memory, 1);
     let mut news = news.into_iter();
-    Ok(plan
+    Ok(op
         .rets
         .iter()
         .map(|r| match r {

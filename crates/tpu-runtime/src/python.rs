@@ -402,5 +402,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lowered_ops, m)?)?;
     m.add_function(wrap_pyfunction!(xla_collective, m)?)?;
     crate::python_kv::register(m)?;
+    crate::pygraph::register(m)?;
     Ok(())
 }
