@@ -249,19 +249,41 @@ pub fn cut(reason: &str) -> Result<()> {
     state.run_all(reason)
 }
 
-/// Runs the open trace like [`cut`] and returns its program (None when
-/// nothing was recorded): a compiled graph's first call keeps it
-/// (`graphcache.rs`).
-pub fn cut_planned(reason: &str) -> Result<Option<crate::program::Program>> {
+/// Runs the open traces like [`cut`] and returns the program of the one that
+/// had work (None when nothing was recorded): a compiled graph's first call
+/// keeps it (`graphcache.rs`). Work on several devices gives no program.
+pub fn cut_planned(
+    reason: &str,
+) -> Result<std::result::Result<Option<crate::program::Program>, &'static str>> {
     let mut guard = lock_state()?;
     let state = guard.state();
-    state.steps.restart();
-    match state.open.take() {
-        Some(t) if !t.is_empty() => {
+    let busy = state
+        .open
+        .iter()
+        .flatten()
+        .filter(|t| !t.is_empty())
+        .count();
+    if busy > 1 {
+        state.run_all(reason)?;
+        return Ok(Err("the graph ran on several devices"));
+    }
+    for steps in &mut state.steps {
+        steps.restart();
+    }
+    match state
+        .open
+        .iter_mut()
+        .find_map(|t| t.take().filter(|t| !t.is_empty()))
+    {
+        Some(t) => {
             metrics::count_cut(reason);
-            Ok(t.cut_planned(reason)?.1)
+            // Empty traces of other devices are simply dropped.
+            for t in &mut state.open {
+                t.take();
+            }
+            Ok(Ok(t.cut_planned(reason)?.1))
         }
-        _ => Ok(None),
+        None => Ok(Ok(None)),
     }
 }
 

@@ -83,7 +83,10 @@ pub fn cut(
     reason: &str,
 ) -> Result<std::result::Result<Option<Program>, &'static str>> {
     let now = snapshot();
-    let program = fused::cut_planned(reason)?;
+    let program = match fused::cut_planned(reason)? {
+        Ok(p) => p,
+        Err(why) => return Ok(Err(why)),
+    };
     Ok(if now.cpu_fallbacks != before.cpu_fallbacks {
         Err("an op fell back to the CPU")
     } else if now.transfers_to_host != before.transfers_to_host {
