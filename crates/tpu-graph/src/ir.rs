@@ -355,6 +355,14 @@ pub struct Node {
     pub outputs: Vec<ValueId>,
 }
 
+/// Rank-0 parameters of one dtype that reach the executable as one argument,
+/// in this order (see `pack.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ParamPack {
+    pub dtype: DType,
+    pub params: Vec<usize>,
+}
+
 /// A function: parameters, nodes in topological order, outputs.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
@@ -369,7 +377,7 @@ pub struct Graph {
     pub aliases: Vec<(usize, usize)>,
     /// Rank-0 parameters that reach the executable packed, one argument per
     /// dtype (`pack.rs`); empty: every parameter is its own argument.
-    pub packs: Vec<crate::pack::ParamPack>,
+    pub packs: Vec<ParamPack>,
     /// Pure nodes by content, so [`Graph::push`] can hand back an equal one (`cse.rs`).
     pub(crate) cse: CseIndex,
 }

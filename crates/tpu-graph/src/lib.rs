@@ -25,7 +25,7 @@ pub mod views;
 
 pub use dtype::{Category, DType};
 pub use ir::*;
-pub use pack::{ArgSlot, ParamPack};
+pub use pack::ArgSlot;
 pub use views::View;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

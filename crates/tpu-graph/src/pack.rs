@@ -10,16 +10,8 @@
 //! their numbers; only the executable's argument list changes: the unpacked
 //! parameters in order, then one argument per pack.
 
-use crate::ir::{Graph, ValueType};
-use crate::DType;
+use crate::ir::{Graph, ParamPack, ValueType};
 use std::fmt::Write as _;
-
-/// Rank-0 parameters of one dtype that arrive as one argument, in this order.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ParamPack {
-    pub dtype: DType,
-    pub params: Vec<usize>,
-}
 
 /// Where a graph parameter's value comes from in the executable's arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
