@@ -270,17 +270,16 @@ pub fn cut_planned(
     for steps in &mut state.steps {
         steps.restart();
     }
-    match state
-        .open
-        .iter_mut()
-        .find_map(|t| t.take().filter(|t| !t.is_empty()))
-    {
+    // At most one trace has work; the empty ones are dropped.
+    let mut planned = None;
+    for t in state.open.iter_mut().filter_map(Option::take) {
+        if !t.is_empty() {
+            planned = Some(t);
+        }
+    }
+    match planned {
         Some(t) => {
             metrics::count_cut(reason);
-            // Empty traces of other devices are simply dropped.
-            for t in &mut state.open {
-                t.take();
-            }
             Ok(Ok(t.cut_planned(reason)?.1))
         }
         None => Ok(Ok(None)),
