@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from torch_tpu import _compile, _core, _module, _plugins, _safetensors
+from torch_tpu import _compile, _composites, _core, _module, _plugins, _safetensors
 from torch_tpu import device as _device_module
 from torch_tpu._metrics import format_profile, format_report
 
@@ -67,6 +67,7 @@ def _register_backend() -> None:
 _register_backend()
 _module.install()
 _compile.install()
+_composites.install()
 _safetensors.install()
 
 from torch_tpu import distributed as _distributed  # noqa: E402 (needs the backend named)

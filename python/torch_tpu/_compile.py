@@ -37,6 +37,7 @@ import torch
 from torch import fx
 
 from torch_tpu import _core
+from torch_tpu._buckets import Bucketing, plan_buckets
 from torch_tpu._module import any_on_tpu
 
 __all__ = ["compile_stats", "reset_compile_stats", "tpu_backend"]
@@ -147,9 +148,11 @@ class _GraphStats:
         self.direct_calls = 0
         self.replayed_calls = 0
         self.fallback_reasons: dict[str, int] = {}
+        self.bucketing: dict[str, Any] = {}
 
     def as_dict(self, plans: int) -> dict[str, Any]:
         return {
+            "bucketing": dict(self.bucketing),
             "name": self.name,
             "kind": self.kind,
             "plans": plans,
@@ -197,6 +200,11 @@ class _Graph:
         self.id = next(_next_graph)
         self.run = gm.forward
         self.stats = _GraphStats(f"{kind}_{self.id}", kind)
+        self.buckets: Bucketing | None = None
+        if os.environ.get("TORCH_TPU_SHAPE_BUCKETS", "1") not in ("0", "false", "no", "off"):
+            self.buckets, exact = plan_buckets(gm)
+            bucketed = [str(s) for s in self.buckets.symbols] if self.buckets else []
+            self.stats.bucketing = {"bucketed": bucketed, "exact": exact, "padded_inputs": 0}
         self.core = _core.CompiledGraph(self.stats.name, _DTYPES)
         self.constants = _constants(gm)
         # Why no call of this graph can be planned, if so.
@@ -212,6 +220,15 @@ class _Graph:
         if previous == "capture":  # called from inside another graph's replay
             with torch.no_grad():
                 return self.run(*args)
+        padded = self.buckets.pad(args) if self.buckets is not None and previous != "debug" else None
+        if padded is None:
+            return self._call(previous, args)
+        out = self._call(previous, padded[0])
+        self.stats.bucketing["padded_inputs"] = self.buckets.padded_inputs  # type: ignore[union-attr]
+        return self.buckets.narrow(out, args, padded[1])  # type: ignore[union-attr]
+
+    def _call(self, previous: str, args: Sequence[Any]) -> Any:
+        """One call at exactly these arguments' shapes."""
         inputs = (*args, *self.constants) if self.constants else args
         key: int | None = None
         if self.never is not None:

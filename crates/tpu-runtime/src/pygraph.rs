@@ -84,6 +84,13 @@ fn inputs<'py>(
             ArgIn::Value(Arg::Int(a.extract()?))
         } else if a.is_instance_of::<PyFloat>() {
             ArgIn::Value(Arg::Float(a.extract()?))
+        } else if matches!(
+            a.call_method0("numel").and_then(|n| n.extract::<i64>()),
+            Ok(0)
+        ) {
+            // No storage (data pointer 0), and no data for the program to read:
+            // Dynamo keys its sizes, so the signature need not.
+            ArgIn::Value(Arg::None)
         } else {
             match tensor(g, a)? {
                 Ok(t) => ArgIn::Tensor(t),

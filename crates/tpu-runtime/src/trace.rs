@@ -236,6 +236,11 @@ impl Trace {
                 let len = (s.nbytes / want.size()) as i64;
                 Ok(self.g.constant(tpu_graph::ConstVal::Int(0), want, &[len]))
             }
+            // No elements to read: a constant, so that a program never takes an
+            // empty buffer (which has no address for a compiled graph to find).
+            Value::Device(_, dtype) if s.nbytes == 0 => {
+                Ok(self.g.constant(tpu_graph::ConstVal::Int(0), dtype, &[0]))
+            }
             Value::Device(buf, dtype) => {
                 let len = (s.nbytes / dtype.size()) as i64;
                 let v = self.param(ValueType::new(dtype, &[len]), Input::Buffer(buf));

@@ -54,12 +54,16 @@ fn copy_from(args: &[CallArg]) -> Result<Outcome> {
                 ..
             },
         ) => {
-            let buf = materialize(src, *dtype)?;
-            let mut bytes = vec![0u8; sizes.iter().product::<i64>() as usize * dtype.size()];
-            metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
-            metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
-            let _range = crate::profile::scope(|| format!("tpu::to_host {} B", bytes.len()));
-            buf.to_host(&mut bytes)?;
+            let bytes = match read_view_from_whole_storage(src, *dtype)? {
+                Some(bytes) => bytes,
+                None => {
+                    let buf = materialize(src, *dtype)?;
+                    let mut bytes =
+                        vec![0u8; sizes.iter().product::<i64>() as usize * dtype.size()];
+                    to_host(&buf, &mut bytes)?;
+                    bytes
+                }
+            };
             span.write_strided(&bytes, sizes, strides, dtype.size());
         }
         (TensorIn::Tpu { device: from, .. }, TensorIn::Tpu { device, .. }) => {
@@ -109,6 +113,55 @@ fn upload_into(src: &TensorIn, dst: &TensorRef, device: usize) -> Result<()> {
     record_copy(device, dst, |t| {
         Ok(t.param(ValueType::new(*dtype, sizes), Input::Buffer(buf)))
     })
+}
+
+fn to_host(buf: &Buffer, bytes: &mut [u8]) -> Result<()> {
+    metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
+    metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
+    let _range = crate::profile::scope(|| format!("tpu::to_host {} B", bytes.len()));
+    buf.to_host(bytes)?;
+    Ok(())
+}
+
+/// A view read by copying its whole storage and picking its elements on the
+/// host, when the storage is at most a few times the view: a program per view
+/// shape would compile once per size (a compiled graph's outputs narrowed
+/// from their shape bucket are such views, as are slices of a batch).
+fn read_view_from_whole_storage(x: &TensorIn, dtype: DType) -> Result<Option<Vec<u8>>> {
+    const SMALL_STORAGE: usize = 1 << 20;
+    let TensorIn::Tpu {
+        storage,
+        view,
+        dtype: src_dtype,
+        bits,
+        ..
+    } = x
+    else {
+        return Ok(None);
+    };
+    let item = dtype.size();
+    let view_bytes = view.numel() as usize * item;
+    if !bits.is_none() || *src_dtype != dtype || storage.nbytes > SMALL_STORAGE.max(4 * view_bytes)
+    {
+        return Ok(None);
+    }
+    fused::ensure_computed(storage, "read to host")?;
+    let Value::Device(buf, d) = storage.value() else {
+        return Ok(None);
+    };
+    if d != dtype || view.extent() as usize * item > storage.nbytes {
+        return Ok(None);
+    }
+    crate::checks::raise_pending()?;
+    let mut whole = vec![0u8; storage.nbytes];
+    to_host(&buf, &mut whole)?;
+    let start = view.offset as usize * item;
+    Ok(Some(host::gather(
+        &whole[start..],
+        &view.sizes,
+        &view.strides,
+        item,
+    )))
 }
 
 /// Records `dst.copy_(v)` (converted and broadcast) for the value `source` gives.
@@ -178,10 +231,7 @@ fn local_scalar_dense(args: &[CallArg]) -> Result<Outcome> {
     let d = x.dtype();
     let buf = materialize(x, d)?;
     let mut bytes = vec![0u8; d.size()];
-    metrics::add(&metrics::COUNTERS.bytes_to_host, bytes.len() as u64);
-    metrics::add(&metrics::COUNTERS.transfers_to_host, 1);
-    let _range = crate::profile::scope(|| format!("tpu::to_host {} B", bytes.len()));
-    buf.to_host(&mut bytes)?;
+    to_host(&buf, &mut bytes)?;
     Ok(Outcome::Done(vec![
         match host::scalar_from_bytes(&bytes, d) {
             tpu_lower::ScalarArg::Bool(b) => Ret::Bool(b),

@@ -1,0 +1,420 @@
+"""Shape buckets for compiled graphs with dynamic sizes.
+
+Dynamo makes a size symbolic after it has seen two values of it (automatic
+dynamic, or ``torch._dynamo.mark_dynamic``). XLA needs static shapes, so
+without buckets every new batch size is a new program. A symbol is
+*bucketed* when every op of the graph treats the rows along it
+independently (elementwise ops, matmuls that do not contract over it,
+reductions over other dims, batch-major reshapes, ...): then running the
+graph on inputs zero-padded along that dim to the next power of two and
+keeping the first rows of each output gives exactly the unpadded result,
+and sizes 2..16 share four programs. A graph that mixes rows along a symbol
+(a loss averaged over the batch, training-mode batch norm, attention over a
+dynamic sequence, a random op, an input mutation) keeps that symbol exact,
+and says why in ``compile_stats()["graphs"][i]["bucketing"]``.
+
+Padding an input costs nothing when it is the output of an earlier bucketed
+graph (its padded base is kept); any other input is padded on the host (one
+read and one upload, counted as ``padded_inputs``), because a device-side pad
+would itself be one program per size.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+import torch
+from torch import fx
+
+__all__ = ["Bucketing", "plan_buckets"]
+
+aten = torch.ops.aten
+
+# Ops whose only use of a symbolic int is as a size (a padded size gives the
+# padded result, whose first rows are the unpadded one).
+_SIZE_OPS = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "expand",
+    "new_empty",
+    "new_zeros",
+    "new_ones",
+    "new_full",
+    "empty",
+    "zeros",
+    "ones",
+    "full",
+    "arange",
+    "empty_strided",
+}
+_LAYOUT_OPS = {
+    "t",
+    "transpose",
+    "permute",
+    "unsqueeze",
+    "squeeze",
+    "alias",
+    "detach",
+    "clone",
+    "contiguous",
+    "_to_copy",
+    "expand",
+    "lift_fresh_copy",
+}
+_RESHAPES = {"view", "_unsafe_view", "reshape"}
+# Reductions and scans along the dims named by their ``dim`` argument.
+_DIM_REDUCTIONS = {
+    "sum",
+    "mean",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "argmax",
+    "argmin",
+    "var",
+    "std",
+    "var_mean",
+    "std_mean",
+    "_softmax",
+    "_log_softmax",
+    "_safe_softmax",
+    "_softmax_backward_data",
+    "_log_softmax_backward_data",
+    "logsumexp",
+    "any",
+    "all",
+    "prod",
+    "cumsum",
+    "cumprod",
+    "norm",
+    "linalg_vector_norm",
+}
+# Ops that are row-wise along dim 0 (the batch) of their tensors, and mix along the others.
+_BATCH_ONLY = {
+    "_transformer_encoder_layer_fwd",
+    "_native_multi_head_attention",
+    "convolution",
+    "_native_batch_norm_legit_no_training",
+    "max_pool2d_with_indices",
+    "avg_pool2d",
+    "_adaptive_avg_pool2d",
+    "adaptive_avg_pool2d",
+    "upsample_nearest2d",
+    "upsample_bilinear2d",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_attention_math",
+}
+_MATMULS = {"mm", "addmm", "bmm", "baddbmm"}
+_SELECTS = {"slice", "select", "narrow", "split", "split_with_sizes", "chunk", "unbind", "cat", "gather"}
+
+
+def _expr(size: Any) -> Any:
+    return size.node.expr if isinstance(size, torch.SymInt) else sympy.Integer(int(size))
+
+
+def _dims(val: Any) -> list[Any] | None:
+    return [_expr(s) for s in val.shape] if isinstance(val, torch.Tensor) else None
+
+
+def _has(expr: Any, sym: Any) -> bool:
+    return sym in getattr(expr, "free_symbols", ())
+
+
+def _linear_in(expr: Any, sym: Any) -> bool:
+    """``expr`` is ``c * sym`` for a positive integer ``c``."""
+    c = sympy.simplify(expr / sym)
+    return bool(c.is_Integer and c > 0)
+
+
+def _val(arg: Any) -> Any:
+    return arg.meta.get("val") if isinstance(arg, fx.Node) else None
+
+
+def _tensor_args(node: fx.Node) -> list[tuple[int, list[Any]]]:
+    out = []
+    for i, a in enumerate(node.args):
+        for item in a if isinstance(a, (list, tuple)) else [a]:
+            dims = _dims(_val(item))
+            if dims is not None:
+                out.append((i, dims))
+    return out
+
+
+def _sym_args(node: fx.Node, sym: Any) -> bool:
+    """Whether a non-tensor argument is a symbolic int in ``sym``."""
+    for a in [*node.args, *node.kwargs.values()]:
+        for item in a if isinstance(a, (list, tuple)) else [a]:
+            v = _val(item)
+            if isinstance(v, torch.SymInt) and _has(_expr(v), sym):
+                return True
+    return False
+
+
+def _norm_dims(dim: Any, rank: int) -> list[int] | None:
+    if dim is None:
+        return None
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not dims:
+        return None  # sum(x, []) reduces every dim
+    return [d % rank if rank else 0 for d in dims]
+
+
+def _prefix(dims: list[Any], upto: int) -> Any:
+    return sympy.Mul(*dims[:upto]) if upto else sympy.Integer(1)
+
+
+def _rowwise(node: fx.Node, sym: Any) -> str | None:
+    """Why ``node`` mixes rows along ``sym``, or None when it does not."""
+    target = node.target
+    if not isinstance(target, torch._ops.OpOverload):
+        return None  # arithmetic on symbolic ints: it sees the padded size, as the shapes do
+    name = target._schema.name.split("::", 1)[1].rstrip("_")
+    label = f"{name}.{target._overloadname}"
+    tensors = _tensor_args(node)
+    carrying = [(i, d) for i, d in tensors if any(_has(e, sym) for e in d)]
+    if _sym_args(node, sym) and name not in _SIZE_OPS:
+        return f"{label} uses the size as a value"
+    if not carrying:
+        return None
+    if target._schema.is_mutable:
+        return f"{label} mutates an input"
+    tags = set(target.tags)
+    if torch.Tag.nondeterministic_seeded in tags:
+        return f"{label} draws random numbers per row"
+    if torch.Tag.pointwise in tags or name in ("where", "masked_fill", "threshold_backward", "clamp"):
+        return None
+    first = tensors[0][1] if tensors else []
+    out = _dims(node.meta.get("val"))
+    if name in _RESHAPES:
+        return _reshape_rowwise(first, out, sym, label)
+    if name in _LAYOUT_OPS or (name == "embedding" and carrying[0][0] == 1):
+        return None
+    if name in _MATMULS:
+        a, b = (tensors[1][1], tensors[2][1]) if name.startswith(("addmm", "baddbmm")) else (first, tensors[1][1])
+        return f"{label} contracts over the dynamic dim" if _has(a[-1], sym) or _has(b[-2], sym) else None
+    if name in _BATCH_ONLY:
+        ok = all(not _has(e, sym) for _, d in carrying for e in d[1:])
+        return None if ok else f"{label} mixes a dynamic dim other than the batch"
+    if name in _DIM_REDUCTIONS or name in _SELECTS or name in ("native_layer_norm", "index"):
+        return _along_rowwise(node, name, first, sym, label)
+    return f"{label} is not known to be row-wise"
+
+
+def _reshape_rowwise(src: list[Any], out: list[Any] | None, sym: Any, label: str) -> str | None:
+    """A reshape keeps rows when the symbol stays the outermost factor of
+    one dim on both sides (batch-major), at the same flat offset."""
+    if out is None:
+        return f"{label} has no shape"
+    i = [k for k, e in enumerate(src) if _has(e, sym)]
+    j = [k for k, e in enumerate(out) if _has(e, sym)]
+    if len(i) != 1 or len(j) != 1 or not _linear_in(src[i[0]], sym) or not _linear_in(out[j[0]], sym):
+        return f"{label} merges the dynamic dim"
+    if sympy.simplify(_prefix(src, i[0]) - _prefix(out, j[0])) != 0:
+        return f"{label} moves the dynamic dim"
+    return None
+
+
+def _along_rowwise(node: fx.Node, name: str, first: list[Any], sym: Any, label: str) -> str | None:
+    """Ops that reduce, select or join along named dims: those dims must not
+    carry the symbol (nor, for a full reduction, any dim)."""
+    rank = len(first)
+    if name == "native_layer_norm":
+        shape = node.args[1]
+        dims = list(range(rank - len(shape), rank))  # type: ignore[arg-type]
+        extra = [_dims(_val(a)) for a in node.args[2:4]]
+        if any(d is not None and any(_has(e, sym) for e in d) for d in extra):
+            return f"{label} has a dynamic weight"
+    elif name == "index":
+        dims = [k for k, ix in enumerate(node.args[1]) if ix is not None]  # type: ignore[arg-type]
+    elif name == "cat":
+        out = _dims(node.meta.get("val")) or []
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        dims = [int(dim) % max(len(out), 1)]  # type: ignore[call-overload]
+        return f"{label} joins along the dynamic dim" if any(_has(out[d], sym) for d in dims) else None
+    else:
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        if name in ("split", "split_with_sizes", "chunk"):
+            dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        elif name in ("_softmax_backward_data", "_log_softmax_backward_data"):
+            dim = node.args[2]
+        dims = _norm_dims(dim, rank)  # type: ignore[arg-type]
+        if dims is None:
+            dims = list(range(rank))
+    if any(_has(first[d], sym) for d in dims):
+        if name == "slice" and _whole_slice(node, first, dims[0]):
+            return None
+        return f"{label} works along the dynamic dim"
+    return None
+
+
+def _whole_slice(node: fx.Node, dims: list[Any], d: int) -> bool:
+    """``x[:]`` along dim ``d``: start 0, step 1, end at or past the size."""
+    start, end, step = ([*node.args[2:], None, None, None])[:3]
+    if start not in (None, 0) or step not in (None, 1):
+        return False
+    if end is None or (isinstance(end, int) and end >= 2**62):
+        return True
+    v = _val(end)
+    return v is not None and sympy.simplify(_expr(v) - dims[d]) == 0
+
+
+def _bucket(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+# Outputs of bucketed graphs -> the padded tensor they were narrowed from.
+_padded_bases: weakref.WeakKeyDictionary[torch.Tensor, torch.Tensor] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class Bucketing:
+    """How one compiled graph pads its inputs and narrows its outputs."""
+
+    symbols: list[Any]
+    # Per graph input: its symbolic dims (tensor), its expression (symbolic
+    # int), or None (static).
+    inputs: list[Any]
+    # Per graph output: its symbolic dims, "input k" (an input passed
+    # through), its expression (symbolic int), or None.
+    outputs: list[Any]
+    # Symbols that stay exact, with why.
+    exact: dict[str, str] = field(default_factory=dict)
+    padded_inputs: int = 0
+
+    def _env(self, args: Sequence[Any]) -> dict[Any, int] | None:
+        env: dict[Any, int] = {}
+        for spec, a in zip(self.inputs, args):
+            pairs = (
+                zip(spec, a.shape)
+                if isinstance(spec, list) and isinstance(a, torch.Tensor)
+                else [(spec, a)]
+                if isinstance(a, int)
+                else []
+            )
+            for e, n in pairs:
+                if isinstance(e, sympy.Symbol):
+                    env[e] = int(n)
+        return env if all(s in env for s in self.symbols) else None
+
+    def pad(self, args: Sequence[Any]) -> tuple[list[Any], dict[Any, int]] | None:
+        """The arguments padded to their buckets, and the actual sizes; None
+        when nothing needs padding (every size already a bucket)."""
+        env = self._env(args)
+        if env is None:
+            return None
+        padded_env = dict(env)
+        for s in self.symbols:
+            padded_env[s] = max(2, _bucket(env[s]))
+        if padded_env == env:
+            return None
+        out = []
+        for spec, a in zip(self.inputs, args):
+            if isinstance(spec, list) and isinstance(a, torch.Tensor):
+                shape = [int(sympy.sympify(e).subs(padded_env)) for e in spec]
+                out.append(self._pad_tensor(a, shape))
+            elif spec is not None and isinstance(a, int):
+                out.append(int(sympy.sympify(spec).subs(padded_env)))
+            else:
+                out.append(a)
+        return out, env
+
+    def _pad_tensor(self, t: torch.Tensor, shape: list[int]) -> torch.Tensor:
+        if list(t.shape) == shape:
+            return t
+        base = _padded_bases.get(t)
+        if (
+            base is not None
+            and list(base.shape) == shape
+            and base.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
+            and base.storage_offset() == t.storage_offset()
+            and base.stride() == t.stride()
+        ):
+            return base
+        self.padded_inputs += 1
+        host = t.detach().to("cpu")
+        full = host.new_zeros(shape)
+        full[tuple(slice(0, n) for n in host.shape)] = host
+        return full.to(t.device)
+
+    def narrow(self, outs: Any, args: Sequence[Any], env: dict[Any, int]) -> Any:
+        """The padded run's outputs cut back to the actual sizes."""
+        seq = list(outs)
+        for k, spec in enumerate(self.outputs):
+            if isinstance(spec, str):
+                seq[k] = args[int(spec.split()[1])]
+            elif isinstance(spec, list) and isinstance(seq[k], torch.Tensor):
+                padded = seq[k]
+                o = padded
+                for d, e in enumerate(spec):
+                    if any(_has(e, s) for s in self.symbols):
+                        o = o.narrow(d, 0, int(sympy.sympify(e).subs(env)))
+                if o is not padded:
+                    _padded_bases[o] = padded
+                seq[k] = o
+            elif spec is not None and isinstance(seq[k], int):
+                seq[k] = int(sympy.sympify(spec).subs(env))
+        return type(outs)(seq) if isinstance(outs, tuple) else seq
+
+
+def _viewed_input(node: fx.Node) -> fx.Node | None:
+    """The graph input ``node`` is a view of (through view ops only), if any."""
+    while isinstance(node, fx.Node) and node.op == "call_function":
+        t = node.target
+        if not isinstance(t, torch._ops.OpOverload) or not t.is_view:
+            return None
+        node = node.args[0]  # type: ignore[assignment]
+    return node if isinstance(node, fx.Node) and node.op == "placeholder" else None
+
+
+def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
+    """The graph's bucketing, or None; and, per symbol kept exact, why."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    symbols: set[Any] = set()
+    for p in placeholders:
+        v = p.meta.get("val")
+        exprs = _dims(v) or ([_expr(v)] if isinstance(v, torch.SymInt) else [])
+        for e in exprs:
+            symbols |= set(getattr(e, "free_symbols", ()))
+    if not symbols:
+        return None, {}
+    exact: dict[str, str] = {}
+    nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
+    for s in sorted(symbols, key=str):
+        for n in nodes:
+            why = _rowwise(n, s)
+            if why is not None:
+                exact[str(s)] = why
+                break
+    bucketed = [s for s in symbols if str(s) not in exact]
+    if not bucketed:
+        return None, exact
+    inputs: list[Any] = []
+    for p in placeholders:
+        v = p.meta.get("val")
+        inputs.append(_dims(v) if isinstance(v, torch.Tensor) else _expr(v) if isinstance(v, torch.SymInt) else None)
+    index = {p: k for k, p in enumerate(placeholders)}
+    (result,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
+    outputs: list[Any] = []
+    for o in result if isinstance(result, (list, tuple)) else [result]:
+        v = _val(o)
+        if isinstance(o, fx.Node) and o.op == "placeholder":
+            outputs.append(f"input {index[o]}")
+        elif isinstance(v, torch.Tensor):
+            viewed = _viewed_input(o)  # type: ignore[arg-type]
+            dims = _dims(_val(viewed)) or []
+            if any(_has(e, s) for e in dims for s in bucketed):
+                # The view would be of the padded copy, not of the caller's tensor.
+                why = "an output is a view of a padded input"
+                return None, {**exact, **{str(s): why for s in bucketed}}
+            outputs.append(_dims(v))
+        else:
+            outputs.append(_expr(v) if isinstance(v, torch.SymInt) else None)
+    return Bucketing(sorted(bucketed, key=str), inputs, outputs, exact), exact
