@@ -22,7 +22,6 @@ would itself be one program per size.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,8 +269,9 @@ def _bucket(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
-# Outputs of bucketed graphs -> the padded tensor they were narrowed from.
-_padded_bases: weakref.WeakKeyDictionary[torch.Tensor, torch.Tensor] = weakref.WeakKeyDictionary()
+# An output of a bucketed graph keeps the padded tensor it was narrowed from
+# under this attribute (alive exactly as long as the output).
+_PADDED_BASE = "_torch_tpu_padded_base"
 
 
 @dataclass
@@ -329,7 +329,7 @@ class Bucketing:
     def _pad_tensor(self, t: torch.Tensor, shape: list[int]) -> torch.Tensor:
         if list(t.shape) == shape:
             return t
-        base = _padded_bases.get(t)
+        base = getattr(t, _PADDED_BASE, None)
         if (
             base is not None
             and list(base.shape) == shape
@@ -357,7 +357,7 @@ class Bucketing:
                     if any(_has(e, s) for s in self.symbols):
                         o = o.narrow(d, 0, int(sympy.sympify(e).subs(env)))
                 if o is not padded:
-                    _padded_bases[o] = padded
+                    setattr(o, _PADDED_BASE, padded)
                 seq[k] = o
             elif spec is not None and isinstance(seq[k], int):
                 seq[k] = int(sympy.sympify(spec).subs(env))

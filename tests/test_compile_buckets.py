@@ -1,0 +1,238 @@
+"""Shape buckets for torch.compile: dynamic sizes share power-of-two programs
+with exact results; graphs that mix rows along a dynamic dim stay exact."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import warnings
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+import torch_tpu
+from helpers import TPU, assert_same
+from torch_tpu._compile import compile_stats, reset_compile_stats
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch._dynamo.reset()
+    gc.collect()  # earlier tests' compiled graphs leave compile_stats()["graphs"]
+    reset_compile_stats()
+    monkeypatch.setenv("TORCH_TPU_CACHE_DIR", "0")  # count real compiles
+
+
+def _pair(make: Callable[[], nn.Module], train: bool = False) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    cpu = make().train(train)
+    return cpu, copy.deepcopy(cpu).to(TPU)
+
+
+def _plans() -> int:
+    return sum(g["plans"] for g in compile_stats()["graphs"])
+
+
+def _graph(kind: str = "forward") -> dict:
+    """The last graph of ``kind`` (the dynamic one, after Dynamo's recompile)."""
+    return [g for g in compile_stats()["graphs"] if g["kind"] == kind][-1]
+
+
+def _run_sizes(cpu: nn.Module, dev: nn.Module, shapes: list[tuple[int, ...]], ints: bool = False) -> int:
+    """Calls the compiled module on each shape, checks against CPU, returns
+    the XLA compiles it took."""
+    compiled = torch.compile(dev, backend="tpu")
+    before = torch_tpu.metrics()["compiles"]
+    for shape in shapes:
+        x = torch.randint(0, 30, shape) if ints else torch.randn(shape)
+        with torch.no_grad():
+            got = compiled(x.to(TPU))
+            assert_same(got, cpu(x), f"compiled output at input shape {shape}", atol=1e-5, rtol=1e-4)
+    return torch_tpu.metrics()["compiles"] - before
+
+
+def test_batch_sizes_1_to_16_take_five_programs() -> None:
+    cpu, dev = _pair(lambda: nn.Sequential(nn.Linear(7, 13), nn.GELU(), nn.Linear(13, 5), nn.Softmax(-1)))
+    compiles = _run_sizes(cpu, dev, [(b, 7) for b in range(1, 17)])
+    # b=1 (Dynamo specializes it), then buckets 2, 4, 8, 16.
+    assert _plans() == 5, compile_stats()["graphs"]
+    assert compiles <= 5
+    g = _graph()
+    assert g["bucketing"]["bucketed"] and not g["bucketing"]["exact"], g
+    assert g["direct_calls"] == 15 - 4, g
+
+
+def test_cnn_in_eval_mode_buckets_its_batch() -> None:
+    def cnn() -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(6 * 9, 4)
+        )
+
+    cpu, dev = _pair(cnn)
+    _run_sizes(cpu, dev, [(b, 3, 6, 6) for b in (1, 2, 3, 5, 6, 7, 9, 12)])
+    assert _plans() == 5, compile_stats()["graphs"]  # 1, 2, 4, 8 and 16
+
+
+def test_transformer_buckets_batch_but_not_sequence() -> None:
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(30, 16)
+            self.layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.layer(self.emb(ids)))
+
+    cpu, dev = _pair(Tiny)
+    _run_sizes(cpu, dev, [(b, 5) for b in range(1, 10)], ints=True)
+    assert _plans() == 5, compile_stats()["graphs"]
+    torch._dynamo.reset()
+    reset_compile_stats()
+    _run_sizes(cpu, dev, [(2, n) for n in range(2, 7)], ints=True)
+    g = _graph()
+    # Attention mixes positions along the sequence: one program per length, exact.
+    assert g["bucketing"]["bucketed"] == [] and g["bucketing"]["exact"], g
+    assert "mixes a dynamic dim" in next(iter(g["bucketing"]["exact"].values()))
+
+
+@pytest.mark.parametrize(
+    ("fn", "why"),
+    [
+        (lambda x: x.sum(0), "sum"),
+        (lambda x: torch.softmax(x, 0), "softmax"),
+        (lambda x: x.t() @ x, "contracts"),
+        (lambda x: x * x.shape[0], "size as a value"),
+        (lambda x: x[-1:] + 1, "slice"),
+        (lambda x: torch.cumsum(x, 0), "cumsum"),
+    ],
+    ids=["sum", "softmax", "matmul", "size", "slice", "cumsum"],
+)
+def test_row_mixing_graphs_stay_exact(fn: Callable[[torch.Tensor], torch.Tensor], why: str) -> None:
+    compiled = torch.compile(fn, backend="tpu")
+    for b in (1, 2, 3, 5):
+        x = torch.randn(b, 4)
+        assert_same(compiled(x.to(TPU)), fn(x), f"{why} at batch {b}", atol=1e-5, rtol=1e-4)
+    g = _graph()
+    assert g["bucketing"]["bucketed"] == [], g
+    assert why in " ".join(g["bucketing"]["exact"].values()), g
+
+
+def test_training_with_a_varying_batch_is_exact() -> None:
+    """Backward sums over the batch, so it keeps exact sizes; the forward
+    (row-wise) is bucketed and its saved activations narrowed."""
+    cpu, dev = _pair(lambda: nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 2)), train=True)
+    compiled = torch.compile(dev, backend="tpu")
+    for b in (1, 2, 3, 5, 6):
+        x = torch.randn(b, 4)
+        compiled(x.to(TPU)).square().mean().backward()
+        cpu(x).square().mean().backward()
+        for p, q in zip(dev.parameters(), cpu.parameters()):
+            assert_same(p.grad, q.grad, f"gradient at batch {b}", atol=1e-5, rtol=1e-4)
+            p.grad = q.grad = None
+    assert _graph("forward")["bucketing"]["bucketed"], compile_stats()["graphs"]
+    assert "contracts" in " ".join(_graph("backward")["bucketing"]["exact"].values())
+
+
+def test_mark_dynamic_and_chained_graphs_reuse_the_padding() -> None:
+    first = torch.compile(lambda x: torch.tanh(x * 2 + 1), backend="tpu")
+    second = torch.compile(lambda y: y.relu() - 3, backend="tpu")
+    for b in (3, 5, 6, 7):
+        x = torch.randn(b, 3)
+        xd = x.to(TPU)
+        torch._dynamo.mark_dynamic(xd, 0)
+        mid = first(xd)
+        assert_same(second(mid), torch.tanh(x * 2 + 1).relu() - 3, f"chained at batch {b}", atol=1e-6, rtol=1e-5)
+    graphs = compile_stats()["graphs"]
+    assert [g["plans"] for g in graphs] == [2, 2], graphs  # buckets 4 and 8, from the first call
+    # Only the caller's own tensors were padded on the host; the second graph
+    # took the first one's padded outputs as they were.
+    assert [g["bucketing"]["padded_inputs"] for g in graphs] == [4, 0], graphs
+
+
+def test_buckets_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_TPU_SHAPE_BUCKETS", "0")
+    cpu, dev = _pair(lambda: nn.Linear(3, 2))
+    _run_sizes(cpu, dev, [(b, 3) for b in (1, 2, 3, 5)])
+    assert _plans() == 4, compile_stats()["graphs"]
+
+
+def test_a_slice_of_a_computed_tensor_reads_without_a_program() -> None:
+    x = torch.randn(37, 11)
+    y = (x.to(TPU) * 3).exp()
+    y.cpu()  # computes y
+    before = torch_tpu.metrics()["compiles"]
+    for n in range(1, 6):
+        assert_same(y[:n], (x * 3).exp()[:n], f"y[:{n}]")
+        assert_same(y[n::3, 2:], (x * 3).exp()[n::3, 2:], f"y[{n}::3, 2:]")
+    assert torch_tpu.metrics()["compiles"] == before
+
+
+# --- fused ops of nn.Transformer's fast paths ------------------------------
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("mask", ["none", "padding", "causal"])
+def test_transformer_encoder_layer_fast_path(norm_first: bool, activation: str, mask: str) -> None:
+    torch.manual_seed(1)
+    layer = nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, batch_first=True, norm_first=norm_first)
+    layer.activation = nn.functional.gelu if activation == "gelu" else nn.functional.relu
+    layer.activation_relu_or_gelu = 2 if activation == "gelu" else 1
+    layer.eval()
+    x = torch.randn(3, 6, 16)
+    kw: dict[str, torch.Tensor] = {}
+    if mask == "padding":
+        pad = torch.zeros(3, 6, dtype=torch.bool)
+        pad[1, 4:] = True
+        kw["src_key_padding_mask"] = pad
+    elif mask == "causal":
+        kw["src_mask"] = nn.Transformer.generate_square_subsequent_mask(6)
+    with torch.no_grad():
+        want = layer(x, **kw)
+        dev = copy.deepcopy(layer).to(TPU)
+        got = dev(x.to(TPU), **{k: v.to(TPU) for k, v in kw.items()})
+    assert_same(got, want, f"TransformerEncoderLayer fast path ({mask} mask)", atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"key_padding_mask": "pad"}, {"attn_mask": "causal"}, {"need_weights": False}, {"average_attn_weights": False}],
+    ids=["plain", "padding", "causal", "no-weights", "per-head"],
+)
+def test_multihead_self_attention_fast_path(kw: dict) -> None:
+    torch.manual_seed(2)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    pad = torch.zeros(2, 5, dtype=torch.bool)
+    pad[0, 3:] = True
+    values = {"pad": pad, "causal": nn.Transformer.generate_square_subsequent_mask(5)}
+    kw = {k: values.get(v, v) if isinstance(v, str) else v for k, v in kw.items()}
+    with torch.no_grad():
+        want, want_w = mha(x, x, x, **kw)
+        dev = copy.deepcopy(mha).to(TPU)
+        xd = x.to(TPU)
+        got, got_w = dev(xd, xd, xd, **{k: v.to(TPU) if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
+    assert_same(got, want, "MultiheadAttention fast path", atol=1e-5, rtol=1e-4)
+    if want_w is None:
+        assert got_w is None
+    else:
+        assert_same(got_w, want_w, "attention weights", atol=1e-5, rtol=1e-4)
+
+
+def test_transformer_encoder_with_padding_keeps_dense_tensors() -> None:
+    torch.manual_seed(3)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True), 2).eval()
+    x = torch.randn(3, 7, 16)
+    pad = torch.zeros(3, 7, dtype=torch.bool)
+    pad[0, 5:] = True
+    with torch.no_grad():
+        want = enc(x, src_key_padding_mask=pad)
+        dev = copy.deepcopy(enc).to(TPU)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            got = dev(x.to(TPU), src_key_padding_mask=pad.to(TPU))
+    keep = ~pad
+    torch.testing.assert_close(got.cpu()[keep], want[keep], atol=1e-5, rtol=1e-4)
