@@ -66,9 +66,8 @@ def test_batch_sizes_1_to_16_take_five_programs() -> None:
 
 def test_cnn_in_eval_mode_buckets_its_batch() -> None:
     def cnn() -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(6 * 9, 4)
-        )
+        features = [nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2)]
+        return nn.Sequential(*features, nn.Flatten(), nn.Linear(6 * 9, 4))
 
     cpu, dev = _pair(cnn)
     _run_sizes(cpu, dev, [(b, 3, 6, 6) for b in (1, 2, 3, 5, 6, 7, 9, 12)])
@@ -199,7 +198,13 @@ def test_transformer_encoder_layer_fast_path(norm_first: bool, activation: str, 
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"key_padding_mask": "pad"}, {"attn_mask": "causal"}, {"need_weights": False}, {"average_attn_weights": False}],
+    [
+        {},
+        {"key_padding_mask": "pad"},
+        {"attn_mask": "causal"},
+        {"need_weights": False},
+        {"average_attn_weights": False},
+    ],
     ids=["plain", "padding", "causal", "no-weights", "per-head"],
 )
 def test_multihead_self_attention_fast_path(kw: dict) -> None:
