@@ -1,5 +1,6 @@
-"""benches/dispatch.py and the XLA half of benches/distributed.py run (tiny iteration counts)
-and print their tables; no timing is asserted."""
+"""benches/dispatch.py, the XLA half of benches/distributed.py and
+benches/compile_buckets.py run (tiny iteration counts) and print their tables;
+no timing is asserted."""
 
 from __future__ import annotations
 
@@ -36,3 +37,20 @@ def test_distributed_bench_xla_part_runs() -> None:
     assert r.returncode == 0, r.stderr[-4000:]
     for word in ("xla GB/s", "'xla collectives'", "DDP step"):
         assert word in r.stdout, f"{word!r} missing from the benchmark output:\n{r.stdout}"
+
+
+def test_compile_buckets_bench_runs() -> None:
+    """benches/compile_buckets.py: both compiled rows, with their program counts
+    (buckets: the first size seen, 11, and 1 are Dynamo's static graphs, then
+    buckets 2, 4, 8 and 16)."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "compile_buckets.py"), "--passes", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    rows = {line[:24].strip(): line[24:].split() for line in r.stdout.splitlines()}
+    assert rows["compiled, buckets"][0] == "6", r.stdout
+    assert rows["compiled, one per size"][0] == "16", r.stdout
