@@ -38,6 +38,7 @@ from torch import fx
 
 from torch_tpu import _core
 from torch_tpu._buckets import Bucketing, plan_buckets
+from torch_tpu._host_split import split_host
 from torch_tpu._module import any_on_tpu
 
 __all__ = ["compile_stats", "reset_compile_stats", "tpu_backend"]
@@ -76,7 +77,12 @@ def reset_compile_stats() -> None:
         for k in _stats:
             _stats[k] = 0
     for g in list(_graphs.values()):
-        g.stats = _GraphStats(g.stats.name, g.stats.kind)
+        fresh = _GraphStats(g.stats.name, g.stats.kind)
+        fresh.host_prelude = g.stats.host_prelude
+        fresh.bucketing = {**g.stats.bucketing, "padded_inputs": 0} if g.stats.bucketing else {}
+        if g.buckets is not None:
+            g.buckets.padded_inputs = 0
+        g.stats = fresh
 
 
 def _bump(key: str, n: int = 1) -> None:
@@ -149,10 +155,13 @@ class _GraphStats:
         self.replayed_calls = 0
         self.fallback_reasons: dict[str, int] = {}
         self.bucketing: dict[str, Any] = {}
+        # CPU-only ops (an optimizer's step counters) split off and run on the host.
+        self.host_prelude = False
 
     def as_dict(self, plans: int) -> dict[str, Any]:
         return {
             "bucketing": dict(self.bucketing),
+            "host_prelude": self.host_prelude,
             "name": self.name,
             "kind": self.kind,
             "plans": plans,
@@ -295,10 +304,19 @@ def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Calla
             )
         _bump("graphs_compiled")
         _bump(f"{kind}_graphs")
-        graph = _Graph(gm, kind)
+        split = split_host(gm)
+        if split is None:
+            graph = _Graph(gm, kind)
 
-        def compiled(*args: Any) -> Any:
-            return graph(*args)
+            def compiled(*args: Any) -> Any:
+                return graph(*args)
+        else:
+            device_gm, host = split
+            graph = _Graph(device_gm, kind)
+            graph.stats.host_prelude = True
+
+            def compiled(*args: Any) -> Any:
+                return graph(*host.inputs(args))
 
         compiled._tpu_graph = graph  # type: ignore[attr-defined]
         return compiled
