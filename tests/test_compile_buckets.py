@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import warnings
 from collections.abc import Callable
 
 import pytest
@@ -167,77 +166,3 @@ def test_a_slice_of_a_computed_tensor_reads_without_a_program() -> None:
         assert_same(y[:n], (x * 3).exp()[:n], f"y[:{n}]")
         assert_same(y[n::3, 2:], (x * 3).exp()[n::3, 2:], f"y[{n}::3, 2:]")
     assert torch_tpu.metrics()["compiles"] == before
-
-
-# --- fused ops of nn.Transformer's fast paths ------------------------------
-
-
-@pytest.mark.parametrize("norm_first", [False, True])
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
-@pytest.mark.parametrize("mask", ["none", "padding", "causal"])
-def test_transformer_encoder_layer_fast_path(norm_first: bool, activation: str, mask: str) -> None:
-    torch.manual_seed(1)
-    layer = nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, batch_first=True, norm_first=norm_first)
-    layer.activation = nn.functional.gelu if activation == "gelu" else nn.functional.relu
-    layer.activation_relu_or_gelu = 2 if activation == "gelu" else 1
-    layer.eval()
-    x = torch.randn(3, 6, 16)
-    kw: dict[str, torch.Tensor] = {}
-    if mask == "padding":
-        pad = torch.zeros(3, 6, dtype=torch.bool)
-        pad[1, 4:] = True
-        kw["src_key_padding_mask"] = pad
-    elif mask == "causal":
-        kw["src_mask"] = nn.Transformer.generate_square_subsequent_mask(6)
-    with torch.no_grad():
-        want = layer(x, **kw)
-        dev = copy.deepcopy(layer).to(TPU)
-        got = dev(x.to(TPU), **{k: v.to(TPU) for k, v in kw.items()})
-    assert_same(got, want, f"TransformerEncoderLayer fast path ({mask} mask)", atol=1e-5, rtol=1e-4)
-
-
-@pytest.mark.parametrize(
-    "kw",
-    [
-        {},
-        {"key_padding_mask": "pad"},
-        {"attn_mask": "causal"},
-        {"need_weights": False},
-        {"average_attn_weights": False},
-    ],
-    ids=["plain", "padding", "causal", "no-weights", "per-head"],
-)
-def test_multihead_self_attention_fast_path(kw: dict) -> None:
-    torch.manual_seed(2)
-    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
-    x = torch.randn(2, 5, 16)
-    pad = torch.zeros(2, 5, dtype=torch.bool)
-    pad[0, 3:] = True
-    values = {"pad": pad, "causal": nn.Transformer.generate_square_subsequent_mask(5)}
-    kw = {k: values.get(v, v) if isinstance(v, str) else v for k, v in kw.items()}
-    with torch.no_grad():
-        want, want_w = mha(x, x, x, **kw)
-        dev = copy.deepcopy(mha).to(TPU)
-        xd = x.to(TPU)
-        got, got_w = dev(xd, xd, xd, **{k: v.to(TPU) if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
-    assert_same(got, want, "MultiheadAttention fast path", atol=1e-5, rtol=1e-4)
-    if want_w is None:
-        assert got_w is None
-    else:
-        assert_same(got_w, want_w, "attention weights", atol=1e-5, rtol=1e-4)
-
-
-def test_transformer_encoder_with_padding_keeps_dense_tensors() -> None:
-    torch.manual_seed(3)
-    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True), 2).eval()
-    x = torch.randn(3, 7, 16)
-    pad = torch.zeros(3, 7, dtype=torch.bool)
-    pad[0, 5:] = True
-    with torch.no_grad():
-        want = enc(x, src_key_padding_mask=pad)
-        dev = copy.deepcopy(enc).to(TPU)
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            got = dev(x.to(TPU), src_key_padding_mask=pad.to(TPU))
-    keep = ~pad
-    torch.testing.assert_close(got.cpu()[keep], want[keep], atol=1e-5, rtol=1e-4)

@@ -1,5 +1,8 @@
-"""Fused ATen ops that PyTorch's module fast paths call on any PrivateUse1
-device, written as the ordinary ops they fuse (which the runtime lowers).
+"""Fused ATen ops that PyTorch's modules call on any PrivateUse1 device,
+written as the ordinary ops they fuse (which the runtime lowers): the fast
+paths of ``nn.TransformerEncoderLayer`` and ``nn.MultiheadAttention``, the
+LSTM and GRU cells of ``nn.LSTM``/``nn.GRU``, and ``torch.amp.GradScaler``'s
+unscale and update.
 
 ``nn.TransformerEncoderLayer`` in eval mode under ``no_grad`` calls
 ``aten::_transformer_encoder_layer_fwd``, and ``nn.MultiheadAttention``'s
@@ -131,6 +134,79 @@ def _nested_tensor_from_mask_left_aligned(src: torch.Tensor, mask: torch.Tensor)
 _warned: list[bool] = []
 
 
+def _thnn_fused_lstm_cell(
+    input_gates: torch.Tensor,
+    hidden_gates: torch.Tensor,
+    cx: torch.Tensor,
+    input_bias: torch.Tensor | None = None,
+    hidden_bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One LSTM step from its gate pre-activations (``nn.LSTM`` on a non-CPU
+    device). Registered for the autograd key: its gradient is that of these
+    ops, so the workspace (the activated gates) is for show only."""
+    gates = input_gates + hidden_gates
+    if input_bias is not None:
+        gates = gates + input_bias
+    if hidden_bias is not None:
+        gates = gates + hidden_bias
+    i, f, g, o = gates.chunk(4, dim=1)
+    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+    cy = f * cx + i * g
+    hy = o * cy.tanh()
+    return hy, cy, torch.cat([i, f, g, o], dim=1)
+
+
+def _thnn_fused_gru_cell(
+    input_gates: torch.Tensor,
+    hidden_gates: torch.Tensor,
+    hx: torch.Tensor,
+    input_bias: torch.Tensor | None = None,
+    hidden_bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One GRU step (``nn.GRU`` on a non-CPU device); autograd key, as above."""
+    if input_bias is not None:
+        input_gates = input_gates + input_bias
+    if hidden_bias is not None:
+        hidden_gates = hidden_gates + hidden_bias
+    ir, iz, in_ = input_gates.chunk(3, dim=1)
+    hr, hz, hn = hidden_gates.chunk(3, dim=1)
+    r = (ir + hr).sigmoid()
+    z = (iz + hz).sigmoid()
+    n = (in_ + r * hn).tanh()
+    hy = n + z * (hx - n)
+    return hy, torch.cat([r, z, n, hx, hn], dim=1)
+
+
+def _amp_foreach_non_finite_check_and_unscale_(
+    grads: list[torch.Tensor], found_inf: torch.Tensor, inv_scale: torch.Tensor
+) -> None:
+    """``GradScaler.unscale_``: grads *= inv_scale; found_inf = 1 if any grad
+    has an Inf or NaN (on the device: no host read)."""
+    for g in grads:
+        bad = (~torch.isfinite(g)).any().to(found_inf.dtype)
+        found_inf.copy_(torch.maximum(found_inf, bad))
+        g.mul_(inv_scale)
+
+
+def _amp_update_scale_(
+    scale: torch.Tensor,
+    growth_tracker: torch.Tensor,
+    found_inf: torch.Tensor,
+    growth_factor: float,
+    backoff_factor: float,
+    growth_interval: int,
+) -> torch.Tensor:
+    """``GradScaler.update``: back off after an overflow, else grow the scale
+    every ``growth_interval`` clean steps (counted in ``growth_tracker``)."""
+    overflow = found_inf > 0
+    grown = growth_tracker + 1
+    grow = (~overflow) & (grown >= growth_interval)
+    new_scale = torch.where(overflow, scale * backoff_factor, torch.where(grow, scale * growth_factor, scale))
+    growth_tracker.copy_(torch.where(overflow | grow, torch.zeros_like(grown), grown))
+    scale.copy_(new_scale)
+    return scale
+
+
 def install() -> None:
     """Registers the composites for the PrivateUse1 key; safe to call twice."""
     global _lib
@@ -140,3 +216,8 @@ def install() -> None:
     _lib.impl("_native_multi_head_attention", _native_multi_head_attention, "PrivateUse1")
     _lib.impl("_nested_tensor_from_mask_left_aligned", _nested_tensor_from_mask_left_aligned, "PrivateUse1")
     _lib.impl("_transformer_encoder_layer_fwd", _transformer_encoder_layer_fwd, "PrivateUse1")
+    _lib.impl("_amp_foreach_non_finite_check_and_unscale_", _amp_foreach_non_finite_check_and_unscale_, "PrivateUse1")
+    _lib.impl("_amp_update_scale_", _amp_update_scale_, "PrivateUse1")
+    # Autograd key: the backward is that of the ops inside.
+    _lib.impl("_thnn_fused_lstm_cell", _thnn_fused_lstm_cell, "AutogradPrivateUse1")
+    _lib.impl("_thnn_fused_gru_cell", _thnn_fused_gru_cell, "AutogradPrivateUse1")
