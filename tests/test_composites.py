@@ -149,3 +149,13 @@ def test_grad_scaler_unscales_skips_overflow_and_grows() -> None:
     assert got_scales == want_scales
     assert want_scales[2] < want_scales[1]  # the overflow backed off
     assert_same(got_w, want_w, "weights after scaled steps", atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tril_indices", "triu_indices"])
+@pytest.mark.parametrize(("row", "col", "offset"), [(3, 3, 0), (4, 6, -1), (5, 2, 2), (0, 3, 0)])
+def test_triangle_indices(name: str, row: int, col: int, offset: int) -> None:
+    fn = getattr(torch, name)
+    got = fn(row, col, offset, device=TPU)
+    assert got.device.type == TPU
+    torch.testing.assert_close(got.cpu(), fn(row, col, offset))
+    assert fn(row, col, offset, device=TPU, dtype=torch.int32).dtype == torch.int32

@@ -2,7 +2,7 @@
 written as the ordinary ops they fuse (which the runtime lowers): the fast
 paths of ``nn.TransformerEncoderLayer`` and ``nn.MultiheadAttention``, the
 LSTM and GRU cells of ``nn.LSTM``/``nn.GRU``, and ``torch.amp.GradScaler``'s
-unscale and update.
+unscale and update; ``tril_indices``/``triu_indices``.
 
 ``nn.TransformerEncoderLayer`` in eval mode under ``no_grad`` calls
 ``aten::_transformer_encoder_layer_fwd``, and ``nn.MultiheadAttention``'s
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -207,6 +208,27 @@ def _amp_update_scale_(
     return scale
 
 
+def _index_factory(name: str) -> Callable[..., torch.Tensor]:
+    """``tril_indices``/``triu_indices``: the indices depend on the sizes
+    alone, so they are made on the CPU and uploaded (as a ``torch.tensor``
+    of them would be)."""
+    make = getattr(torch, name)
+
+    def indices(
+        row: int,
+        col: int,
+        offset: int = 0,
+        *,
+        dtype: torch.dtype | None = None,
+        layout: torch.layout | None = None,
+        device: torch.device | None = None,
+        pin_memory: bool | None = None,
+    ) -> torch.Tensor:
+        return make(row, col, offset, dtype=dtype or torch.long).to(device)
+
+    return indices
+
+
 def install() -> None:
     """Registers the composites for the PrivateUse1 key; safe to call twice."""
     global _lib
@@ -218,6 +240,8 @@ def install() -> None:
     _lib.impl("_transformer_encoder_layer_fwd", _transformer_encoder_layer_fwd, "PrivateUse1")
     _lib.impl("_amp_foreach_non_finite_check_and_unscale_", _amp_foreach_non_finite_check_and_unscale_, "PrivateUse1")
     _lib.impl("_amp_update_scale_", _amp_update_scale_, "PrivateUse1")
+    for name in ("tril_indices", "triu_indices"):
+        _lib.impl(name, _index_factory(name), "PrivateUse1")
     # Autograd key: the backward is that of the ops inside.
     _lib.impl("_thnn_fused_lstm_cell", _thnn_fused_lstm_cell, "AutogradPrivateUse1")
     _lib.impl("_thnn_fused_gru_cell", _thnn_fused_gru_cell, "AutogradPrivateUse1")
