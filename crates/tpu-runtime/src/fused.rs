@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::metrics;
 use crate::storage::{Storage, Value};
 use crate::trace::Trace;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Shortest op sequence taken for a step.

@@ -260,7 +260,7 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ou
 /// Op name, tensor shapes and dtypes: what must repeat for a step to repeat.
 pub fn step_signature(op: &str, args: &[CallArg]) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = rustc_hash::FxHasher::default();
     op.hash(&mut h);
     for a in args {
         match &a.arg {

@@ -11,7 +11,7 @@ use crate::program::{self, Program, Source};
 use crate::storage::{PendingRef, Storage, Value};
 use crate::{cache, checks, host};
 use pjrt::{Buffer, LoadedExecutable};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tpu_graph::{DType, Graph, ReduceKind, UnaryKind, ValueId, ValueType, View};
@@ -106,9 +106,9 @@ impl Trace {
             g: Graph::new(),
             device,
             inputs: Vec::new(),
-            read_params: HashMap::new(),
+            read_params: HashMap::default(),
             written: Vec::new(),
-            written_index: HashMap::new(),
+            written_index: HashMap::default(),
             extra_outputs: Vec::new(),
             prior: Vec::new(),
             program: None,
