@@ -166,3 +166,27 @@ def test_a_slice_of_a_computed_tensor_reads_without_a_program() -> None:
         assert_same(y[:n], (x * 3).exp()[:n], f"y[:{n}]")
         assert_same(y[n::3, 2:], (x * 3).exp()[n::3, 2:], f"y[{n}::3, 2:]")
     assert torch_tpu.metrics()["compiles"] == before
+
+
+def test_precompile_sizes_compiles_every_bucket_at_the_first_call() -> None:
+    cpu, dev = _pair(lambda: nn.Sequential(nn.Linear(5, 11), nn.Tanh(), nn.Linear(11, 2)))
+    compiled = torch.compile(dev, backend="tpu", options={"precompile_sizes": range(1, 17)})
+    x = torch.randn(3, 5)
+    xd = x.to(TPU)
+    torch._dynamo.mark_dynamic(xd, 0)
+    before = torch_tpu.metrics()["compiles"]
+    with torch.no_grad():
+        assert_same(compiled(xd), cpu(x), "first call", atol=1e-5, rtol=1e-4)
+        first = torch_tpu.metrics()["compiles"] - before
+        assert first == 4, first  # buckets 2, 4, 8 and 16, all at once
+        for b in range(2, 17):
+            x = torch.randn(b, 5)
+            assert_same(compiled(x.to(TPU)), cpu(x), f"batch {b}", atol=1e-5, rtol=1e-4)
+    assert torch_tpu.metrics()["compiles"] - before == first  # no later size waited for a compile
+    assert _graph()["bucketing"]["precompiled"] == 4, _graph()
+
+
+def test_precompile_sizes_must_be_positive() -> None:
+    compiled = torch.compile(lambda x: x + 1, backend="tpu", options={"precompile_sizes": [0, 4]})
+    with pytest.raises(Exception, match="precompile_sizes must be positive"):
+        compiled(torch.ones(2, device=TPU))

@@ -296,6 +296,8 @@ class Bucketing:
     outputs: list[Any]
     # Symbols that stay exact, with why.
     exact: dict[str, str] = field(default_factory=dict)
+    # Whether any op writes an input (then extra calls to compile ahead are not harmless).
+    mutates: bool = False
     padded_inputs: int = 0
 
     def _env(self, args: Sequence[Any]) -> dict[Any, int] | None:
@@ -312,6 +314,30 @@ class Bucketing:
                 if isinstance(e, sympy.Symbol):
                     env[e] = int(n)
         return env if all(s in env for s in self.symbols) else None
+
+    def bucket_args(self, args: Sequence[Any], size: int) -> list[Any] | None:
+        """Arguments of every bucketed dim at ``size``'s bucket, zeros where
+        they carry one (uploaded from the host: no program per shape), to
+        compile that bucket ahead of time; None when sizes cannot be read."""
+        env = self._env(args)
+        if env is None:
+            return None
+        for s in self.symbols:
+            env[s] = max(2, _bucket(size))
+        at = tuple(env.items())
+        out: list[Any] = []
+        for spec, a in zip(self.inputs, args):
+            if (
+                isinstance(spec, list)
+                and isinstance(a, torch.Tensor)
+                and any(_has(e, s) for e in spec for s in self.symbols)
+            ):
+                out.append(torch.zeros([_size(e, at) for e in spec], dtype=a.dtype).to(a.device))
+            elif spec is not None and isinstance(a, int):
+                out.append(_size(spec, at))
+            else:
+                out.append(a)
+        return out
 
     def pad(self, args: Sequence[Any]) -> tuple[list[Any], dict[Any, int]] | None:
         """The arguments padded to their buckets, and the actual sizes; None
@@ -434,4 +460,5 @@ def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
             outputs.append(_dims(v))
         else:
             outputs.append(_expr(v) if isinstance(v, torch.SymInt) else None)
-    return Bucketing(sorted(bucketed, key=str), inputs, outputs, exact), exact
+    mutates = any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in nodes)
+    return Bucketing(sorted(bucketed, key=str), inputs, outputs, exact, mutates), exact

@@ -205,8 +205,10 @@ class _Graph:
     buffers, mutated inputs are written, outputs are made over the results.
     """
 
-    def __init__(self, gm: fx.GraphModule, kind: str) -> None:
+    def __init__(self, gm: fx.GraphModule, kind: str, precompile: Sequence[int] = ()) -> None:
         self.id = next(_next_graph)
+        # Sizes of the bucketed dims to compile at the first bucketed call.
+        self.precompile = tuple(precompile)
         self.run = gm.forward
         self.stats = _GraphStats(f"{kind}_{self.id}", kind)
         self.buckets: Bucketing | None = None
@@ -229,12 +231,36 @@ class _Graph:
         if previous == "capture":  # called from inside another graph's replay
             with torch.no_grad():
                 return self.run(*args)
+        if self.precompile and self.buckets is not None and previous != "debug":
+            self._compile_ahead(previous, args)
         padded = self.buckets.pad(args) if self.buckets is not None and previous != "debug" else None
         if padded is None:
             return self._call(previous, args)
         out = self._call(previous, padded[0])
         self.stats.bucketing["padded_inputs"] = self.buckets.padded_inputs  # type: ignore[union-attr]
         return self.buckets.narrow(out, args, padded[1])  # type: ignore[union-attr]
+
+    def _compile_ahead(self, previous: str, args: Sequence[Any]) -> None:
+        """``options={"precompile_sizes": [...]}``: the programs of those sizes'
+        buckets, compiled (and planned) now, on zero inputs, so that no later
+        size in them waits for a compile. Skipped for a graph that writes an
+        input, where an extra call would not be harmless."""
+        sizes, self.precompile = self.precompile, ()
+        assert self.buckets is not None
+        if self.buckets.mutates:
+            self._fallback("precompile_sizes skipped: the graph writes an input")
+            return
+        done: set[tuple[Any, ...]] = set()
+        for size in sizes:
+            ahead = self.buckets.bucket_args(args, size)
+            if ahead is None:
+                return
+            key = tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in ahead)
+            if key in done:
+                continue
+            done.add(key)
+            self._call(previous, ahead)
+            self.stats.bucketing["precompiled"] = self.stats.bucketing.get("precompiled", 0) + 1
 
     def _call(self, previous: str, args: Sequence[Any]) -> Any:
         """One call at exactly these arguments' shapes."""
@@ -292,7 +318,9 @@ def graph_stats() -> list[dict[str, Any]]:
     return [g.stats.as_dict(g.core.plan_count()) for _, g in sorted(_graphs.items())]
 
 
-def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Callable[..., Any]]:
+def _compile_graph(
+    kind: str, precompile: Sequence[int] = ()
+) -> Callable[[fx.GraphModule, Sequence[Any]], Callable[..., Any]]:
     def compile_one(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
         _canonicalize(gm)
         _dump(gm, kind)
@@ -306,13 +334,13 @@ def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Calla
         _bump(f"{kind}_graphs")
         split = split_host(gm)
         if split is None:
-            graph = _Graph(gm, kind)
+            graph = _Graph(gm, kind, precompile)
 
             def compiled(*args: Any) -> Any:
                 return graph(*args)
         else:
             device_gm, host = split
-            graph = _Graph(device_gm, kind)
+            graph = _Graph(device_gm, kind, precompile)
             graph.stats.host_prelude = True
 
             def compiled(*args: Any) -> Any:
@@ -324,13 +352,26 @@ def _compile_graph(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Calla
     return compile_one
 
 
-def tpu_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Callable[..., Any]:
-    """The Dynamo backend "tpu". Accepts (and ignores) ``mode=`` and ``options=``,
-    as the runtime picks its own XLA options."""
+def tpu_backend(
+    gm: fx.GraphModule,
+    example_inputs: Sequence[Any],
+    mode: str | None = None,
+    options: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Callable[..., Any]:
+    """The Dynamo backend "tpu". ``mode=`` is accepted and ignored (the runtime
+    picks its own XLA options), as are ``options`` it does not know (Inductor's).
+    ``options={"precompile_sizes": [1, 2, ..., 64]}``: when a graph with
+    bucketed dynamic sizes is first called, the programs of these sizes'
+    buckets are compiled too (they also land in the disk cache, for later
+    processes), so later sizes never wait for a compile."""
     from functorch.compile import make_boxed_func
     from torch._dynamo.backends.common import aot_autograd
 
-    fw = _compile_graph("forward")
+    precompile = tuple(int(n) for n in (options or {}).get("precompile_sizes", ()))
+    if any(n < 1 for n in precompile):
+        raise ValueError(f"torch.compile(backend='tpu'): precompile_sizes must be positive, got {precompile}")
+    fw = _compile_graph("forward", precompile)
     bw = _compile_graph("backward")
 
     def boxed(kind_compiler: Callable[..., Any]) -> Callable[..., Any]:
