@@ -1,8 +1,9 @@
 """torch.compile with a varying batch: shape buckets against one program per size.
 
 An MLP forward fed batch sizes 1..16 in a shuffled order, compiled with
-backend "tpu" twice (buckets on, then ``TORCH_TPU_SHAPE_BUCKETS=0``), beside
-native torch on the CPU. Prints the programs compiled, the first pass over
+backend "tpu" three ways (buckets; buckets with ``options={"precompile_sizes":
+...}``, the other buckets compiled on a background thread at the first dynamic
+call; ``TORCH_TPU_SHAPE_BUCKETS=0``), beside native torch on the CPU. Prints the programs compiled, the first pass over
 the sizes (compiles included: what a user waits for) and a warm pass, as
 ratios against native. Every result is read to the host. Each compiled
 configuration runs in a process of its own.
@@ -45,11 +46,12 @@ def _pass(fn, inputs: list[torch.Tensor]) -> tuple[float, float]:
 def _compiled_run(flag: str, passes: int) -> None:
     """One compiled configuration, in a process of its own (so that neither
     finds the other's programs in the executable cache); prints a JSON line."""
-    os.environ["TORCH_TPU_SHAPE_BUCKETS"] = flag
+    os.environ["TORCH_TPU_SHAPE_BUCKETS"] = "0" if flag == "0" else "1"
+    options = {"precompile_sizes": SIZES} if flag == "ahead" else {}
     cpu = _model()
     host = _inputs()
     _, want = _pass(cpu, host)
-    dev = torch.compile(copy.deepcopy(cpu).to("tpu"), backend="tpu")
+    dev = torch.compile(copy.deepcopy(cpu).to("tpu"), backend="tpu", options=options)
     inputs = [x.to("tpu") for x in host]
     before = torch_tpu.metrics()["compiles"]
     first, got = _pass(dev, inputs)
@@ -72,7 +74,7 @@ random.Random(0).shuffle(SIZES)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--passes", type=int, default=5, help="warm passes (the best is shown)")
-    ap.add_argument("--one", choices=["0", "1"], help=argparse.SUPPRESS)
+    ap.add_argument("--one", choices=["0", "1", "ahead"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ["TORCH_TPU_CACHE_DIR"] = "0"  # count and time real compiles
     if args.one is not None:
@@ -85,7 +87,8 @@ def main() -> None:
     print(f"batch sizes {SIZES}")
     print(f"{'':<24}{'programs':>9}{'first pass':>12}{'x native':>10}{'warm pass':>11}{'x native':>10}")
     print(f"{'native torch cpu':<24}{'-':>9}{native_first * 1e3:>10.1f}ms{1:>9.2f}x{native * 1e3:>9.2f}ms{1:>9.2f}x")
-    for label, flag in (("compiled, buckets", "1"), ("compiled, one per size", "0")):
+    rows = (("compiled, buckets", "1"), ("buckets + precompile", "ahead"), ("compiled, one per size", "0"))
+    for label, flag in rows:
         cmd = [sys.executable, __file__, "--one", flag, "--passes", str(args.passes)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])

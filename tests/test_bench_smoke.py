@@ -54,3 +54,4 @@ def test_compile_buckets_bench_runs() -> None:
     rows = {line[:24].strip(): line[24:].split() for line in r.stdout.splitlines()}
     assert rows["compiled, buckets"][0] == "6", r.stdout
     assert rows["compiled, one per size"][0] == "16", r.stdout
+    assert int(rows["buckets + precompile"][0]) <= 6, r.stdout

@@ -241,16 +241,18 @@ class _Graph:
         return self.buckets.narrow(out, args, padded[1])  # type: ignore[union-attr]
 
     def _compile_ahead(self, previous: str, args: Sequence[Any]) -> None:
-        """``options={"precompile_sizes": [...]}``: the programs of those sizes'
-        buckets, compiled (and planned) now, on zero inputs, so that no later
-        size in them waits for a compile. Skipped for a graph that writes an
-        input, where an extra call would not be harmless."""
+        """``options={"precompile_sizes": [...]}``: the graph recorded at each
+        of those sizes' buckets on zero inputs and its program compiled on a
+        background thread, not run, so that no later size in them waits for a
+        compile (the call at a bucket still replays once to keep its plan).
+        Skipped for a graph that writes an input."""
         sizes, self.precompile = self.precompile, ()
         assert self.buckets is not None
         if self.buckets.mutates:
             self._fallback("precompile_sizes skipped: the graph writes an input")
             return
-        done: set[tuple[Any, ...]] = set()
+        own = self.buckets.pad(args)
+        done = {tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in own[0] if own is not None)}
         for size in sizes:
             ahead = self.buckets.bucket_args(args, size)
             if ahead is None:
@@ -259,7 +261,18 @@ class _Graph:
             if key in done:
                 continue
             done.add(key)
-            self._call(previous, ahead)
+            if previous == "fused":
+                _core.cut("compiled graph")
+            _core.set_eager_mode("capture")
+            try:
+                with torch.no_grad():
+                    out = self.run(*ahead)
+                # With the outputs alive: a freed output is dead work, not compiled.
+                _core.compile_recorded_in_background()
+                del out
+            finally:
+                _core.cut("compiled graph")  # after a failed replay: what it recorded
+                _core.set_eager_mode(previous)
             self.stats.bucketing["precompiled"] = self.stats.bucketing.get("precompiled", 0) + 1
 
     def _call(self, previous: str, args: Sequence[Any]) -> Any:

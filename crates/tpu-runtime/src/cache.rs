@@ -9,11 +9,15 @@ use crate::{metrics, platform};
 use pjrt::LoadedExecutable;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 use tpu_graph::{Graph, GraphKey};
 
 static MEMORY: Mutex<Option<HashMap<GraphKey, Arc<LoadedExecutable>>>> = Mutex::new(None);
+/// Graphs being compiled on a background thread ([`compile_in_background`]):
+/// a caller wanting one of them waits for it instead of compiling it again.
+static IN_FLIGHT: Mutex<Option<HashSet<GraphKey>>> = Mutex::new(None);
+static LANDED: Condvar = Condvar::new();
 /// Graph sites (op sequences, shapes aside) that have compiled at least once.
 static SITES: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
 
@@ -30,6 +34,7 @@ pub struct Site<'a> {
 /// The executable for `g`: from memory, else from disk, else compiled.
 pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
     let key = g.structural_hash();
+    wait_in_flight(&key);
     if let Some(e) = MEMORY
         .lock()
         .unwrap()
@@ -40,6 +45,15 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
         return Ok(e.clone());
     }
     metrics::add(&metrics::COUNTERS.cache_misses_memory, 1);
+    compile_unless_cached(g, site)
+}
+
+/// From disk, else compiled; then kept in memory.
+fn compile_unless_cached(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
+    let key = g.structural_hash();
+    if let Some(e) = MEMORY.lock().unwrap().as_ref().and_then(|m| m.get(&key)) {
+        return Ok(e.clone());
+    }
     let text = g.to_stablehlo();
     dump(&key, &text);
     let platform = platform::get()?;
@@ -80,6 +94,75 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
         .get_or_insert_with(HashMap::new)
         .insert(key, exe.clone());
     Ok(exe)
+}
+
+/// Returns once `key` is not being compiled in the background.
+fn wait_in_flight(key: &GraphKey) {
+    let mut in_flight = IN_FLIGHT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    while in_flight.as_ref().is_some_and(|k| k.contains(key)) {
+        in_flight = LANDED
+            .wait(in_flight)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
+/// Compiles `g` on a thread of its own into the memory and disk caches, so
+/// that the call that needs it later finds it (or waits for it) instead of
+/// compiling: what `torch.compile`'s `precompile_sizes` uses. A failure is
+/// counted and left for that later call to raise.
+pub fn compile_in_background(g: Graph, site_name: String, site_hash: u64) {
+    let key = g.structural_hash();
+    let fresh = IN_FLIGHT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_with(HashSet::new)
+        .insert(key.clone());
+    if !fresh {
+        return;
+    }
+    metrics::add(&metrics::COUNTERS.background_compiles, 1);
+    let landing = key.clone();
+    let spawned = std::thread::Builder::new()
+        .name("tpu-compile".into())
+        .spawn(move || {
+            let site = Site {
+                hash: site_hash,
+                name: &site_name,
+            };
+            if compile_unless_cached(&g, &site).is_err() {
+                metrics::add(&metrics::COUNTERS.background_compile_failures, 1);
+            }
+            land(&key);
+        });
+    if spawned.is_err() {
+        metrics::add(&metrics::COUNTERS.background_compile_failures, 1);
+        land(&landing);
+    }
+}
+
+fn land(key: &GraphKey) {
+    if let Some(k) = IN_FLIGHT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_mut()
+    {
+        k.remove(key);
+    }
+    LANDED.notify_all();
+}
+
+/// Waits for every background compile (tests, and before reading metrics).
+pub fn wait_background_compiles() {
+    let mut in_flight = IN_FLIGHT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    while in_flight.as_ref().is_some_and(|k| !k.is_empty()) {
+        in_flight = LANDED
+            .wait(in_flight)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
 }
 
 /// The disk cache's directory in use; `None` when disabled or refused.

@@ -286,6 +286,21 @@ pub fn cut_planned(
     }
 }
 
+/// Hands the open traces' programs to background compile threads and drops
+/// them unrun (what they wrote keeps its old value): `torch.compile`'s
+/// `precompile_sizes` records a bucket's graph on zero inputs this way.
+pub fn compile_open_in_background() -> Result<()> {
+    let mut guard = lock_state()?;
+    let state = guard.state();
+    for steps in &mut state.steps {
+        steps.restart();
+    }
+    for t in state.open.iter_mut().filter_map(Option::take) {
+        t.compile_in_background()?;
+    }
+    Ok(())
+}
+
 /// Cuts if the storage's value is still being computed by the open trace.
 pub fn ensure_computed(s: &Arc<Storage>, reason: &str) -> Result<()> {
     if matches!(s.value(), Value::Pending(_)) {

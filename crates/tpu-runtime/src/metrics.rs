@@ -23,6 +23,9 @@ pub struct Counters {
     pub bytes_to_device: AtomicU64,
     pub bytes_to_host: AtomicU64,
     pub transfers_to_host: AtomicU64,
+    /// Programs handed to a background compile thread (`cache::compile_in_background`).
+    pub background_compiles: AtomicU64,
+    pub background_compile_failures: AtomicU64,
 }
 
 pub static COUNTERS: Counters = Counters {
@@ -40,6 +43,8 @@ pub static COUNTERS: Counters = Counters {
     bytes_to_device: AtomicU64::new(0),
     bytes_to_host: AtomicU64::new(0),
     transfers_to_host: AtomicU64::new(0),
+    background_compiles: AtomicU64::new(0),
+    background_compile_failures: AtomicU64::new(0),
 };
 
 /// Named counts: CPU fallbacks by op, cut reasons, recompiles by graph site.
@@ -118,6 +123,8 @@ pub fn reset() {
         &c.bytes_to_device,
         &c.bytes_to_host,
         &c.transfers_to_host,
+        &c.background_compiles,
+        &c.background_compile_failures,
     ] {
         a.store(0, Relaxed);
     }

@@ -152,6 +152,20 @@ fn cut(py: Python<'_>, reason: String) -> PyResult<()> {
     py.allow_threads(|| fused::cut(&reason)).map_err(py_err)
 }
 
+/// Hands what capture recorded to background compile threads and drops it
+/// unrun (`torch.compile`'s `precompile_sizes`).
+#[pyfunction]
+fn compile_recorded_in_background(py: Python<'_>) -> PyResult<()> {
+    py.allow_threads(fused::compile_open_in_background)
+        .map_err(py_err)
+}
+
+/// Waits for every background compile.
+#[pyfunction]
+fn wait_background_compiles(py: Python<'_>) {
+    py.allow_threads(crate::cache::wait_background_compiles)
+}
+
 #[pyfunction]
 fn clear_executable_cache() {
     cache::clear();
@@ -194,6 +208,11 @@ fn metrics_dict(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("bytes_to_device", g(&c.bytes_to_device))?;
     d.set_item("bytes_to_host", g(&c.bytes_to_host))?;
     d.set_item("transfers_to_host", g(&c.transfers_to_host))?;
+    d.set_item("background_compiles", g(&c.background_compiles))?;
+    d.set_item(
+        "background_compile_failures",
+        g(&c.background_compile_failures),
+    )?;
     let t = metrics::TABLES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -382,6 +401,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sync, m)?)?;
     m.add_function(wrap_pyfunction!(mark_step, m)?)?;
     m.add_function(wrap_pyfunction!(cut, m)?)?;
+    m.add_function(wrap_pyfunction!(compile_recorded_in_background, m)?)?;
+    m.add_function(wrap_pyfunction!(wait_background_compiles, m)?)?;
     m.add_function(wrap_pyfunction!(clear_executable_cache, m)?)?;
     m.add_function(wrap_pyfunction!(metrics_dict, m)?)?;
     m.add("metrics", m.getattr("metrics_dict")?)?;

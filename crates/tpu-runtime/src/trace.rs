@@ -68,6 +68,14 @@ pub fn wait_all() -> Result<()> {
     checks::raise_pending()
 }
 
+/// What [`Trace::prepare`] made of a trace for compiling.
+struct Prepared {
+    targets: Vec<(Arc<Storage>, DType)>,
+    n_storage_outputs: usize,
+    n_outputs: usize,
+    metas: Option<Arc<[CheckMeta]>>,
+}
+
 pub struct Trace {
     pub id: u64,
     pub g: Graph,
@@ -335,78 +343,65 @@ impl Trace {
             // that had none (or whose buffer a failed run consumed) is
             // marked, so reading it raises instead of giving zeros.
             let why: Arc<str> = format!("{}: {e}", self.site_name()).into();
-            for (w, old) in std::mem::take(&mut self.prior) {
-                if let Some(s) = w.upgrade() {
-                    let mut val = s
-                        .value
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if matches!(*val, Value::Pending(p) if p.trace == self.id) {
-                        *val = match old {
-                            Value::Empty => Value::Failed(why.clone()),
-                            Value::Device(b, _) if b.is_deleted() => Value::Failed(why.clone()),
-                            old => old,
-                        };
-                    }
+            self.restore_prior(Some(why));
+        }
+        result
+    }
+
+    /// Storages this trace wrote get their values from before it back;
+    /// with `failed`, one that had none (or lost its buffer) is marked failed.
+    fn restore_prior(&mut self, failed: Option<Arc<str>>) {
+        for (w, old) in std::mem::take(&mut self.prior) {
+            if let Some(s) = w.upgrade() {
+                let mut val = s
+                    .value
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if matches!(*val, Value::Pending(p) if p.trace == self.id) {
+                    *val = match (old, &failed) {
+                        (Value::Empty, Some(why)) => Value::Failed(why.clone()),
+                        (Value::Device(b, _), Some(why)) if b.is_deleted() => {
+                            Value::Failed(why.clone())
+                        }
+                        (old, _) => old,
+                    };
                 }
             }
         }
-        result
+    }
+
+    /// The program this trace would run, handed to a background compile
+    /// thread, and the trace dropped unrun: what it wrote keeps its old value.
+    pub fn compile_in_background(mut self) -> Result<()> {
+        let prepared = if self.is_empty() {
+            None
+        } else {
+            Some(self.prepare())
+        };
+        self.restore_prior(None);
+        if let Some(p) = prepared.transpose()? {
+            if p.n_outputs == 0 && p.metas.is_none() {
+                return Ok(());
+            }
+            let name = self.site_name();
+            cache::compile_in_background(self.g.clone(), name, self.site_hash);
+        }
+        Ok(())
     }
 
     fn execute(&mut self, reason: &str) -> Result<Vec<Arc<Buffer>>> {
         if self.is_empty() {
             return Ok(Vec::new());
         }
-        let mut targets = Vec::new();
-        let mut outputs = Vec::new();
-        for (w, v, dtype) in &self.written {
-            if let Some(s) = w.upgrade() {
-                targets.push((s, *dtype));
-                outputs.push(*v);
-            }
-        }
-        let n_storage_outputs = outputs.len();
-        outputs.extend(self.extra_outputs.iter().copied());
-        let n_outputs = outputs.len();
-        let mut all_checks = std::mem::take(&mut self.checks);
-        if self.nan_check {
-            for (k, &v) in outputs.iter().enumerate() {
-                if self.g.dtype(v).is_float() {
-                    let f = self.g.unary(UnaryKind::IsFinite, v)?;
-                    let dims: Vec<i64> = (0..self.g.rank(f) as i64).collect();
-                    all_checks.push(Check {
-                        ok: self.g.reduce(ReduceKind::And, f, &dims)?,
-                        value: self
-                            .g
-                            .constant(tpu_graph::ConstVal::Int(0), DType::I64, &[]),
-                        kind: CheckKind::Runtime,
-                        message: format!("produced NaN or Inf (output {k}); nan check is on"),
-                    });
-                }
-            }
-        }
-        let metas: Option<Arc<[CheckMeta]>> = if all_checks.is_empty() {
-            None
-        } else {
-            outputs.push(checks::status_vector(&mut self.g, &all_checks)?);
-            Some(all_checks.iter().map(CheckMeta::of).collect())
-        };
-        if outputs.is_empty() {
+        let Prepared {
+            targets,
+            n_storage_outputs,
+            n_outputs,
+            metas,
+        } = self.prepare()?;
+        if n_outputs == 0 && metas.is_none() {
             return Ok(Vec::new());
         }
-        self.g.outputs = outputs;
-        // A failed debug-mode check leaves every tensor as it was, so no
-        // buffer may be given up to the program.
-        if !(self.sync_checks && metas.is_some()) {
-            self.donate(&targets);
-        }
-        let scalars: Vec<usize> = (self.inputs.iter().enumerate())
-            .filter_map(|(i, input)| {
-                matches!(input, Some(Input::Host(HostValue::Scalar(_)))).then_some(i)
-            })
-            .collect();
-        self.g.pack_scalar_params(&scalars);
         let site_name = self.site_name();
         let exe = cache::executable(
             &self.g,
@@ -444,6 +439,71 @@ impl Trace {
             }
         }
         Ok(results.extra)
+    }
+
+    /// The graph as it will compile: outputs (written storages, extra
+    /// outputs, the checks' status vector), donations and packed scalars.
+    fn prepare(&mut self) -> Result<Prepared> {
+        let mut targets = Vec::new();
+        let mut outputs = Vec::new();
+        for (w, v, dtype) in &self.written {
+            if let Some(s) = w.upgrade() {
+                targets.push((s, *dtype));
+                outputs.push(*v);
+            }
+        }
+        let n_storage_outputs = outputs.len();
+        outputs.extend(self.extra_outputs.iter().copied());
+        let n_outputs = outputs.len();
+        let mut all_checks = std::mem::take(&mut self.checks);
+        if self.nan_check {
+            for (k, &v) in outputs.iter().enumerate() {
+                if self.g.dtype(v).is_float() {
+                    let f = self.g.unary(UnaryKind::IsFinite, v)?;
+                    let dims: Vec<i64> = (0..self.g.rank(f) as i64).collect();
+                    all_checks.push(Check {
+                        ok: self.g.reduce(ReduceKind::And, f, &dims)?,
+                        value: self
+                            .g
+                            .constant(tpu_graph::ConstVal::Int(0), DType::I64, &[]),
+                        kind: CheckKind::Runtime,
+                        message: format!("produced NaN or Inf (output {k}); nan check is on"),
+                    });
+                }
+            }
+        }
+        let metas: Option<Arc<[CheckMeta]>> = if all_checks.is_empty() {
+            None
+        } else {
+            outputs.push(checks::status_vector(&mut self.g, &all_checks)?);
+            Some(all_checks.iter().map(CheckMeta::of).collect())
+        };
+        if outputs.is_empty() {
+            return Ok(Prepared {
+                targets,
+                n_storage_outputs,
+                n_outputs: 0,
+                metas: None,
+            });
+        }
+        self.g.outputs = outputs;
+        // A failed debug-mode check leaves every tensor as it was, so no
+        // buffer may be given up to the program.
+        if !(self.sync_checks && metas.is_some()) {
+            self.donate(&targets);
+        }
+        let scalars: Vec<usize> = (self.inputs.iter().enumerate())
+            .filter_map(|(i, input)| {
+                matches!(input, Some(Input::Host(HostValue::Scalar(_)))).then_some(i)
+            })
+            .collect();
+        self.g.pack_scalar_params(&scalars);
+        Ok(Prepared {
+            targets,
+            n_storage_outputs,
+            n_outputs,
+            metas,
+        })
     }
 
     fn program_for(
