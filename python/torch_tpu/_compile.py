@@ -24,6 +24,7 @@ for a different project and would fail.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import operator
 import os
@@ -406,6 +407,9 @@ def install() -> None:
     """Registers backend "tpu" with Dynamo, and routes the default backend
     (Inductor) to it for graphs whose inputs are on the tpu."""
     from torch._dynamo.backends.registry import _COMPILER_FNS, register_backend
+
+    # Background compiles (precompile_sizes) finish before the interpreter goes.
+    atexit.register(_core.wait_background_compiles)
 
     if "tpu" not in _COMPILER_FNS:
         register_backend(tpu_backend, name="tpu")
