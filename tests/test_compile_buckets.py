@@ -15,7 +15,6 @@ import torch_tpu
 from helpers import TPU, assert_same
 from torch_tpu._compile import compile_stats, reset_compile_stats
 
-
 # Compiled graphs alive before the running test (other tests' graphs may be
 # kept alive by their modules): left out of this test's counts.
 _EARLIER: set[str] = set()
