@@ -118,12 +118,12 @@ pub fn compile_in_background(g: Graph, site_name: String, site_hash: u64) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get_or_insert_with(HashSet::new)
-        .insert(key.clone());
+        .insert(key);
     if !fresh {
         return;
     }
     metrics::add(&metrics::COUNTERS.background_compiles, 1);
-    let landing = key.clone();
+    let landing = key;
     let spawned = std::thread::Builder::new()
         .name("tpu-compile".into())
         .spawn(move || {

@@ -341,3 +341,51 @@ fn an_in_place_update_donates_the_old_buffer_only_when_nothing_else_holds_it() {
         [3.0, 4.0]
     );
 }
+
+#[test]
+fn recorded_work_compiled_in_background_is_dropped_unrun_and_found_later() {
+    // What torch.compile's precompile_sizes does: record, hand the program to
+    // a compile thread, drop the trace; the same work recorded again then
+    // finds the executable instead of compiling.
+    let _g = setup(Mode::Capture);
+    let s = upload(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], &[7], DType::F32);
+    let x = tpu_tensor(&s, view(&[7]), DType::F32);
+    let record = || {
+        let w = CallArg {
+            arg: ArgIn::Tensor(x.clone()),
+            is_write: true,
+            is_out: false,
+        };
+        let k = value(Arg::Scalar(ScalarArg::Float(0.25)));
+        let alpha = value(Arg::Scalar(ScalarArg::Int(1)));
+        dispatch("add_.Scalar", &[w, k, alpha]).unwrap();
+        dispatch(
+            "exp_",
+            &[CallArg {
+                arg: ArgIn::Tensor(x.clone()),
+                is_write: true,
+                is_out: false,
+            }],
+        )
+        .unwrap();
+    };
+    let compiles = || metrics::get(&metrics::COUNTERS.compiles);
+    let (c0, e0) = (compiles(), executions());
+    record();
+    fused::compile_open_in_background().unwrap();
+    _core::cache::wait_background_compiles();
+    assert_eq!(executions(), e0, "nothing ran");
+    assert_eq!(
+        read_f32(&x),
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        "the write was dropped"
+    );
+    let c1 = compiles();
+    assert!(c1 > c0 || metrics::get(&metrics::COUNTERS.cache_hits_disk) > 0);
+    record();
+    fused::cut("sync").unwrap();
+    assert_eq!(compiles(), c1, "the background compile was found");
+    let want: Vec<f32> = (1..=7).map(|v| (v as f32 + 0.25).exp()).collect();
+    assert_eq!(read_f32(&x), want);
+    mode::set(Mode::Fused);
+}
