@@ -7,7 +7,7 @@ use crate::diskcache::{self, Source};
 use crate::error::Result;
 use crate::{metrics, platform};
 use pjrt::LoadedExecutable;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -38,7 +38,7 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
     if let Some(e) = MEMORY
         .lock()
         .unwrap()
-        .get_or_insert_with(HashMap::new)
+        .get_or_insert_with(HashMap::default)
         .get(&key)
     {
         metrics::add(&metrics::COUNTERS.cache_hits_memory, 1);
@@ -78,7 +78,7 @@ fn compile_unless_cached(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>
             if !SITES
                 .lock()
                 .unwrap()
-                .get_or_insert_with(HashSet::new)
+                .get_or_insert_with(HashSet::default)
                 .insert(site.hash)
             {
                 metrics::count_recompile(site.name);
@@ -91,7 +91,7 @@ fn compile_unless_cached(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>
     MEMORY
         .lock()
         .unwrap()
-        .get_or_insert_with(HashMap::new)
+        .get_or_insert_with(HashMap::default)
         .insert(key, exe.clone());
     Ok(exe)
 }
@@ -117,7 +117,7 @@ pub fn compile_in_background(g: Graph, site_name: String, site_hash: u64) {
     let fresh = IN_FLIGHT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get_or_insert_with(HashSet::new)
+        .get_or_insert_with(HashSet::default)
         .insert(key);
     if !fresh {
         return;

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::{metrics, platform};
 use pjrt::{Buffer, ElementType};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
 use tpu_graph::DType;
 use tpu_lower::registry::HostValue;
@@ -157,7 +157,7 @@ pub fn cached_upload(
     let mut cache = SCALARS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let cache = cache.get_or_insert_with(HashMap::new);
+    let cache = cache.get_or_insert_with(HashMap::default);
     if let Some(b) = cache.get(&key) {
         return Ok(b.clone());
     }
