@@ -203,3 +203,17 @@ def test_precompile_sizes_must_be_positive() -> None:
     compiled = torch.compile(lambda x: x + 1, backend="tpu", options={"precompile_sizes": [0, 4]})
     with pytest.raises(Exception, match="precompile_sizes must be positive"):
         compiled(torch.ones(2, device=TPU))
+
+
+def test_sizes_read_inside_the_graph_follow_the_bucket() -> None:
+    """A graph that reads its batch size (``x.shape[0]``) for a view stays
+    bucketed; one that uses it as a value does not."""
+    reshaped = torch.compile(lambda x: (x * 2).reshape(x.shape[0], 2, -1).sum(-1), backend="tpu", dynamic=True)
+    valued = torch.compile(lambda x: x / x.shape[0], backend="tpu", dynamic=True)
+    for b in (2, 3, 5):
+        x = torch.randn(b, 6)
+        assert_same(reshaped(x.to(TPU)), (x * 2).reshape(b, 2, -1).sum(-1), f"reshape at {b}", atol=1e-6, rtol=1e-5)
+        assert_same(valued(x.to(TPU)), x / b, f"size as a value at {b}", atol=1e-6, rtol=1e-5)
+    graphs = _graphs()
+    assert graphs[0]["bucketing"]["bucketed"], graphs  # the batch; the merged inner dim stays exact
+    assert "uses the size as a value" in " ".join(graphs[1]["bucketing"]["exact"].values()), graphs

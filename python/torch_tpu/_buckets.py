@@ -68,6 +68,9 @@ _LAYOUT_OPS = {
     "lift_fresh_copy",
 }
 _RESHAPES = {"view", "_unsafe_view", "reshape"}
+# Size queries: the padded run sees padded sizes, as its shapes do (a use as a
+# value is refused at the op that uses it).
+_SIZE_QUERIES = {"sym_size", "sym_numel", "sym_stride", "sym_storage_offset"}
 # Reductions and scans along the dims named by their ``dim`` argument.
 _DIM_REDUCTIONS = {
     "sum",
@@ -182,7 +185,7 @@ def _rowwise(node: fx.Node, sym: Any) -> str | None:
     carrying = [(i, d) for i, d in tensors if any(_has(e, sym) for e in d)]
     if _sym_args(node, sym) and name not in _SIZE_OPS:
         return f"{label} uses the size as a value"
-    if not carrying:
+    if not carrying or name in _SIZE_QUERIES:
         return None
     if target._schema.is_mutable:
         return f"{label} mutates an input"
