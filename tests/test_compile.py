@@ -304,3 +304,31 @@ def test_a_cpu_tensor_input_replays_and_says_why() -> None:
     graphs = torch_tpu._compile.compile_stats()["graphs"]
     reasons = {r for g in graphs for r in g["fallback_reasons"]}
     assert "a CPU tensor input" in reasons, graphs
+
+
+def test_compiled_transformer_encoder_training_step() -> None:
+    """nn.TransformerEncoder's backward has select_backward (a
+    CompositeExplicitAutogradNonFunctional kernel): runnable, not refused."""
+    torch.manual_seed(0)
+
+    def make() -> nn.Module:
+        return nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True), 2)
+
+    cpu, dev = _pair(make)
+    # SGD: Adam's normalized step turns float noise in near-zero gradients into lr-sized differences.
+    opt_c = torch.optim.SGD(cpu.parameters(), lr=0.05, momentum=0.9)
+    opt_d = torch.optim.SGD(dev.parameters(), lr=0.05, momentum=0.9)
+
+    def step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor) -> torch.Tensor:
+        opt.zero_grad()
+        loss = model(x).square().mean()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    compiled_step = torch.compile(step, backend="tpu")
+    x = torch.randn(2, 5, 16)
+    for i in range(3):
+        assert_same(compiled_step(dev, opt_d, x.to(TPU)), step(cpu, opt_c, x), f"loss {i}", atol=1e-5, rtol=1e-4)
+    for p, q in zip(dev.parameters(), cpu.parameters()):
+        assert_same(p, q, "parameters after compiled steps", atol=1e-5, rtol=1e-4)

@@ -123,7 +123,12 @@ def _unlowered(gm: fx.GraphModule, lowered: frozenset[str]) -> list[str]:
             continue
         if any(n.startswith(name + ".") or n == name + "_" for n in lowered):
             continue
-        keys = ("PrivateUse1", "CompositeImplicitAutograd", "CompositeExplicitAutograd")
+        keys = (
+            "PrivateUse1",
+            "CompositeImplicitAutograd",
+            "CompositeExplicitAutograd",
+            "CompositeExplicitAutogradNonFunctional",
+        )
         if any(torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), k) for k in keys):
             continue
         missing.append(full)
