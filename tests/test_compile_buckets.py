@@ -161,6 +161,16 @@ def test_mark_dynamic_and_chained_graphs_reuse_the_padding() -> None:
     assert [g["bucketing"]["padded_inputs"] for g in graphs] == [4, 0], graphs
 
 
+def test_the_switch_is_a_boolean_default_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TORCH_TPU_SHAPE_BUCKETS", raising=False)
+    assert torch_tpu._core.env_flag("TORCH_TPU_SHAPE_BUCKETS")
+    monkeypatch.setenv("TORCH_TPU_SHAPE_BUCKETS", "OFF")
+    assert not torch_tpu._core.env_flag("TORCH_TPU_SHAPE_BUCKETS")
+    monkeypatch.setenv("TORCH_TPU_SHAPE_BUCKETS", "maybe")
+    with pytest.raises(Exception, match="TORCH_TPU_SHAPE_BUCKETS"):
+        torch_tpu._core.env_flag("TORCH_TPU_SHAPE_BUCKETS")
+
+
 def test_buckets_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_TPU_SHAPE_BUCKETS", "0")
     cpu, dev = _pair(lambda: nn.Linear(3, 2))
@@ -197,6 +207,18 @@ def test_precompile_sizes_compiles_every_bucket_at_the_first_call() -> None:
             assert_same(compiled(x.to(TPU)), cpu(x), f"batch {b}", atol=1e-5, rtol=1e-4)
     assert torch_tpu.metrics()["compiles"] - before == first  # no later size waited for a compile
     assert _graph()["bucketing"]["precompiled"] == 3, _graph()
+
+
+def test_precompile_sizes_when_the_first_call_is_already_a_bucket() -> None:
+    cpu, dev = _pair(lambda: nn.Sequential(nn.Linear(5, 7), nn.ReLU()))
+    compiled = torch.compile(dev, backend="tpu", options={"precompile_sizes": [3, 8]})
+    x = torch.randn(4, 5)
+    xd = x.to(TPU)
+    torch._dynamo.mark_dynamic(xd, 0)
+    with torch.no_grad():
+        assert_same(compiled(xd), cpu(x), "first call at bucket 4", atol=1e-5, rtol=1e-4)
+    torch_tpu._core.wait_background_compiles()
+    assert _graph()["bucketing"]["precompiled"] == 1, _graph()  # 8; 3's bucket is this call's own
 
 
 def test_precompile_sizes_must_be_positive() -> None:

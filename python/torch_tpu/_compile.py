@@ -201,6 +201,11 @@ def _explicit_generator(gm: fx.GraphModule) -> bool:
     return any(isinstance(v, torch.Generator) for n in gm.graph.nodes for v in n.kwargs.values())
 
 
+def _shapes(args: Sequence[Any]) -> tuple[Any, ...]:
+    """Arguments as their shapes (tensors) or values: one bucket's key."""
+    return tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args)
+
+
 class _Graph:
     """One captured ATen graph and how its calls run.
 
@@ -218,7 +223,7 @@ class _Graph:
         self.run = gm.forward
         self.stats = _GraphStats(f"{kind}_{self.id}", kind)
         self.buckets: Bucketing | None = None
-        if os.environ.get("TORCH_TPU_SHAPE_BUCKETS", "1") not in ("0", "false", "no", "off"):
+        if _core.env_flag("TORCH_TPU_SHAPE_BUCKETS"):
             self.buckets, exact = plan_buckets(gm)
             bucketed = [str(s) for s in self.buckets.symbols] if self.buckets else []
             self.stats.bucketing = {"bucketed": bucketed, "exact": exact, "padded_inputs": 0}
@@ -237,33 +242,33 @@ class _Graph:
         if previous == "capture":  # called from inside another graph's replay
             with torch.no_grad():
                 return self.run(*args)
-        if self.precompile and self.buckets is not None and previous != "debug":
-            self._compile_ahead(previous, args)
         padded = self.buckets.pad(args) if self.buckets is not None and previous != "debug" else None
+        if self.precompile and self.buckets is not None and previous != "debug":
+            self._compile_ahead(previous, args, padded[0] if padded is not None else args)
         if padded is None:
             return self._call(previous, args)
         out = self._call(previous, padded[0])
         self.stats.bucketing["padded_inputs"] = self.buckets.padded_inputs  # type: ignore[union-attr]
         return self.buckets.narrow(out, args, padded[1])  # type: ignore[union-attr]
 
-    def _compile_ahead(self, previous: str, args: Sequence[Any]) -> None:
+    def _compile_ahead(self, previous: str, args: Sequence[Any], own: Sequence[Any]) -> None:
         """``options={"precompile_sizes": [...]}``: the graph recorded at each
         of those sizes' buckets on zero inputs and its program compiled on a
         background thread, not run, so that no later size in them waits for a
         compile (the call at a bucket still replays once to keep its plan).
-        Skipped for a graph that writes an input."""
+        Skipped for a graph that writes an input. ``own``: this call's
+        arguments at its bucket (compiled by the call itself)."""
         sizes, self.precompile = self.precompile, ()
         assert self.buckets is not None
         if self.buckets.mutates:
             self._fallback("precompile_sizes skipped: the graph writes an input")
             return
-        own = self.buckets.pad(args)
-        done = {tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in own[0] if own is not None)}
+        done = {_shapes(own)}
         for size in sizes:
             ahead = self.buckets.bucket_args(args, size)
             if ahead is None:
                 return
-            key = tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in ahead)
+            key = _shapes(ahead)
             if key in done:
                 continue
             done.add(key)

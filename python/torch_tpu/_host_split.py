@@ -49,9 +49,8 @@ class HostSplit:
     """Runs the host graph, then the device graph on the inputs plus the host
     values (0-d CPU tensors uploaded to the graph's device)."""
 
-    def __init__(self, host: fx.GraphModule, device_inputs: int, upload: list[int]) -> None:
+    def __init__(self, host: fx.GraphModule, upload: list[int]) -> None:
         self.host = host
-        self.device_inputs = device_inputs
         self.upload = upload  # positions of the device graph's inputs that are 0-d CPU tensors
 
     def inputs(self, args: tuple[Any, ...]) -> list[Any]:
@@ -119,12 +118,6 @@ def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
 
     device_gm = fx.GraphModule(gm, device_graph)
     host_gm = fx.GraphModule(gm, host_graph)
-    all_inputs = [*placeholders, *needed]
-    written = {
-        a
-        for n in device_nodes
-        if isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable
-        for a in n.all_input_nodes
-    }
-    upload = [k for k, n in enumerate(all_inputs) if _scalar_cpu(n.meta.get("val")) and n not in written]
-    return device_gm, HostSplit(host_gm, len(all_inputs), upload)
+    # No device op writes a CPU input (refused above), so every 0-d CPU input may be a copy.
+    upload = [k for k, n in enumerate([*placeholders, *needed]) if _scalar_cpu(n.meta.get("val"))]
+    return device_gm, HostSplit(host_gm, upload)

@@ -45,12 +45,11 @@ pub fn executable(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
         return Ok(e.clone());
     }
     metrics::add(&metrics::COUNTERS.cache_misses_memory, 1);
-    compile_unless_cached(g, site)
+    compile_unless_cached(g, key, site)
 }
 
-/// From disk, else compiled; then kept in memory.
-fn compile_unless_cached(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>> {
-    let key = g.structural_hash();
+/// From disk, else compiled; then kept in memory. `key` is `g`'s structural hash.
+fn compile_unless_cached(g: &Graph, key: GraphKey, site: &Site) -> Result<Arc<LoadedExecutable>> {
     if let Some(e) = MEMORY.lock().unwrap().as_ref().and_then(|m| m.get(&key)) {
         return Ok(e.clone());
     }
@@ -98,10 +97,15 @@ fn compile_unless_cached(g: &Graph, site: &Site) -> Result<Arc<LoadedExecutable>
 
 /// Returns once `key` is not being compiled in the background.
 fn wait_in_flight(key: &GraphKey) {
+    wait_while(|in_flight| in_flight.contains(key));
+}
+
+/// Waits for background compiles to land while `busy` holds of the keys in flight.
+fn wait_while(busy: impl Fn(&HashSet<GraphKey>) -> bool) {
     let mut in_flight = IN_FLIGHT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    while in_flight.as_ref().is_some_and(|k| k.contains(key)) {
+    while in_flight.as_ref().is_some_and(&busy) {
         in_flight = LANDED
             .wait(in_flight)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -123,7 +127,6 @@ pub fn compile_in_background(g: Graph, site_name: String, site_hash: u64) {
         return;
     }
     metrics::add(&metrics::COUNTERS.background_compiles, 1);
-    let landing = key;
     let spawned = std::thread::Builder::new()
         .name("tpu-compile".into())
         .spawn(move || {
@@ -131,14 +134,14 @@ pub fn compile_in_background(g: Graph, site_name: String, site_hash: u64) {
                 hash: site_hash,
                 name: &site_name,
             };
-            if compile_unless_cached(&g, &site).is_err() {
+            if compile_unless_cached(&g, key, &site).is_err() {
                 metrics::add(&metrics::COUNTERS.background_compile_failures, 1);
             }
             land(&key);
         });
     if spawned.is_err() {
         metrics::add(&metrics::COUNTERS.background_compile_failures, 1);
-        land(&landing);
+        land(&key);
     }
 }
 
@@ -155,14 +158,7 @@ fn land(key: &GraphKey) {
 
 /// Waits for every background compile (tests, and before reading metrics).
 pub fn wait_background_compiles() {
-    let mut in_flight = IN_FLIGHT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    while in_flight.as_ref().is_some_and(|k| !k.is_empty()) {
-        in_flight = LANDED
-            .wait(in_flight)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-    }
+    wait_while(|in_flight| !in_flight.is_empty());
 }
 
 /// The disk cache's directory in use; `None` when disabled or refused.

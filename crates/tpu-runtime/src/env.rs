@@ -29,13 +29,13 @@ fn raw(name: &'static str) -> Result<Option<String>, EnvError> {
     }
 }
 
-/// An on/off switch; unset is off.
-pub struct Flag(pub &'static str);
+/// An on/off switch: name, and what unset (or empty) means.
+pub struct Flag(pub &'static str, pub bool);
 
 impl Flag {
     pub fn get(&self) -> Result<bool, EnvError> {
         let Some(v) = raw(self.0)? else {
-            return Ok(false);
+            return Ok(self.1);
         };
         match v.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
@@ -155,11 +155,13 @@ impl OpList {
     }
 }
 
-pub const LAUNCH_BLOCKING: Flag = Flag("TPU_LAUNCH_BLOCKING");
-pub const DEFER_AND_FUSE: Flag = Flag("TORCH_TPU_DEFER_AND_FUSE");
-pub const NAN_CHECK: Flag = Flag("TORCH_TPU_NAN_CHECK");
-pub const CPU_FALLBACK: Flag = Flag("TORCH_TPU_CPU_FALLBACK");
-pub const XLA_LOGS: Flag = Flag("TORCH_TPU_XLA_LOGS");
+pub const LAUNCH_BLOCKING: Flag = Flag("TPU_LAUNCH_BLOCKING", false);
+pub const DEFER_AND_FUSE: Flag = Flag("TORCH_TPU_DEFER_AND_FUSE", false);
+pub const NAN_CHECK: Flag = Flag("TORCH_TPU_NAN_CHECK", false);
+pub const CPU_FALLBACK: Flag = Flag("TORCH_TPU_CPU_FALLBACK", false);
+pub const XLA_LOGS: Flag = Flag("TORCH_TPU_XLA_LOGS", false);
+/// On unless set false: `torch.compile`'s shape buckets (`python/torch_tpu/_buckets.py`).
+pub const SHAPE_BUCKETS: Flag = Flag("TORCH_TPU_SHAPE_BUCKETS", true);
 pub const CPU_FALLBACK_OPS: OpList = OpList("TORCH_TPU_CPU_FALLBACK_OPS");
 pub const EAGER_MODE: Choice = Choice {
     name: "TORCH_TPU_EAGER_MODE",
@@ -197,6 +199,7 @@ const FLAGS: &[Flag] = &[
     NAN_CHECK,
     CPU_FALLBACK,
     XLA_LOGS,
+    SHAPE_BUCKETS,
 ];
 
 /// A known flag by name (Python reads its flags through `_core.env_flag`).

@@ -84,16 +84,12 @@ fn inputs<'py>(
             ArgIn::Value(Arg::Int(a.extract()?))
         } else if a.is_instance_of::<PyFloat>() {
             ArgIn::Value(Arg::Float(a.extract()?))
-        } else if matches!(
-            a.call_method0("numel").and_then(|n| n.extract::<i64>()),
-            Ok(0)
-        ) {
-            // No storage (data pointer 0), and no data for the program to read:
-            // Dynamo keys its sizes, so the signature need not.
-            ArgIn::Value(Arg::None)
         } else {
             match tensor(g, a)? {
-                Ok(t) => ArgIn::Tensor(t),
+                Ok(Some(t)) => ArgIn::Tensor(t),
+                // No storage (data pointer 0), and no data for the program to
+                // read: Dynamo keys its sizes, so the signature need not.
+                Ok(None) => ArgIn::Value(Arg::None),
                 Err(why) => return Ok(Err(why)),
             }
         };
@@ -107,14 +103,19 @@ fn inputs<'py>(
 }
 
 /// A tpu tensor as the runtime sees it: its storage (found by its data
-/// pointer, an address inside the storage's range), view and dtype.
+/// pointer, an address inside the storage's range), view and dtype; None for
+/// a tensor with no elements, which has no storage address.
 fn tensor(
     g: &CompiledGraph,
     t: &Bound<'_, PyAny>,
-) -> PyResult<Result<TensorIn<'static>, &'static str>> {
+) -> PyResult<Result<Option<TensorIn<'static>>, &'static str>> {
     let Ok(is_cpu) = t.getattr("is_cpu").and_then(|v| v.extract::<bool>()) else {
         return Ok(Err("an input is neither a tensor nor a number"));
     };
+    let sizes: Vec<i64> = t.call_method0("size")?.extract()?;
+    if sizes.contains(&0) {
+        return Ok(Ok(None));
+    }
     if is_cpu {
         return Ok(Err("a CPU tensor input"));
     }
@@ -124,7 +125,6 @@ fn tensor(
     };
     let addr: u64 = t.call_method0("data_ptr")?.extract()?;
     let offset: i64 = t.call_method0("storage_offset")?.extract()?;
-    let sizes: Vec<i64> = t.call_method0("size")?.extract()?;
     let strides: Vec<i64> = t.call_method0("stride")?.extract()?;
     let Some(storage) =
         storage::from_addr(addr).filter(|s| s.addr + (offset as u64) * dtype.size() as u64 == addr)
@@ -135,7 +135,7 @@ fn tensor(
         conj: dtype.is_complex() && t.call_method0("is_conj")?.extract()?,
         neg: t.call_method0("is_neg")?.extract()?,
     };
-    Ok(Ok(TensorIn::Tpu {
+    Ok(Ok(Some(TensorIn::Tpu {
         device: storage.device,
         storage,
         view: View {
@@ -145,7 +145,7 @@ fn tensor(
         },
         dtype,
         bits,
-    }))
+    })))
 }
 
 fn args_of<'py>(args: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -299,8 +299,8 @@ impl CompiledGraph {
                 Returned::Other
             } else {
                 match tensor(self, o)? {
-                    Ok(t) => Returned::Tensor(t),
-                    Err(_) => return Ok(Some("an output is not a tpu tensor or a number")),
+                    Ok(Some(t)) => Returned::Tensor(t),
+                    _ => return Ok(Some("an output is not a tpu tensor or a number")),
                 }
             });
         }

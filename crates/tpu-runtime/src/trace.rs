@@ -373,16 +373,9 @@ impl Trace {
     /// The program this trace would run, handed to a background compile
     /// thread, and the trace dropped unrun: what it wrote keeps its old value.
     pub fn compile_in_background(mut self) -> Result<()> {
-        let prepared = if self.is_empty() {
-            None
-        } else {
-            Some(self.prepare())
-        };
+        let prepared = self.prepare();
         self.restore_prior(None);
-        if let Some(p) = prepared.transpose()? {
-            if p.n_outputs == 0 && p.metas.is_none() {
-                return Ok(());
-            }
+        if prepared?.is_some() {
             let name = self.site_name();
             cache::compile_in_background(self.g.clone(), name, self.site_hash);
         }
@@ -390,18 +383,15 @@ impl Trace {
     }
 
     fn execute(&mut self, reason: &str) -> Result<Vec<Arc<Buffer>>> {
-        if self.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Prepared {
+        let Some(Prepared {
             targets,
             n_storage_outputs,
             n_outputs,
             metas,
-        } = self.prepare()?;
-        if n_outputs == 0 && metas.is_none() {
+        }) = self.prepare()?
+        else {
             return Ok(Vec::new());
-        }
+        };
         let site_name = self.site_name();
         let exe = cache::executable(
             &self.g,
@@ -442,8 +432,12 @@ impl Trace {
     }
 
     /// The graph as it will compile: outputs (written storages, extra
-    /// outputs, the checks' status vector), donations and packed scalars.
-    fn prepare(&mut self) -> Result<Prepared> {
+    /// outputs, the checks' status vector), donations and packed scalars;
+    /// None when it has nothing to compute.
+    fn prepare(&mut self) -> Result<Option<Prepared>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
         let mut targets = Vec::new();
         let mut outputs = Vec::new();
         for (w, v, dtype) in &self.written {
@@ -479,12 +473,7 @@ impl Trace {
             Some(all_checks.iter().map(CheckMeta::of).collect())
         };
         if outputs.is_empty() {
-            return Ok(Prepared {
-                targets,
-                n_storage_outputs,
-                n_outputs: 0,
-                metas: None,
-            });
+            return Ok(None);
         }
         self.g.outputs = outputs;
         // A failed debug-mode check leaves every tensor as it was, so no
@@ -498,12 +487,12 @@ impl Trace {
             })
             .collect();
         self.g.pack_scalar_params(&scalars);
-        Ok(Prepared {
+        Ok(Some(Prepared {
             targets,
             n_storage_outputs,
             n_outputs,
             metas,
-        })
+        }))
     }
 
     fn program_for(
