@@ -215,14 +215,17 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ou
         };
         t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
     }
-    let name = op.split('.').next().unwrap_or(op);
-    t.checks.extend(checks.into_iter().map(|mut c| {
-        c.message = format!("aten::{name}: {}", c.message);
-        c
-    }));
+    // The base name without the overload: `add_.Tensor` -> `add_`.
+    let name = op.split_once('.').map_or(op, |(base, _)| base);
+    if !checks.is_empty() {
+        t.checks.extend(checks.into_iter().map(|mut c| {
+            c.message = format!("aten::{name}: {}", c.message);
+            c
+        }));
+    }
     t.note_op(op);
     let any_out = args.iter().any(|a| a.is_out);
-    let inplace = op.split('.').next().is_some_and(|b| b.ends_with('_'));
+    let inplace = name.ends_with('_');
     if any_out {
         // Written lists are not returned (`Tensor(a!)[] out) -> ()`, as `_foreach_*` ops).
         return Ok(Outcome::Done(
