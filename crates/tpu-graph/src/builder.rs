@@ -96,12 +96,12 @@ impl Graph {
         Ok(self.push1(Op::Unary(kind), vec![x], out))
     }
 
-    /// `what` names the op in the error; it is formatted only on failure (a
-    /// `format!` per recorded op showed in the recording profile).
-    fn same_type(&self, what: impl std::fmt::Debug, a: ValueId, b: ValueId) -> Result<()> {
+    /// `what` names the op in the error; `format_args!` defers formatting to
+    /// a failure (a `format!` per recorded op showed in the recording profile).
+    fn same_type(&self, what: std::fmt::Arguments<'_>, a: ValueId, b: ValueId) -> Result<()> {
         if self.ty(a) != self.ty(b) {
             return bad(format!(
-                "{what:?}: operand types differ: {} vs {}",
+                "{what}: operand types differ: {} vs {}",
                 self.ty(a),
                 self.ty(b)
             ));
@@ -111,7 +111,7 @@ impl Graph {
 
     pub fn binary(&mut self, kind: BinaryKind, a: ValueId, b: ValueId) -> Result<ValueId> {
         use BinaryKind as K;
-        self.same_type(kind, a, b)?;
+        self.same_type(format_args!("{kind:?}"), a, b)?;
         let t = self.ty(a).clone();
         let d = t.dtype;
         if matches!(kind, K::And | K::Or | K::Xor) && d.is_inexact() {
@@ -133,7 +133,7 @@ impl Graph {
     }
 
     pub fn compare(&mut self, dir: CmpDir, a: ValueId, b: ValueId) -> Result<ValueId> {
-        self.same_type(Named("compare"), a, b)?;
+        self.same_type(format_args!("compare"), a, b)?;
         if self.dtype(a).is_complex() && !matches!(dir, CmpDir::Eq | CmpDir::Ne) {
             return bad(format!(
                 "{dir:?} comparison is not defined for complex operands {}",
@@ -150,7 +150,7 @@ impl Graph {
         on_true: ValueId,
         on_false: ValueId,
     ) -> Result<ValueId> {
-        self.same_type(Named("select"), on_true, on_false)?;
+        self.same_type(format_args!("select"), on_true, on_false)?;
         let p = self.ty(pred);
         if p.dtype != DType::Bool || p.shape != self.ty(on_true).shape {
             return bad(format!(
@@ -752,14 +752,5 @@ impl Graph {
             transpose_a,
         };
         Ok(self.push1(op, vec![a, b], tb))
-    }
-}
-
-/// An op name that prints without quotes under `{:?}` (for [`Graph::same_type`]).
-struct Named(&'static str);
-
-impl std::fmt::Debug for Named {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
     }
 }

@@ -106,7 +106,7 @@ pub fn cpu_fallback_allowed(name: &str) -> bool {
     if CPU_FALLBACK.load(Relaxed) {
         return true;
     }
-    let base = name.split('.').next().unwrap_or(name);
+    let base = crate::op::base_name(name);
     CPU_FALLBACK_OPS
         .lock()
         .unwrap()

@@ -10,6 +10,11 @@ use std::sync::Arc;
 use tpu_graph::{DType, View};
 use tpu_lower::Arg;
 
+/// An op's name without its overload: `add_.Tensor` -> `add_`.
+pub fn base_name(op: &str) -> &str {
+    op.split_once('.').map_or(op, |(base, _)| base)
+}
+
 #[derive(Clone)]
 pub enum TensorIn<'a> {
     Tpu {

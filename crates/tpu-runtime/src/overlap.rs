@@ -145,9 +145,9 @@ pub fn check_copy(src: Option<Tensor>, dst: Tensor) -> Result<()> {
 }
 
 /// The written tensors of a call (`out=`, in-place `self`) against themselves
-/// and against the call's other tensors.
-pub fn check_call(op: &str, operands: &[Operand]) -> Result<()> {
-    let base = op.split('.').next().unwrap_or(op);
+/// and against the call's other tensors. `base` is the op's name without
+/// its overload (`add_`).
+pub fn check_call(base: &str, operands: &[Operand]) -> Result<()> {
     let check_inputs = !UNCHECKED_INPUTS.iter().any(|p| base.starts_with(p));
     for w in operands.iter().filter(|o| o.written) {
         if !WRITES_EXPANDED.contains(&base) && internal_overlap(w.tensor.1) {

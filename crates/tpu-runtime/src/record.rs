@@ -38,7 +38,7 @@ pub fn check_overlap(op: &str, args: &[CallArg]) -> Result<()> {
             }
         }
     }
-    crate::overlap::check_call(op, &operands)
+    crate::overlap::check_call(crate::op::base_name(op), &operands)
 }
 
 /// A tensor argument as a graph value of the trace.
@@ -215,14 +215,11 @@ fn record_op(t: &mut Trace, op: &str, rule: Rule, args: &[CallArg]) -> Result<Ou
         };
         t.write(&x.tensor_ref().expect("checked tpu"), results[k])?;
     }
-    // The base name without the overload: `add_.Tensor` -> `add_`.
-    let name = op.split_once('.').map_or(op, |(base, _)| base);
-    if !checks.is_empty() {
-        t.checks.extend(checks.into_iter().map(|mut c| {
-            c.message = format!("aten::{name}: {}", c.message);
-            c
-        }));
-    }
+    let name = crate::op::base_name(op);
+    t.checks.extend(checks.into_iter().map(|mut c| {
+        c.message = format!("aten::{name}: {}", c.message);
+        c
+    }));
     t.note_op(op);
     let any_out = args.iter().any(|a| a.is_out);
     let inplace = name.ends_with('_');
