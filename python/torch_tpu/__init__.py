@@ -21,6 +21,7 @@ from torch_tpu._metrics import format_profile, format_report
 
 __all__ = [
     "__version__",
+    "compile_stats",
     "eager_mode",
     "get_eager_mode",
     "lowered_ops",
@@ -194,6 +195,13 @@ def metrics() -> dict[str, Any]:
     """The runtime's counters: ops dispatched, executions, compiles, cache
     hits and misses, CPU fallbacks by op, bytes moved, cut reasons, ..."""
     return dict(_core.metrics())
+
+
+def compile_stats() -> dict[str, Any]:
+    """The ``torch.compile(backend="tpu")`` counters: Dynamo graphs, programs
+    compiled, compiled and direct calls, graph breaks and recompiles with
+    Dynamo's reasons, and per graph how its dynamic sizes are bucketed."""
+    return _compile.compile_stats()
 
 
 def metrics_report() -> str:
