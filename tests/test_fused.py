@@ -691,6 +691,22 @@ def test_foreign_cache_entry_is_detected(tmp_path: Path) -> None:
     _same_results(first, second)
 
 
+def test_disk_cache_entries_are_kept_apart_by_xla_flags(tmp_path: Path) -> None:
+    """The plugin compiles differently under other XLA_FLAGS: a process run
+    with other flags compiles afresh instead of loading what the first wrote."""
+    cache = tmp_path / "cache"
+    first = _run_cached(cache)
+    assert first["metrics"]["compiles"] > 0
+    env = {"TORCH_TPU_CACHE_DIR": str(cache), "TORCH_TPU_EAGER_MODE": "fused"}
+    env["XLA_FLAGS"] = "--xla_backend_optimization_level=1"
+    other = result_line(run_python(CACHE_SCRIPT, env=env))
+    m = other["metrics"]
+    assert m["cache_hits_disk"] == 0 and m["compiles"] == first["metrics"]["compiles"], m
+    _same_results(first, other)
+    again = result_line(run_python(CACHE_SCRIPT, env=env))
+    assert again["metrics"]["compiles"] == 0 and again["metrics"]["cache_hits_disk"] > 0, again["metrics"]
+
+
 def test_cache_dir_zero_disables_disk_cache(tmp_path: Path) -> None:
     r = result_line(run_python(CACHE_SCRIPT, env={"TORCH_TPU_CACHE_DIR": "0"}))
     m = r["metrics"]

@@ -17,7 +17,8 @@ pub struct Platform {
     pub plugin: PathBuf,
     pub client: Client,
     pub devices: Vec<Device>,
-    /// Identifies the plugin build: part of every disk-cache key.
+    /// Identifies the plugin build and the compiler flags it reads: part of
+    /// every disk-cache key.
     pub identity: String,
     /// The PJRT C API version the plugin implements.
     pub api_version: (i32, i32),
@@ -174,13 +175,14 @@ fn init() -> Result<Platform> {
         .and_then(|m| m.modified().ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     let identity = format!(
-        "{}|{}|{}|{}|{:?}|{:?}",
+        "{}|{}|{}|{}|{:?}|{:?}|{}",
         plugin.display(),
         client.platform_name(),
         client.platform_version(),
         meta.map(|m| m.len()).unwrap_or(0),
         mtime.map(|d| d.as_secs()),
-        api.version()
+        api.version(),
+        compiler_flags()
     );
     Ok(Platform {
         name,
@@ -190,6 +192,18 @@ fn init() -> Result<Platform> {
         identity,
         api_version: api.version(),
     })
+}
+
+/// The compiler flags the plugin reads from the environment (XLA's, and
+/// libtpu's own). They change the code an executable holds, so they are part
+/// of the platform's identity and thus of every disk-cache key: an entry
+/// compiled under other flags is not reused.
+fn compiler_flags() -> String {
+    ["XLA_FLAGS", "LIBTPU_INIT_ARGS"]
+        .iter()
+        .map(|name| std::env::var(name).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 impl Platform {
