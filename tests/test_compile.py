@@ -99,6 +99,23 @@ def test_graph_break_and_views_and_mutation() -> None:
     assert torch_tpu._compile.compile_stats()["graph_breaks"] >= 1
 
 
+def test_compile_stats_count_dynamo_graphs_and_breaks_since_reset() -> None:
+    def f(x: torch.Tensor) -> torch.Tensor:
+        y = x.exp()
+        torch._dynamo.graph_break()
+        return y + 1
+
+    torch.compile(f, backend="tpu")(torch.randn(3, device=TPU))
+    assert torch_tpu.compile_stats()["dynamo_graphs"] >= 2
+    torch_tpu.reset_metrics()
+    stats = torch_tpu.compile_stats()
+    assert (stats["dynamo_graphs"], stats["graph_breaks"], stats["recompile_reasons"]) == (0, 0, [])
+    torch._dynamo.reset()  # Dynamo forgets f: traced afresh, its counters kept
+    torch.compile(f, backend="tpu")(torch.randn(3, device=TPU))
+    stats = torch_tpu.compile_stats()
+    assert stats["dynamo_graphs"] == 2 and stats["graph_breaks"] == 1, stats
+
+
 def test_fullgraph_mode_dynamic_accepted() -> None:
     fn = torch.compile(
         lambda a: (a * 2).relu().sum(0), backend="tpu", fullgraph=True, mode="max-autotune", dynamic=False

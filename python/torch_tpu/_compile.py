@@ -55,28 +55,49 @@ _stats: dict[str, int] = {
 }
 
 
+# Dynamo's own counters are global and outlive ``torch._dynamo.reset()``;
+# ours report what happened since ``reset_compile_stats`` (their values then).
+_dynamo_base: dict[str, Any] = {"unique_graphs": 0, "graph_break": {}, "reasons": 0}
+
+
+def _dynamo_counts() -> tuple[int, dict[str, int], list[str]]:
+    from torch._dynamo.utils import counters
+
+    failures = getattr(torch._dynamo.utils, "guard_failures", {})
+    reasons = [str(r) for rs in failures.values() for r in rs]
+    return counters["stats"].get("unique_graphs", 0), dict(counters["graph_break"]), reasons
+
+
+def _since(now: int, base: int) -> int:
+    """``now - base``, or ``now`` when the counter was cleared since."""
+    return now - base if now >= base else now
+
+
 def compile_stats() -> dict[str, Any]:
     """Graphs captured by the backend and compiled calls (``direct_calls`` fed
     one executable, ``replayed_calls`` went op by op), per graph
     (``graphs``: see :func:`graph_stats`), with Dynamo's own counts: graphs
-    traced, graph breaks (with reasons) and recompile reasons."""
+    traced, graph breaks (with reasons) and recompile reasons; all since the
+    last :func:`reset_compile_stats`."""
     with _stats_lock:
         out: dict[str, Any] = dict(_stats)
+        base = dict(_dynamo_base)
     out["graphs"] = graph_stats()
-    from torch._dynamo.utils import counters
-
-    out["dynamo_graphs"] = counters["stats"].get("unique_graphs", 0)
-    out["graph_breaks"] = sum(counters["graph_break"].values())
-    out["graph_break_reasons"] = dict(counters["graph_break"])
-    failures = getattr(torch._dynamo.utils, "guard_failures", {})
-    out["recompile_reasons"] = [str(r) for reasons in failures.values() for r in reasons]
+    graphs, breaks, reasons = _dynamo_counts()
+    out["dynamo_graphs"] = _since(graphs, base["unique_graphs"])
+    new_breaks = {k: _since(v, base["graph_break"].get(k, 0)) for k, v in breaks.items()}
+    out["graph_break_reasons"] = {k: v for k, v in new_breaks.items() if v}
+    out["graph_breaks"] = sum(out["graph_break_reasons"].values())
+    out["recompile_reasons"] = reasons[base["reasons"] :] if len(reasons) >= base["reasons"] else reasons
     return out
 
 
 def reset_compile_stats() -> None:
+    graphs, breaks, reasons = _dynamo_counts()
     with _stats_lock:
         for k in _stats:
             _stats[k] = 0
+        _dynamo_base.update(unique_graphs=graphs, graph_break=breaks, reasons=len(reasons))
     for g in list(_graphs.values()):
         fresh = _GraphStats(g.stats.name, g.stats.kind)
         fresh.host_prelude = g.stats.host_prelude
