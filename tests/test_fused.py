@@ -610,9 +610,10 @@ print("RESULT " + json.dumps({"losses": losses, "z": z, "metrics": torch_tpu.met
 """
 
 
-def _run_cached(cache: Path) -> dict:
+def _run_cached(cache: Path, **env: str) -> dict:
+    """Runs CACHE_SCRIPT with ``cache`` as its disk cache (``env``: more variables)."""
     return result_line(
-        run_python(CACHE_SCRIPT, env={"TORCH_TPU_CACHE_DIR": str(cache), "TORCH_TPU_EAGER_MODE": "fused"})
+        run_python(CACHE_SCRIPT, env={"TORCH_TPU_CACHE_DIR": str(cache), "TORCH_TPU_EAGER_MODE": "fused", **env})
     )
 
 
@@ -697,13 +698,12 @@ def test_disk_cache_entries_are_kept_apart_by_xla_flags(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = _run_cached(cache)
     assert first["metrics"]["compiles"] > 0
-    env = {"TORCH_TPU_CACHE_DIR": str(cache), "TORCH_TPU_EAGER_MODE": "fused"}
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=1"
-    other = result_line(run_python(CACHE_SCRIPT, env=env))
+    flags = "--xla_backend_optimization_level=1"
+    other = _run_cached(cache, XLA_FLAGS=flags)
     m = other["metrics"]
     assert m["cache_hits_disk"] == 0 and m["compiles"] == first["metrics"]["compiles"], m
     _same_results(first, other)
-    again = result_line(run_python(CACHE_SCRIPT, env=env))
+    again = _run_cached(cache, XLA_FLAGS=flags)
     assert again["metrics"]["compiles"] == 0 and again["metrics"]["cache_hits_disk"] > 0, again["metrics"]
 
 
