@@ -2,6 +2,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/PrivateUse1HooksInterface.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <c10/core/DeviceCapability.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Exception.h>
@@ -113,7 +114,9 @@ c10::DataPtr allocate_on(size_t nbytes, c10::DeviceIndex idx) {
 
 namespace {
 
-struct TpuAllocator final : c10::Allocator {
+// A c10::DeviceAllocator, so torch.accelerator's memory calls (empty_cache,
+// memory_stats, used by accelerate and the HF Trainer) reach the runtime.
+struct TpuAllocator final : c10::DeviceAllocator {
   c10::DataPtr allocate(size_t nbytes) override { return allocate_on(nbytes, current_device()); }
 
   // The data pointer is an opaque handle: copies go through the runtime.
@@ -125,6 +128,38 @@ struct TpuAllocator final : c10::Allocator {
     int32_t st = tpu_storage_copy(d, s, static_cast<int64_t>(count));
     if (st != TPU_OK) throw_status(st, "tpu: storage copy failed");
   }
+
+  bool initialized() override { return true; }
+
+  // Same as torch.tpu.empty_cache(); there are no private pools to pick from.
+  void emptyCache(c10::MempoolId_t /*mempool_id*/) override { tpu_empty_cache(); }
+
+  // Each device has one in-order queue (see device.py's streams), so a
+  // buffer used on any stream is safe to reuse once the queue passes it.
+  void recordStream(const c10::DataPtr& /*ptr*/, c10::Stream /*stream*/) override {}
+
+  c10::CachingDeviceAllocator::DeviceStats getDeviceStats(c10::DeviceIndex device) override {
+    TpuMemoryStats m{};
+    tpu_memory_stats(device, &m);
+    auto to_stat = [](const TpuCounter& c) {
+      c10::CachingDeviceAllocator::Stat s;
+      s.current = c.current;
+      s.peak = c.peak;
+      s.allocated = c.allocated;
+      s.freed = c.freed;
+      return s;
+    };
+    const auto agg = static_cast<size_t>(c10::CachingDeviceAllocator::StatType::AGGREGATE);
+    c10::CachingDeviceAllocator::DeviceStats stats;
+    // No caching: every storage is its own segment, active and reserved.
+    for (auto* counts : {&stats.allocation, &stats.segment, &stats.active}) (*counts)[agg] = to_stat(m.blocks);
+    for (auto* bytes : {&stats.allocated_bytes, &stats.reserved_bytes, &stats.active_bytes, &stats.requested_bytes})
+      (*bytes)[agg] = to_stat(m.bytes);
+    return stats;
+  }
+
+  void resetAccumulatedStats(c10::DeviceIndex device) override { tpu_memory_reset(device, true); }
+  void resetPeakStats(c10::DeviceIndex device) override { tpu_memory_reset(device, false); }
 };
 
 TpuAllocator g_allocator;

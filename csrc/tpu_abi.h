@@ -126,6 +126,23 @@ void* tpu_storage_from_addr(const void* addr);
 int32_t tpu_device_count(void);
 /* Bytes held by live storages on a device (reported with memory events to the profiler). */
 int64_t tpu_memory_allocated(int32_t device_index);
+/* One allocator statistic, as c10::Stat: now, peak, total grown, total shrunk. */
+typedef struct TpuCounter {
+  int64_t current;
+  int64_t peak;
+  int64_t allocated;
+  int64_t freed;
+} TpuCounter;
+/* A device's storages (Rust's storage::MemoryStats): their bytes and their number. */
+typedef struct TpuMemoryStats {
+  TpuCounter bytes;
+  TpuCounter blocks;
+} TpuMemoryStats;
+void tpu_memory_stats(int32_t device_index, TpuMemoryStats* out);
+/* torch.tpu.empty_cache(): drops the in-memory executable cache. */
+void tpu_empty_cache(void);
+/* Restarts the peaks from the current values, or (accumulated) the totals from zero. */
+void tpu_memory_reset(int32_t device_index, bool accumulated);
 /* The size in bytes of a storage made by tpu_storage_new. */
 int64_t tpu_storage_nbytes(void* storage);
 /* The shim's torch.profiler callbacks: is a profiler collecting; open a named range; close it. */

@@ -197,6 +197,33 @@ def test_memory_allocated_grows_and_shrinks(mode: str) -> None:
     torch.tpu.empty_cache()
 
 
+def test_torch_accelerator_memory_calls_reach_the_runtime() -> None:
+    # accelerate (the HF Trainer) calls torch.accelerator.empty_cache(), which
+    # needs the allocator to be a c10::DeviceAllocator.
+    if torch.accelerator.current_accelerator().type != TPU:
+        pytest.skip("another accelerator is torch's current one")
+    torch.accelerator.empty_cache()
+    gc.collect()
+    torch.tpu.synchronize()
+    torch.accelerator.reset_accumulated_memory_stats()
+    before = torch.accelerator.memory_stats()
+    x = torch.empty(1000, device=TPU)
+    during = torch.accelerator.memory_stats()
+    assert during["allocated_bytes.all.current"] - before["allocated_bytes.all.current"] == 4000
+    assert during["allocation.all.current"] - before["allocation.all.current"] == 1
+    assert during["allocated_bytes.all.allocated"] == 4000
+    assert torch.accelerator.memory_allocated() == torch.tpu.memory_allocated() == during["allocated_bytes.all.current"]
+    assert torch.tpu.memory_stats()["allocated_bytes.all.current"] == during["allocated_bytes.all.current"]
+    del x
+    gc.collect()
+    after = torch.accelerator.memory_stats()
+    assert after["allocated_bytes.all.freed"] == 4000
+    assert after["allocated_bytes.all.current"] == before["allocated_bytes.all.current"]
+    assert torch.accelerator.max_memory_allocated() >= during["allocated_bytes.all.current"]
+    torch.accelerator.reset_peak_memory_stats()
+    assert torch.accelerator.max_memory_allocated() == torch.accelerator.memory_allocated()
+
+
 def test_memory_of_views_and_copies(mode: str) -> None:
     gc.collect()
     torch.tpu.synchronize()

@@ -2,7 +2,8 @@
 written as the ordinary ops they fuse (which the runtime lowers): the fast
 paths of ``nn.TransformerEncoderLayer`` and ``nn.MultiheadAttention``, the
 LSTM and GRU cells of ``nn.LSTM``/``nn.GRU``, and ``torch.amp.GradScaler``'s
-unscale and update; ``tril_indices``/``triu_indices``.
+unscale and update; ``tril_indices``/``triu_indices``; the fused optimizer
+kernels (``_fused_optim.py``).
 
 ``nn.TransformerEncoderLayer`` in eval mode under ``no_grad`` calls
 ``aten::_transformer_encoder_layer_fwd``, and ``nn.MultiheadAttention``'s
@@ -19,6 +20,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from torch_tpu import _fused_optim
 
 __all__ = ["install"]
 
@@ -242,6 +245,7 @@ def install() -> None:
     _lib.impl("_amp_update_scale_", _amp_update_scale_, "PrivateUse1")
     for name in ("tril_indices", "triu_indices"):
         _lib.impl(name, _index_factory(name), "PrivateUse1")
+    _fused_optim.register(_lib)
     # Autograd key: the backward is that of the ops inside.
     _lib.impl("_thnn_fused_lstm_cell", _thnn_fused_lstm_cell, "AutogradPrivateUse1")
     _lib.impl("_thnn_fused_gru_cell", _thnn_fused_gru_cell, "AutogradPrivateUse1")

@@ -38,6 +38,7 @@ __all__ = [
     "memory_allocated",
     "memory_reserved",
     "memory_stats",
+    "reset_accumulated_memory_stats",
     "reset_peak_memory_stats",
     "seed",
     "seed_all",
@@ -249,11 +250,20 @@ def max_memory_allocated(device: Device = None) -> int:
 
 
 def reset_peak_memory_stats(device: Device = None) -> None:
+    """Restarts the ``peak`` statistics from the current values."""
     _core.reset_peak_memory_stats(_device_index(device))
 
 
+def reset_accumulated_memory_stats(device: Device = None) -> None:
+    """Restarts the ``allocated``/``freed`` totals of :func:`memory_stats` from zero."""
+    _core.reset_accumulated_memory_stats(_device_index(device))
+
+
 def memory_stats(device: Device = None) -> dict[str, Any]:
-    """The runtime's memory counters for a device."""
+    """A device's memory counters under ``torch.cuda.memory_stats``'s names
+    (``allocated_bytes.all.current``, ``allocation.all.peak``...); there is no
+    caching allocator, so reserved and active memory are the allocated memory.
+    ``torch.accelerator.memory_stats`` reports the same numbers."""
     return dict(_core.memory_stats(_device_index(device)))
 
 

@@ -454,7 +454,42 @@ pub extern "C" fn tpu_storage_from_addr(addr: *const c_void) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn tpu_memory_allocated(device_index: i32) -> i64 {
     guarded_or(0, || {
-        storage::memory_stats(device_index.max(0) as usize).allocated
+        storage::memory_stats(device_index.max(0) as usize)
+            .bytes
+            .current
+    })
+}
+
+/// Fills `*out` with a device's memory statistics (torch's `DeviceStats`).
+///
+/// # Safety
+/// `out` is null or points to a writable `TpuMemoryStats`, whose C layout
+/// `MemoryStats` mirrors (`#[repr(C)]`, eight `int64_t` fields).
+#[no_mangle]
+pub unsafe extern "C" fn tpu_memory_stats(device_index: i32, out: *mut storage::MemoryStats) {
+    guarded_or((), || {
+        if !out.is_null() {
+            *out = storage::memory_stats(device_index.max(0) as usize);
+        }
+    })
+}
+
+/// `torch.tpu.empty_cache()`: drops the in-memory executable cache.
+#[no_mangle]
+pub extern "C" fn tpu_empty_cache() {
+    guarded_or((), crate::cache::clear)
+}
+
+/// `reset_peak` (peaks only) or, with `accumulated`, the grown/shrunk totals.
+#[no_mangle]
+pub extern "C" fn tpu_memory_reset(device_index: i32, accumulated: bool) {
+    guarded_or((), || {
+        let device = device_index.max(0) as usize;
+        if accumulated {
+            storage::reset_accumulated(device);
+        } else {
+            storage::reset_peak(device);
+        }
     })
 }
 

@@ -230,12 +230,12 @@ fn reset_metrics() {
 
 #[pyfunction]
 fn memory_allocated(device: usize) -> i64 {
-    storage::memory_stats(device).allocated
+    storage::memory_stats(device).bytes.current
 }
 
 #[pyfunction]
 fn max_memory_allocated(device: usize) -> i64 {
-    storage::memory_stats(device).peak
+    storage::memory_stats(device).bytes.peak
 }
 
 #[pyfunction]
@@ -244,14 +244,35 @@ fn reset_peak_memory_stats(device: usize) {
 }
 
 #[pyfunction]
+fn reset_accumulated_memory_stats(device: usize) {
+    storage::reset_accumulated(device);
+}
+
+/// `torch.cuda.memory_stats`'s keys for the statistics a runtime without a
+/// caching allocator has: reserved and active memory are the allocated memory.
+#[pyfunction]
 fn memory_stats(py: Python<'_>, device: usize) -> PyResult<Py<PyDict>> {
     let s = storage::memory_stats(device);
     let d = PyDict::new(py);
-    d.set_item("allocated_bytes.all.current", s.allocated)?;
-    d.set_item("allocated_bytes.all.peak", s.peak)?;
-    d.set_item("active_bytes.all.current", s.allocated)?;
-    d.set_item("reserved_bytes.all.current", s.allocated)?;
-    d.set_item("num_allocs.all.current", s.count)?;
+    for (names, c) in [
+        (["allocation", "segment", "active"], s.blocks),
+        (
+            ["allocated_bytes", "reserved_bytes", "active_bytes"],
+            s.bytes,
+        ),
+    ] {
+        for name in names {
+            for (metric, v) in [
+                ("current", c.current),
+                ("peak", c.peak),
+                ("allocated", c.allocated),
+                ("freed", c.freed),
+            ] {
+                d.set_item(format!("{name}.all.{metric}"), v)?;
+            }
+        }
+    }
+    d.set_item("num_alloc_retries", 0)?; // nothing caches, so nothing retries
     Ok(d.unbind())
 }
 
@@ -410,6 +431,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memory_allocated, m)?)?;
     m.add_function(wrap_pyfunction!(max_memory_allocated, m)?)?;
     m.add_function(wrap_pyfunction!(reset_peak_memory_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_accumulated_memory_stats, m)?)?;
     m.add_function(wrap_pyfunction!(memory_stats, m)?)?;
     m.add_function(wrap_pyfunction!(empty_cache, m)?)?;
     m.add_function(wrap_pyfunction!(manual_seed, m)?)?;

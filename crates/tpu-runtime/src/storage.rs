@@ -66,21 +66,21 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 struct Registry {
     by_addr: BTreeMap<u64, std::sync::Weak<Storage>>,
-    allocated: Vec<i64>,
-    peak: Vec<i64>,
-    count: Vec<i64>,
+    /// Per device index.
+    stats: Vec<MemoryStats>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     by_addr: BTreeMap::new(),
-    allocated: Vec::new(),
-    peak: Vec::new(),
-    count: Vec::new(),
+    stats: Vec::new(),
 });
 
-fn grow(v: &mut Vec<i64>, device: usize) {
-    if v.len() <= device {
-        v.resize(device + 1, 0);
+impl Registry {
+    fn stats_mut(&mut self, device: usize) -> &mut MemoryStats {
+        if self.stats.len() <= device {
+            self.stats.resize(device + 1, MemoryStats::default());
+        }
+        &mut self.stats[device]
     }
 }
 
@@ -115,14 +115,9 @@ pub fn new_storage(nbytes: usize, device: usize) -> Result<Arc<Storage>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let r = &mut *guard;
     r.by_addr.insert(addr, Arc::downgrade(&s));
-    for v in [&mut r.allocated, &mut r.peak, &mut r.count] {
-        grow(v, device);
-    }
-    r.allocated[device] += nbytes as i64;
-    r.count[device] += 1;
-    if r.allocated[device] > r.peak[device] {
-        r.peak[device] = r.allocated[device];
-    }
+    let stats = r.stats_mut(device);
+    stats.bytes.increase(nbytes as i64);
+    stats.blocks.increase(1);
     Ok(s)
 }
 
@@ -133,8 +128,9 @@ pub fn free(s: Arc<Storage>) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     r.by_addr.remove(&s.addr);
-    r.allocated[s.device] -= s.nbytes as i64;
-    r.count[s.device] -= 1;
+    let stats = r.stats_mut(s.device);
+    stats.bytes.decrease(s.nbytes as i64);
+    stats.blocks.decrease(1);
     drop(r);
     if crate::platform::in_bad_fork() {
         // The plugin's threads are gone in a forked child: destroying a buffer
@@ -170,28 +166,67 @@ pub fn from_addr(addr: u64) -> Option<Arc<Storage>> {
     (addr < s.addr + s.nbytes.max(1) as u64).then_some(s)
 }
 
-pub struct MemoryStats {
-    pub allocated: i64,
+/// One of torch's allocator statistics (`c10::Stat`): its value now, its
+/// peak, and the totals it has grown and shrunk by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Counter {
+    pub current: i64,
     pub peak: i64,
-    pub count: i64,
+    pub allocated: i64,
+    pub freed: i64,
+}
+
+impl Counter {
+    fn increase(&mut self, n: i64) {
+        self.current += n;
+        self.allocated += n;
+        self.peak = self.peak.max(self.current);
+    }
+
+    fn decrease(&mut self, n: i64) {
+        self.current -= n;
+        self.freed += n;
+    }
+}
+
+/// A device's storages: their bytes and their number. Laid out for the C ABI
+/// (`TpuMemoryStats`), which fills torch's `DeviceStats` from it. There is no
+/// caching allocator: reserved equals allocated, and a freed storage's buffer
+/// goes back to the plugin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct MemoryStats {
+    pub bytes: Counter,
+    pub blocks: Counter,
 }
 
 pub fn memory_stats(device: usize) -> MemoryStats {
     let r = REGISTRY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let get = |v: &Vec<i64>| v.get(device).copied().unwrap_or(0);
-    MemoryStats {
-        allocated: get(&r.allocated),
-        peak: get(&r.peak),
-        count: get(&r.count),
-    }
+    r.stats.get(device).copied().unwrap_or_default()
 }
 
+/// Peaks restart from the current values.
 pub fn reset_peak(device: usize) {
     let mut r = REGISTRY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    grow(&mut r.peak, device);
-    r.peak[device] = r.allocated.get(device).copied().unwrap_or(0);
+    let stats = r.stats_mut(device);
+    for c in [&mut stats.bytes, &mut stats.blocks] {
+        c.peak = c.current;
+    }
+}
+
+/// The grown and shrunk totals restart from zero.
+pub fn reset_accumulated(device: usize) {
+    let mut r = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stats = r.stats_mut(device);
+    for c in [&mut stats.bytes, &mut stats.blocks] {
+        c.allocated = 0;
+        c.freed = 0;
+    }
 }

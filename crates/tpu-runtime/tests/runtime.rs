@@ -145,15 +145,18 @@ fn storages_are_counted_until_freed() {
     let before = storage::memory_stats(0);
     let s = upload(&[1.0; 256], &[256], DType::F32);
     let during = storage::memory_stats(0);
-    assert_eq!(during.count, before.count + 1);
-    assert_eq!(during.allocated, before.allocated + 1024);
+    assert_eq!(during.blocks.current, before.blocks.current + 1);
+    assert_eq!(during.bytes.current, before.bytes.current + 1024);
+    assert_eq!(during.bytes.allocated, before.bytes.allocated + 1024);
+    assert!(during.bytes.peak >= during.bytes.current);
     assert!(storage::from_addr(s.addr + 100).is_some_and(|f| Arc::ptr_eq(&f, &s)));
     storage::free(s);
     let after = storage::memory_stats(0);
     assert_eq!(
-        (after.count, after.allocated),
-        (before.count, before.allocated)
+        (after.blocks.current, after.bytes.current),
+        (before.blocks.current, before.bytes.current)
     );
+    assert_eq!(after.bytes.freed, before.bytes.freed + 1024);
 }
 
 #[test]
