@@ -5,11 +5,14 @@
 #include <c10/core/CachingDeviceAllocator.h>
 #include <c10/core/DeviceCapability.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "shim.h"
 
@@ -237,6 +240,50 @@ struct TpuGuardImpl final : c10::impl::DeviceGuardImplInterface {
 
 C10_REGISTER_GUARD_IMPL(PrivateUse1, TpuGuardImpl)
 
+// ---------------------------------------------------------------- pinned host memory
+
+namespace {
+// The runtime copies from any host memory, so pinned buffers are ordinary CPU
+// allocations. They are remembered so that is_pinned() is true after
+// pin_memory() (DataLoader(pin_memory=True), code that checks before a
+// non_blocking copy), as on CUDA.
+std::mutex g_pinned_mutex;
+std::map<const char*, size_t> g_pinned;  // start -> size
+
+void free_pinned(void* ptr) {
+  {
+    std::lock_guard<std::mutex> lock(g_pinned_mutex);
+    g_pinned.erase(static_cast<const char*>(ptr));
+  }
+  c10::free_cpu(ptr);
+}
+
+bool is_pinned(const void* ptr) {
+  const auto* p = static_cast<const char*>(ptr);
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  auto it = g_pinned.upper_bound(p);
+  if (it == g_pinned.begin()) return false;
+  --it;
+  return p < it->first + it->second;
+}
+
+struct PinnedAllocator final : c10::Allocator {
+  c10::DataPtr allocate(size_t nbytes) override {
+    void* ptr = nbytes == 0 ? nullptr : c10::alloc_cpu(nbytes);
+    if (ptr != nullptr) {
+      std::lock_guard<std::mutex> lock(g_pinned_mutex);
+      g_pinned[static_cast<const char*>(ptr)] = nbytes;
+    }
+    return c10::DataPtr(ptr, ptr, &free_pinned, c10::Device(c10::kCPU));
+  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+};
+
+PinnedAllocator g_pinned_allocator;
+}  // namespace
+
 // ---------------------------------------------------------------- hooks
 
 struct TpuHooks final : at::PrivateUse1HooksInterface {
@@ -258,9 +305,8 @@ struct TpuHooks final : at::PrivateUse1HooksInterface {
   }
   at::Generator getNewGenerator(c10::DeviceIndex idx) const override { return new_generator(idx); }
   at::Device getDeviceFromPtr(void*) const override { return c10::Device(kTpu, current_device()); }
-  bool isPinnedPtr(const void*) const override { return false; }
-  // Host memory needs no pinning for the runtime: "pinned" tensors are plain CPU tensors.
-  c10::Allocator* getPinnedMemoryAllocator() const override { return c10::GetCPUAllocator(); }
+  bool isPinnedPtr(const void* ptr) const override { return is_pinned(ptr); }
+  c10::Allocator* getPinnedMemoryAllocator() const override { return &g_pinned_allocator; }
   void resizePrivateUse1Bytes(const c10::Storage& storage, size_t nbytes) const override {
     resize_storage_bytes(storage.unsafeGetStorageImpl(), nbytes);
   }

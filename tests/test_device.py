@@ -452,3 +452,22 @@ def test_lowered_ops() -> None:
 def test_zeros_ones_on_device(dtype: torch.dtype) -> None:
     assert torch.equal(torch.zeros(2, 3, dtype=dtype, device=TPU).cpu(), torch.zeros(2, 3, dtype=dtype))
     assert torch.equal(torch.ones(2, 3, dtype=dtype, device="tpu:0").cpu(), torch.ones(2, 3, dtype=dtype))
+
+
+def test_pinned_host_memory_is_reported_as_pinned() -> None:
+    x = torch.arange(12.0).reshape(4, 3)
+    assert not x.is_pinned()
+    pinned = x.pin_memory()
+    assert pinned.is_pinned() and pinned[1:].is_pinned() and pinned.device.type == "cpu"
+    assert torch.equal(pinned, x)
+    assert torch.empty(5, pin_memory=True).is_pinned()
+    assert torch.equal(pinned.to(TPU, non_blocking=True).cpu(), x)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=2, pin_memory=True)
+    batches = [b for (b,) in loader]
+    assert all(b.is_pinned() for b in batches)
+    assert torch.equal(torch.cat(batches), x)
+    address = pinned.data_ptr()
+    del pinned, batches
+    gc.collect()
+    # A freed pinned buffer is forgotten: memory reused for an ordinary tensor is not pinned.
+    assert not any(t.is_pinned() for t in [torch.empty(3) for _ in range(8)] if t.data_ptr() == address)
