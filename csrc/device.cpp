@@ -163,6 +163,14 @@ struct TpuAllocator final : c10::DeviceAllocator {
 
   void resetAccumulatedStats(c10::DeviceIndex device) override { tpu_memory_reset(device, true); }
   void resetPeakStats(c10::DeviceIndex device) override { tpu_memory_reset(device, false); }
+
+  // accelerate's device_map="auto" sizes each device by its free memory.
+  std::pair<size_t, size_t> getMemoryInfo(c10::DeviceIndex device) override {
+    int64_t free = 0, total = 0;
+    int32_t st = tpu_memory_info(device, &free, &total);
+    if (st != TPU_OK) throw_status(st, "tpu: cannot read the device's memory");
+    return {static_cast<size_t>(free), static_cast<size_t>(total)};
+  }
 };
 
 TpuAllocator g_allocator;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import re
 from collections.abc import Callable
 
@@ -452,6 +453,16 @@ def test_lowered_ops() -> None:
 def test_zeros_ones_on_device(dtype: torch.dtype) -> None:
     assert torch.equal(torch.zeros(2, 3, dtype=dtype, device=TPU).cpu(), torch.zeros(2, 3, dtype=dtype))
     assert torch.equal(torch.ones(2, 3, dtype=dtype, device="tpu:0").cpu(), torch.ones(2, 3, dtype=dtype))
+
+
+def test_mem_get_info_reports_free_and_total_bytes() -> None:
+    free, total = torch.tpu.mem_get_info()
+    assert 0 < free <= total
+    assert torch.tpu.get_device_properties().total_memory == total
+    if torch.accelerator.current_accelerator().type == TPU:
+        assert torch.accelerator.get_memory_info()[1] == total
+    if torch_tpu.platform() == "cpu":  # the CPU plugin's buffers are host memory
+        assert total == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def test_pinned_host_memory_is_reported_as_pinned() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "manual_seed_all",
     "max_memory_allocated",
     "max_memory_reserved",
+    "mem_get_info",
     "memory_allocated",
     "memory_reserved",
     "memory_stats",
@@ -141,6 +142,7 @@ class TpuDeviceProperties:
     name: str
     platform: str
     index: int
+    total_memory: int | None = None  # bytes; None where the plugin does not say
 
     @property
     def type(self) -> str:
@@ -148,9 +150,14 @@ class TpuDeviceProperties:
 
 
 def get_device_properties(device: Device = None) -> TpuDeviceProperties:
-    """Name, PJRT platform and index of a device."""
+    """Name, PJRT platform, index and memory of a device."""
     index = _device_index(device)
-    return TpuDeviceProperties(name=_core.device_name(index), platform=_core.platform(), index=index)
+    try:
+        total: int | None = _core.mem_get_info(index)[1]
+    except RuntimeError:
+        total = None
+    name = _core.device_name(index)
+    return TpuDeviceProperties(name=name, platform=_core.platform(), index=index, total_memory=total)
 
 
 def is_initialized() -> bool:
@@ -265,6 +272,13 @@ def memory_stats(device: Device = None) -> dict[str, Any]:
     caching allocator, so reserved and active memory are the allocated memory.
     ``torch.accelerator.memory_stats`` reports the same numbers."""
     return dict(_core.memory_stats(_device_index(device)))
+
+
+def mem_get_info(device: Device = None) -> tuple[int, int]:
+    """(free, total) bytes of a device, as ``torch.cuda.mem_get_info``: the
+    plugin's own count (GPU, TPU); for the CPU plugin, whose buffers are host
+    memory, the host's available and total memory."""
+    return _core.mem_get_info(_device_index(device))
 
 
 def memory_reserved(device: Device = None) -> int:

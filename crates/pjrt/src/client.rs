@@ -203,6 +203,24 @@ impl Client {
         &self.inner.devices
     }
 
+    /// A device's memory as the plugin counts it: (bytes in use, bytes
+    /// limit). None when the plugin does not say (the CPU plugins: their
+    /// memory is the host's).
+    pub fn device_memory(&self, device: &Device) -> Option<(i64, i64)> {
+        let mut args = sys::PJRT_Device_MemoryStats_Args {
+            struct_size: sys::PJRT_Device_MemoryStats_Args_STRUCT_SIZE as usize,
+            device: device.as_raw(),
+            ..Default::default()
+        };
+        // SAFETY: args initialised; the device belongs to this live client;
+        // the call only fills in numbers.
+        unsafe {
+            pjrt_call!(self.api(), PJRT_Device_MemoryStats, &mut args).ok()?;
+        }
+        args.bytes_limit_is_set
+            .then_some((args.bytes_in_use, args.bytes_limit))
+    }
+
     /// Maps a raw device handle of this client to its `Device`.
     pub(crate) fn device_from_raw(&self, raw: *mut sys::PJRT_Device) -> Result<Device> {
         self.inner

@@ -474,6 +474,24 @@ pub unsafe extern "C" fn tpu_memory_stats(device_index: i32, out: *mut storage::
     })
 }
 
+/// A device's free and total memory in bytes (`torch.tpu.mem_get_info`).
+///
+/// # Safety
+/// `free` and `total` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn tpu_memory_info(
+    device_index: i32,
+    free: *mut i64,
+    total: *mut i64,
+) -> i32 {
+    guarded(|| {
+        let (f, t) = platform::memory_info(platform::get()?, device_index.max(0) as usize)?;
+        *free = f;
+        *total = t;
+        Ok(0)
+    })
+}
+
 /// `torch.tpu.empty_cache()`: drops the in-memory executable cache.
 #[no_mangle]
 pub extern "C" fn tpu_empty_cache() {

@@ -223,8 +223,37 @@ pub fn free_memory_bytes(p: &Platform) -> Option<i64> {
     if p.name != "cpu" {
         return None;
     }
+    host_meminfo_bytes("MemAvailable:")
+}
+
+/// A device's (free, total) bytes (`torch.tpu.mem_get_info`): the plugin's
+/// own count where it keeps one (GPU, TPU), the host's memory for the CPU
+/// plugin, whose buffers live there.
+pub fn memory_info(p: &Platform, device: usize) -> Result<(i64, i64)> {
+    let dev = p.device(device)?;
+    if let Some((in_use, limit)) = p.client.device_memory(dev) {
+        return Ok(((limit - in_use).max(0), limit));
+    }
+    let host = (p.name == "cpu")
+        .then(|| {
+            Some((
+                host_meminfo_bytes("MemAvailable:")?,
+                host_meminfo_bytes("MemTotal:")?,
+            ))
+        })
+        .flatten();
+    host.ok_or_else(|| {
+        Error::Invalid(format!(
+            "mem_get_info: the {} plugin does not report device {device}'s memory",
+            p.name
+        ))
+    })
+}
+
+/// A `/proc/meminfo` field (Linux), in bytes.
+fn host_meminfo_bytes(field: &str) -> Option<i64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let line = info.lines().find(|l| l.starts_with(field))?;
     let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

@@ -277,6 +277,12 @@ fn memory_stats(py: Python<'_>, device: usize) -> PyResult<Py<PyDict>> {
 }
 
 #[pyfunction]
+fn mem_get_info(device: usize) -> PyResult<(i64, i64)> {
+    let p = platform::get().map_err(py_err)?;
+    platform::memory_info(p, device).map_err(py_err)
+}
+
+#[pyfunction]
 fn empty_cache() {
     cache::clear();
 }
@@ -432,6 +438,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(max_memory_allocated, m)?)?;
     m.add_function(wrap_pyfunction!(reset_peak_memory_stats, m)?)?;
     m.add_function(wrap_pyfunction!(reset_accumulated_memory_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(mem_get_info, m)?)?;
     m.add_function(wrap_pyfunction!(memory_stats, m)?)?;
     m.add_function(wrap_pyfunction!(empty_cache, m)?)?;
     m.add_function(wrap_pyfunction!(manual_seed, m)?)?;
