@@ -179,6 +179,19 @@ void fill_tensor(TpuTensor& o, const at::Tensor& arg, bool write, const OpInfo& 
   o.storage_nbytes = static_cast<int64_t>(st.nbytes());
   if (dev.type() == kTpu) {
     o.storage = st.data_ptr().get_context();
+    if (o.storage == nullptr && st.data() != nullptr) {
+      // A tensor made by at::from_blob over a tpu address (torch's legacy
+      // storage pickling does so): the storage is the one holding it, and the
+      // blob's start becomes an element offset into it.
+      o.storage = tpu_storage_from_addr(st.data());
+      if (o.storage != nullptr) {
+        const int64_t delta = static_cast<int64_t>(reinterpret_cast<uintptr_t>(st.data())) - tpu_storage_addr(o.storage);
+        const int64_t item = static_cast<int64_t>(impl->dtype().itemsize());
+        if (delta % item != 0) bad_arg(op, i, "a tensor over a tpu address not aligned to its dtype");
+        o.storage_offset += delta / item;
+        o.storage_nbytes += delta;
+      }
+    }
     o.host_data = nullptr;
     o.device = TPU_DEVICE_TPU;
     o.device_index = dev.index();

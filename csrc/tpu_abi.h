@@ -147,6 +147,8 @@ void tpu_empty_cache(void);
 void tpu_memory_reset(int32_t device_index, bool accumulated);
 /* The size in bytes of a storage made by tpu_storage_new. */
 int64_t tpu_storage_nbytes(void* storage);
+/* The address data_ptr() gives for a storage's first byte. */
+int64_t tpu_storage_addr(void* storage);
 /* The shim's torch.profiler callbacks: is a profiler collecting; open a named range; close it. */
 void tpu_set_profiler_hooks(bool (*enabled)(void), void* (*begin)(const char* name), void (*end)(void* range));
 // Runs `op` as a CPU fallback: counts it (metrics) for the report.

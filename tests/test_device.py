@@ -482,3 +482,17 @@ def test_pinned_host_memory_is_reported_as_pinned() -> None:
     gc.collect()
     # A freed pinned buffer is forgotten: memory reused for an ordinary tensor is not pinned.
     assert not any(t.is_pinned() for t in [torch.empty(3) for _ in range(8)] if t.data_ptr() == address)
+
+
+def test_tpu_tensors_and_modules_pickle() -> None:
+    import pickle
+
+    x = torch.arange(6.0).reshape(2, 3)
+    t = x.to(TPU)
+    for got, want in [(t, x), (t[1], x[1]), (t.to(BF16), x.to(BF16))]:
+        back = pickle.loads(pickle.dumps(got))
+        assert back.device.type == TPU
+        assert_same(back, want, "pickle")
+    m = torch.nn.Linear(2, 2).to(TPU)
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.weight.device.type == TPU and torch.equal(m2.weight.cpu(), m.weight.cpu())

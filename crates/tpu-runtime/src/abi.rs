@@ -524,6 +524,19 @@ pub extern "C" fn tpu_storage_nbytes(storage: *mut c_void) -> i64 {
     })
 }
 
+/// The address `data_ptr()` gives for the first byte of a storage.
+#[no_mangle]
+pub extern "C" fn tpu_storage_addr(storage: *mut c_void) -> i64 {
+    guarded_or(0, || {
+        if storage.is_null() {
+            return 0;
+        }
+        // SAFETY: as in `tpu_storage_nbytes`.
+        let s = unsafe { &*(storage as *const Storage) };
+        s.addr as i64
+    })
+}
+
 /// Registers the shim's profiler callbacks (see `profile.rs`).
 #[no_mangle]
 pub extern "C" fn tpu_set_profiler_hooks(
