@@ -198,6 +198,58 @@ def rank_divergent_loop(rank: int, world: int) -> None:
     print("OK divergent", flush=True)
 
 
+def p2p_half_precision_and_pipeline(rank: int, world: int) -> None:
+    """batch_isend_irecv (both ranks send first), reduce and CPU collectives in
+    half precision, DDP with unused parameters, and a two-stage GPipe schedule
+    against the unsplit model."""
+    peer = 1 - rank
+    send, recv = torch.full((2,), float(rank), device=TPU), torch.zeros(2, device=TPU)
+    ops = [dist.P2POp(dist.isend, send, peer), dist.P2POp(dist.irecv, recv, peer)]
+    for work in dist.batch_isend_irecv(ops):
+        work.wait()
+    close(recv, torch.full((2,), float(peer)), "batch_isend_irecv")
+    backend = dist.group.WORLD._get_backend(torch.device(TPU))
+    assert not backend.supports_splitting and not backend.supports_coalescing
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.full((3,), rank + 1.0, dtype=dtype, device=TPU)
+        dist.reduce(x, dst=1)
+        close(x.float(), torch.full((3,), 3.0 if rank == 1 else 1.0), f"reduce {dtype}")
+        c = torch.tensor([rank, 10 + rank], dtype=dtype)
+        out = torch.empty(2, dtype=dtype)
+        dist.all_to_all_single(out, c)
+        close(out.float(), torch.tensor([0.0, 1.0]) + 10 * rank, f"CPU all_to_all_single {dtype}")
+        gathered = torch.empty(4, dtype=dtype)
+        dist.all_gather_into_tensor(gathered, c)
+        close(gathered.float(), torch.tensor([0.0, 10.0, 1.0, 11.0]), f"CPU all_gather_into_tensor {dtype}")
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"used": nn.Linear(4, 1), "unused": nn.Linear(4, 1)}).to(TPU)
+    ddp = DDP(model, find_unused_parameters=True)
+    ddp.module["used"](torch.ones(2, 4, device=TPU)).sum().backward()
+    close(model["used"].weight.grad, torch.full((1, 4), 2.0), "DDP grad with unused parameters")
+    assert model["unused"].weight.grad is None
+
+    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+
+    torch.manual_seed(0)
+    full = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU())
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    with torch.no_grad():
+        want = [((full(x[i : i + 2]) - y[i : i + 2]) ** 2).mean() for i in (0, 2)]
+    stage = PipelineStage((full[:2] if rank == 0 else full[2:]).to(TPU), rank, world, torch.device(TPU))
+    schedule = ScheduleGPipe(stage, n_microbatches=2, loss_fn=lambda out, target: ((out - target) ** 2).mean())
+    if rank == 0:
+        schedule.step(x.to(TPU))
+    else:
+        losses: list[torch.Tensor] = []
+        schedule.step(target=y.to(TPU), losses=losses)
+        for got, w in zip(losses, want):
+            close(got, w, "GPipe microbatch loss")
+    print("OK p2p and half precision", flush=True)
+
+
 def mismatched_order_raises(rank: int, world: int) -> None:
     with torch_tpu.eager_mode("debug"):
         x = torch.ones(2, device=TPU)
@@ -224,6 +276,7 @@ def main() -> None:
     fsdp2_matches_full_batch(rank, world)
     dtensor_matmul(rank, world)
     rank_divergent_loop(rank, world)
+    p2p_half_precision_and_pipeline(rank, world)
     mismatched_order_raises(rank, world)
     dist.destroy_process_group()
 

@@ -80,6 +80,39 @@ class _CompletedWork(Work):
         return self._future
 
 
+class _PendingRecv(Work):
+    """An irecv in flight: waiting for it writes the received host copy into
+    the tensors (a tpu tensor cannot be written by gloo directly)."""
+
+    def __init__(self, work: Work, tensors: list[torch.Tensor], hosts: list[torch.Tensor]) -> None:
+        super().__init__()
+        self._work, self._tensors, self._hosts = work, tensors, hosts
+        self._written = False
+
+    def wait(self, timeout: timedelta | None = None) -> bool:
+        if not self._written:
+            self._work.wait() if timeout is None else self._work.wait(timeout)
+            for dst, h in zip(self._tensors, self._hosts):
+                _write_back(dst, h)
+            self._written = True
+        return True
+
+    def is_completed(self) -> bool:
+        return self._written or self._work.is_completed()
+
+    def is_success(self) -> bool:
+        return self._work.is_success()
+
+    def result(self) -> list[torch.Tensor]:
+        return self._tensors
+
+    def get_future(self) -> torch.futures.Future:
+        self.wait()  # the values exist on the tpu only once written back
+        future: torch.futures.Future = torch.futures.Future()
+        future.set_result(self._tensors)
+        return future
+
+
 _WIRE_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.bool: torch.uint8}
 _op_name = xla.op_name
 
@@ -108,6 +141,7 @@ class TpuDistBackend(Backend):
     def __init__(self, store: dist.Store, rank: int, size: int, timeout: timedelta) -> None:
         super().__init__(rank, size)
         self._rank, self._size = rank, size
+        self._timeout = timeout
         self._store = store
         self._xla: ThreadRankEngine | None = in_process_engine(store, rank, size, timeout)
         self._gloo = dist.ProcessGroupGloo(store, rank, size, timeout)
@@ -115,6 +149,21 @@ class TpuDistBackend(Backend):
 
     def getBackendName(self) -> str:
         return BACKEND_NAME
+
+    # torch's Backend binding answers these for a Python subclass by calling
+    # back into Python, which recursed without end when the subclass left them
+    # to the base (batch_isend_irecv reads supports_coalescing,
+    # init_process_group(device_id=...) supports_splitting). Each op here
+    # completes on its own: nothing is coalesced, split or reconfigured.
+    supports_coalescing = property(lambda self: False)
+    supports_splitting = property(lambda self: False)
+    supports_shrinking = property(lambda self: False)
+    supports_reconfigure = property(lambda self: False)
+    supports_window = property(lambda self: False)
+    supports_abort_hooks = property(lambda self: False)
+    supports_completion_hooks = property(lambda self: False)
+    _supports_time_estimate = property(lambda self: False)
+    options = property(lambda self: Backend.Options(BACKEND_NAME, self._timeout))
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -167,7 +216,13 @@ class TpuDistBackend(Backend):
         if outputs is inputs:  # in place (all_reduce, broadcast, ...): staged once
             host_out = host_in
         else:
-            host_out = [_to_host(t) if t.device.type == "tpu" else t.detach().contiguous() for t in outputs]
+            # Outputs are staged in the inputs' wire dtypes too: gloo moves bytes,
+            # and a half-precision CPU output against float32 inputs came back
+            # garbled (all_to_all) or aborted the process (reduce's scratch).
+            host_out = [
+                _to_host(t) if t.device.type == "tpu" or t.dtype in _WIRE_DTYPE else t.detach().contiguous()
+                for t in outputs
+            ]
         work = call(host_in, host_out)
         if work is not None:
             work.wait()
@@ -438,9 +493,10 @@ class TpuDistBackend(Backend):
             e.send(tensors, dst, tag)
             return self._done(tensors)
         _core.cut("collective")
-        hosts = [_to_host(t) for t in tensors]
-        self._gloo.send(hosts, dst, tag).wait()
-        return _CompletedWork(list(tensors))
+        # Not waited for: isend must return before its peer posts the matching
+        # recv (batch_isend_irecv, pipeline schedules). gloo's Work keeps the
+        # staged host copy alive until it is sent.
+        return self._gloo.send([_to_host(t) for t in tensors], dst, tag)
 
     def recv(self, tensors: list[torch.Tensor], src: int, tag: int) -> Work:
         if e := self._on_xla(tensors):
@@ -448,10 +504,7 @@ class TpuDistBackend(Backend):
             return self._done(tensors)
         _core.cut("collective")
         hosts = [_to_host(t) for t in tensors]
-        self._gloo.recv(hosts, src, tag).wait()
-        for dst, h in zip(tensors, hosts):
-            _write_back(dst, h)
-        return _CompletedWork(list(tensors))
+        return _PendingRecv(self._gloo.recv(hosts, src, tag), tensors, hosts)
 
     def barrier(self, opts: Any = None) -> Work:
         if self._xla is not None:
