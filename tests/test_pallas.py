@@ -242,3 +242,16 @@ def test_torch_tpu_bridge_names() -> None:
     tpu_torch_pallas.register_custom_kernel("mul_two_add_one", "k", exp.mlir_module_serialized)
     (out,) = tpu_torch_pallas.call_custom_kernel("mul_two_add_one", "k", inputs=[xd], output_shapes=[torch.empty(4)])
     assert_same(out, x * 2 + 1, "registered portable artifact")
+
+
+def test_gradient_of_a_lookup_skips_its_integer_indices() -> None:
+    # An embedding-style kernel: JAX's cotangent for the int64 indices is
+    # float0, which has no torch dtype; the indices get no gradient.
+    lookup = pallas.custom_jax_kernel(lambda table, idx: table[idx] * 2.0)
+    table = torch.randn(5, 3)
+    idx = torch.tensor([0, 2, 2, 4])
+    on_tpu = table.to(TPU).requires_grad_()
+    lookup(on_tpu, idx.to(TPU)).square().sum().backward()
+    on_cpu = table.clone().requires_grad_()
+    (on_cpu[idx] * 2.0).square().sum().backward()
+    torch.testing.assert_close(on_tpu.grad.cpu(), on_cpu.grad, rtol=1e-6, atol=1e-6)

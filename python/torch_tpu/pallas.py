@@ -474,19 +474,32 @@ class JaxCallable:
         """Gradients of the kernel's outputs with respect to its tensor inputs, through ``jax.vjp``."""
         jax = _jax()
         _, tensors = self._split(args)
+        # Integer inputs (indices) have no gradient: JAX would give them float0
+        # cotangents, which have no torch dtype; they are held constant instead.
+        wrt = [i for i, t in enumerate(tensors) if t.is_floating_point() or t.is_complex()]
+        if not wrt:
+            return [None] * len(tensors)
         key = (self._key(args, {}), tuple((tuple(c.shape), c.dtype) for c in cotangents))
         if key not in self._vjp_exports:
             n = len(tensors)
 
             def grads(*arrays: Any) -> Any:
-                xs, cts = arrays[:n], arrays[n:]
-                out, pullback = jax.vjp(lambda *ys: self.jax_fn(*self._with_tensors(args, ys)), *xs)
+                xs, cts = list(arrays[:n]), arrays[n:]
+
+                def differentiated(*ys: Any) -> Any:
+                    full = list(xs)
+                    for i, y in zip(wrt, ys):
+                        full[i] = y
+                    return self.jax_fn(*self._with_tensors(args, full))
+
+                out, pullback = jax.vjp(differentiated, *[xs[i] for i in wrt])
                 _, tree = jax.tree_util.tree_flatten(out)
                 return list(pullback(jax.tree_util.tree_unflatten(tree, list(cts))))
 
             specs = [_spec(t) for t in tensors] + [_spec(c) for c in cotangents]
             self._vjp_exports[key] = _Exported(grads, specs)
-        return self._vjp_exports[key]([*tensors, *cotangents])
+        got = iter(self._vjp_exports[key]([*tensors, *cotangents]))
+        return [next(got) if i in wrt else None for i in range(len(tensors))]
 
 
 class _JaxFunction(torch.autograd.Function):
