@@ -460,7 +460,15 @@ void fallback(const c10::OperatorHandle& handle, torch::jit::Stack* stack) {
                                         &rets, &nrets);
     if (status == TPU_RUN_ON_CPU) {
       tpu_count_cpu_fallback(op.name, op.overload);
-      at::native::cpu_fallback(handle, stack);
+      try {
+        at::native::cpu_fallback(handle, stack);
+      } catch (const c10::NotImplementedError& e) {
+        // Some ops have kernels for accelerators only (CUDA's): say that the
+        // fallback was tried, not just that the CPU lacks the op.
+        TORCH_CHECK_NOT_IMPLEMENTED(false, "tpu: ", op.name, op.overload[0] ? "." : "", op.overload,
+                                    " has no tpu lowering, and the CPU fallback cannot run it either: ",
+                                    e.what_without_backtrace());
+      }
       return;
     }
     if (status == TPU_OK) break;

@@ -4,6 +4,7 @@ and prints ``OK <name>``; any failure raises and fails the run."""
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import torch
@@ -198,6 +199,37 @@ def rank_divergent_loop(rank: int, world: int) -> None:
     print("OK divergent", flush=True)
 
 
+def sync_batch_norm_matches_full_batch(rank: int, world: int) -> None:
+    """nn.SyncBatchNorm under DDP, each rank a different number of rows: the
+    same parameters and running statistics as BatchNorm2d on the whole batch."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 1))
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(ref)).to(TPU)
+    ddp = DDP(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(2)
+    rows = [3, 5]  # uneven: the statistics are merged by count
+    for _ in range(3):
+        x, y = torch.randn(sum(rows), 2, 4, 4, generator=g), torch.randn(sum(rows), 1, generator=g)
+        ref_opt.zero_grad()
+        # DDP averages the ranks' gradients: the reference weighs each rank's mean loss equally.
+        out = ref(x)
+        sum(nn.functional.mse_loss(out[s], y[s]) for s in (slice(0, 3), slice(3, 8))).div(world).backward()
+        ref_opt.step()
+        mine = slice(0, 3) if rank == 0 else slice(3, 8)
+        opt.zero_grad()
+        nn.functional.mse_loss(ddp(x[mine].to(TPU)), y[mine].to(TPU)).backward()
+        opt.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        close(p, q, "SyncBatchNorm model parameter vs full batch", 1e-4)
+    close(model[1].running_mean, ref[1].running_mean, "SyncBatchNorm running_mean")
+    close(model[1].running_var, ref[1].running_var, "SyncBatchNorm running_var")
+    print("OK sync batch norm", flush=True)
+
+
 def p2p_half_precision_and_pipeline(rank: int, world: int) -> None:
     """batch_isend_irecv (both ranks send first), reduce and CPU collectives in
     half precision, DDP with unused parameters, and a two-stage GPipe schedule
@@ -277,6 +309,7 @@ def main() -> None:
     dtensor_matmul(rank, world)
     rank_divergent_loop(rank, world)
     p2p_half_precision_and_pipeline(rank, world)
+    sync_batch_norm_matches_full_batch(rank, world)
     mismatched_order_raises(rank, world)
     dist.destroy_process_group()
 

@@ -3,7 +3,8 @@
 The checks themselves live in ``dist_worker.py`` (collectives against hand-computed
 values in fused and strict modes, DDP and FSDP2 against single-process full-batch
 training, DTensor, a rank-divergent loop, batched point-to-point and a GPipe
-pipeline, half-precision collectives, the debug-mode order check)."""
+pipeline, half-precision collectives, SyncBatchNorm against BatchNorm on the
+whole batch, the debug-mode order check)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch_tpu
 WORKER = Path(__file__).with_name("dist_worker.py")
 CHECKS = (
     "collectives fused", "collectives strict", "ddp", "fsdp2", "dtensor", "divergent", "p2p and half precision",
-    "order check",
+    "sync batch norm", "order check",
 )  # fmt: skip
 
 

@@ -219,3 +219,18 @@ print('alive', (torch.ones(2, device='tpu') + 1).cpu().tolist())
     assert r.returncode == 0, f"the process died (code {r.returncode}): {r.stderr[-2000:]}"
     assert "alive [2.0, 2.0]" in r.stdout, r.stdout
     assert r.stdout.startswith("oom"), f"expected torch.OutOfMemoryError: {r.stdout}"
+
+
+def test_cpu_fallback_of_an_op_without_a_cpu_kernel_says_so() -> None:
+    # _fused_dropout has CUDA kernels only: the fallback is tried and fails clearly.
+    code = (
+        "import torch, torch_tpu\n"
+        "x = torch.randn(2, 3, device='tpu')\n"
+        "try:\n"
+        "    torch._fused_dropout(x, 0.5)\n"
+        "except NotImplementedError as e:\n"
+        "    print('RAISED', e)\n"
+    )
+    r = run_python(code, env={"TORCH_TPU_CPU_FALLBACK": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "RAISED" in r.stdout and "_fused_dropout has no tpu lowering, and the CPU fallback cannot run it" in r.stdout

@@ -3,7 +3,7 @@ written as the ordinary ops they fuse (which the runtime lowers): the fast
 paths of ``nn.TransformerEncoderLayer`` and ``nn.MultiheadAttention``, the
 LSTM and GRU cells of ``nn.LSTM``/``nn.GRU``, and ``torch.amp.GradScaler``'s
 unscale and update; ``tril_indices``/``triu_indices``; the fused optimizer
-kernels (``_fused_optim.py``).
+kernels (``_fused_optim.py``) and ``nn.SyncBatchNorm``'s (``_sync_batch_norm.py``).
 
 ``nn.TransformerEncoderLayer`` in eval mode under ``no_grad`` calls
 ``aten::_transformer_encoder_layer_fwd``, and ``nn.MultiheadAttention``'s
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from torch_tpu import _fused_optim
+from torch_tpu import _fused_optim, _sync_batch_norm
 
 __all__ = ["install"]
 
@@ -246,6 +246,7 @@ def install() -> None:
     for name in ("tril_indices", "triu_indices"):
         _lib.impl(name, _index_factory(name), "PrivateUse1")
     _fused_optim.register(_lib)
+    _sync_batch_norm.register(_lib)
     # Autograd key: the backward is that of the ops inside.
     _lib.impl("_thnn_fused_lstm_cell", _thnn_fused_lstm_cell, "AutogradPrivateUse1")
     _lib.impl("_thnn_fused_gru_cell", _thnn_fused_gru_cell, "AutogradPrivateUse1")

@@ -345,7 +345,9 @@ class TpuDistBackend(Backend):
             return self._done([output])
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
-            return self._gloo._allgather_base(ho[0], hi[0])
+            # Flat, as NCCL takes it: gloo splits the output along dim 0, which
+            # failed for SyncBatchNorm's [1, world * n] output.
+            return self._gloo._allgather_base(ho[0].view(-1), hi[0].view(-1))
 
         return self._run("all_gather_into_tensor", [input], [output], call)
 
@@ -358,7 +360,7 @@ class TpuDistBackend(Backend):
 
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             for h, o in zip(hi, ho):
-                self._gloo._allgather_base(o, h).wait()
+                self._gloo._allgather_base(o.view(-1), h.view(-1)).wait()
 
         return self._run("all_gather_into_tensor_coalesced", inputs, outputs, call)
 
