@@ -255,3 +255,9 @@ def test_gradient_of_a_lookup_skips_its_integer_indices() -> None:
     on_cpu = table.clone().requires_grad_()
     (on_cpu[idx] * 2.0).square().sum().backward()
     torch.testing.assert_close(on_tpu.grad.cpu(), on_cpu.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_a_cpu_argument_is_named_in_the_error() -> None:
+    scale = pallas.custom_jax_kernel(lambda x, w: x * w)
+    with pytest.raises(RuntimeError, match=r"argument 1 on cpu"):
+        scale(torch.randn(4, 8, device=TPU), torch.randn(8))

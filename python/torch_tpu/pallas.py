@@ -458,7 +458,11 @@ class JaxCallable:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Runs on tensors (and static or constant values). Keyword arguments are constants of the lowering."""
-        _, tensors = self._split(args)
+        idx, tensors = self._split(args)
+        devices = {t.device for t in tensors}
+        if len(devices) > 1 or any(d.type != "tpu" for d in devices):
+            where = ", ".join(f"argument {i} on {t.device}" for i, t in zip(idx, tensors))
+            raise RuntimeError(f"{self.name}: the tensor arguments must all be on one tpu device; got {where}")
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             if kwargs:
                 raise NotImplementedError("JaxCallable: keyword arguments with gradients; pass them positionally")
