@@ -298,6 +298,19 @@ def mismatched_order_raises(rank: int, world: int) -> None:
     raise AssertionError("a mismatched collective order did not raise in debug mode")
 
 
+def mismatched_shapes_raise(rank: int, world: int) -> None:
+    with torch_tpu.eager_mode("debug"):
+        x = torch.ones(3 + rank, device=TPU)
+        try:
+            dist.all_reduce(x)
+        except RuntimeError as e:
+            msg = str(e)
+            assert "differs across ranks" in msg and "[3]" in msg and "[4]" in msg, msg
+            print("OK shape check", flush=True)
+            return
+    raise AssertionError("an all_reduce of different shapes did not raise in debug mode")
+
+
 def main() -> None:
     dist.init_process_group(sys.argv[1] if len(sys.argv) > 1 else "tpu_dist")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -311,6 +324,7 @@ def main() -> None:
     p2p_half_precision_and_pipeline(rank, world)
     sync_batch_norm_matches_full_batch(rank, world)
     mismatched_order_raises(rank, world)
+    mismatched_shapes_raise(rank, world)
     dist.destroy_process_group()
 
 

@@ -4,7 +4,7 @@ The checks themselves live in ``dist_worker.py`` (collectives against hand-compu
 values in fused and strict modes, DDP and FSDP2 against single-process full-batch
 training, DTensor, a rank-divergent loop, batched point-to-point and a GPipe
 pipeline, half-precision collectives, SyncBatchNorm against BatchNorm on the
-whole batch, the debug-mode order check)."""
+whole batch, the debug-mode order and shape checks)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch_tpu
 WORKER = Path(__file__).with_name("dist_worker.py")
 CHECKS = (
     "collectives fused", "collectives strict", "ddp", "fsdp2", "dtensor", "divergent", "p2p and half precision",
-    "sync batch norm", "order check",
+    "sync batch norm", "order check", "shape check",
 )  # fmt: skip
 
 

@@ -202,13 +202,17 @@ class TpuDistBackend(Backend):
         outputs: Sequence[torch.Tensor],
         call: Callable[[list[torch.Tensor], list[torch.Tensor]], Any],
         finish: Callable[[list[torch.Tensor]], None] | None = None,
+        same_shapes: bool = True,
     ) -> Work:
         """Stages ``inputs`` to the host, runs ``call(host_inputs, host_outputs)`` on gloo,
-        writes the host outputs back into ``outputs`` and returns a completed Work."""
+        writes the host outputs back into ``outputs`` and returns a completed Work.
+        ``same_shapes``: every rank passes inputs of the same shapes (debug mode
+        checks it; scatter and all_to_all inputs legitimately differ)."""
 
         def describe() -> str:
             dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in [*inputs, *outputs]})
-            return f"{name}({', '.join(dtypes)})"
+            shapes = f" of shapes {[list(t.shape) for t in inputs]}" if same_shapes else ""
+            return f"{name}({', '.join(dtypes)}){shapes}"
 
         self._check_order(describe)
         _core.cut("collective")
@@ -402,7 +406,7 @@ class TpuDistBackend(Backend):
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.scatter(ho, [hi] if hi else [], gopts)
 
-        return self._run("scatter", flat_in, outputs, call)
+        return self._run("scatter", flat_in, outputs, call, same_shapes=False)
 
     def reduce_scatter(
         self, outputs: list[torch.Tensor], input_lists: list[list[torch.Tensor]], opts: Any = None
@@ -470,7 +474,7 @@ class TpuDistBackend(Backend):
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.alltoall(ho, hi)
 
-        return self._run("all_to_all", inputs, outputs, call)
+        return self._run("all_to_all", inputs, outputs, call, same_shapes=False)
 
     def all_to_all_single(
         self,
@@ -487,7 +491,7 @@ class TpuDistBackend(Backend):
         def call(hi: list[torch.Tensor], ho: list[torch.Tensor]) -> Any:
             return self._gloo.alltoall_base(ho[0], hi[0], list(output_split_sizes), list(input_split_sizes))
 
-        return self._run("all_to_all_single", [input], [output], call)
+        return self._run("all_to_all_single", [input], [output], call, same_shapes=False)
 
     def send(self, tensors: list[torch.Tensor], dst: int, tag: int) -> Work:
         # Point-to-point calls involve two ranks only: no all-rank order check.
