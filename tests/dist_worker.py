@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -282,33 +283,30 @@ def p2p_half_precision_and_pipeline(rank: int, world: int) -> None:
     print("OK p2p and half precision", flush=True)
 
 
-def mismatched_order_raises(rank: int, world: int) -> None:
+def _raises_in_debug_mode(check: str, collective: Callable[[], object], *needles: str) -> None:
+    """Debug mode: ``collective`` (called differently per rank) must raise on
+    every rank with a message naming both sides."""
     with torch_tpu.eager_mode("debug"):
-        x = torch.ones(2, device=TPU)
         try:
-            if rank == 0:
-                dist.all_reduce(x)
-            else:
-                dist.broadcast(x, src=0)
+            collective()
         except RuntimeError as e:
             msg = str(e)
-            assert "differs across ranks" in msg and "all_reduce" in msg and "broadcast" in msg, msg
-            print("OK order check", flush=True)
+            assert "differs across ranks" in msg and all(n in msg for n in needles), msg
+            print(f"OK {check}", flush=True)
             return
-    raise AssertionError("a mismatched collective order did not raise in debug mode")
+    raise AssertionError(f"{check}: a mismatched collective did not raise in debug mode")
+
+
+def mismatched_order_raises(rank: int, world: int) -> None:
+    x = torch.ones(2, device=TPU)
+    _raises_in_debug_mode(
+        "order check", lambda: dist.all_reduce(x) if rank == 0 else dist.broadcast(x, src=0), "all_reduce", "broadcast"
+    )
 
 
 def mismatched_shapes_raise(rank: int, world: int) -> None:
-    with torch_tpu.eager_mode("debug"):
-        x = torch.ones(3 + rank, device=TPU)
-        try:
-            dist.all_reduce(x)
-        except RuntimeError as e:
-            msg = str(e)
-            assert "differs across ranks" in msg and "[3]" in msg and "[4]" in msg, msg
-            print("OK shape check", flush=True)
-            return
-    raise AssertionError("an all_reduce of different shapes did not raise in debug mode")
+    x = torch.ones(3 + rank, device=TPU)
+    _raises_in_debug_mode("shape check", lambda: dist.all_reduce(x), "[3]", "[4]")
 
 
 def main() -> None:

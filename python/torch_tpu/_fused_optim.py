@@ -44,6 +44,21 @@ def _unscaled_grad(op: str, g: torch.Tensor, grad_scale: torch.Tensor | None, dt
     return gf if grad_scale is None else gf / grad_scale.to(dtype)
 
 
+def _prologue(
+    op: str, p: torch.Tensor, grad: torch.Tensor, grad_scale: torch.Tensor | None, maximize: bool, decay: float
+) -> tuple[torch.dtype, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What every kernel starts with for one parameter: its compute dtype, the
+    unscaled gradient, the descent direction (negated when maximizing, with
+    L2 ``decay`` added) and the parameter in the compute dtype."""
+    dt = _opmath(p)
+    g = _unscaled_grad(op, grad, grad_scale, dt)
+    d = -g if maximize else g
+    pf = p.to(dt)
+    if decay != 0:
+        d = d + pf * decay
+    return dt, g, d, pf
+
+
 def _store(updates: list[tuple[torch.Tensor, torch.Tensor]], found_inf: torch.Tensor | None) -> None:
     """Writes each new value into its tensor; after an overflow, keeps the old one."""
     skip = None if found_inf is None else found_inf.reshape(()) == 1.0
@@ -75,15 +90,9 @@ def _adam(decoupled: bool, op: str) -> Callable[..., None]:
         if amsgrad:
             _check_lengths(op, params, max_exp_avg_sqs=max_exp_avg_sqs)
         for i, p in enumerate(params):
-            dt = _opmath(p)
-            g = _unscaled_grad(op, grads[i], grad_scale, dt)
-            d = -g if maximize else g
-            pf = p.to(dt)
-            if weight_decay != 0:
-                if decoupled:
-                    pf = pf * (1 - lr * weight_decay)
-                else:
-                    d = d + pf * weight_decay
+            dt, g, d, pf = _prologue(op, p, grads[i], grad_scale, maximize, 0.0 if decoupled else weight_decay)
+            if decoupled and weight_decay != 0:
+                pf = pf * (1 - lr * weight_decay)
             m = exp_avgs[i].to(dt) * beta1 + d * (1 - beta1)
             v = exp_avg_sqs[i].to(dt) * beta2 + d * d * (1 - beta2)
             t = state_steps[i].to(dt)
@@ -122,12 +131,7 @@ def _fused_sgd_(
     if momentum != 0:
         _check_lengths(op, params, momentum_buffer_list=momentum_buffer_list)
     for i, p in enumerate(params):
-        dt = _opmath(p)
-        g = _unscaled_grad(op, grads[i], grad_scale, dt)
-        d = -g if maximize else g
-        pf = p.to(dt)
-        if weight_decay != 0:
-            d = d + pf * weight_decay
+        dt, g, d, pf = _prologue(op, p, grads[i], grad_scale, maximize, weight_decay)
         updates = []
         if momentum != 0:
             buf = d if is_first_step else momentum_buffer_list[i].to(dt) * momentum + d * (1 - dampening)
@@ -156,12 +160,7 @@ def _fused_adagrad_(
     op = "aten::_fused_adagrad_"
     _check_lengths(op, params, grads=grads, state_sums=state_sums, state_steps=state_steps)
     for i, p in enumerate(params):
-        dt = _opmath(p)
-        g = _unscaled_grad(op, grads[i], grad_scale, dt)
-        d = -g if maximize else g
-        pf = p.to(dt)
-        if weight_decay != 0:
-            d = d + pf * weight_decay
+        dt, g, d, pf = _prologue(op, p, grads[i], grad_scale, maximize, weight_decay)
         clr = lr / (1 + (state_steps[i].to(dt) - 1) * lr_decay)
         s = state_sums[i].to(dt) + d * d
         updates = [(state_sums[i], s), (p, pf - clr * d / (s.sqrt() + eps))]
