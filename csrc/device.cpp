@@ -255,22 +255,31 @@ namespace {
 // allocations. They are remembered so that is_pinned() is true after
 // pin_memory() (DataLoader(pin_memory=True), code that checks before a
 // non_blocking copy), as on CUDA.
-std::mutex g_pinned_mutex;
-std::map<const char*, size_t> g_pinned;  // start -> size
+// Never destroyed: a pinned tensor freed during exit must not find them gone.
+struct PinnedRanges {
+  std::mutex mutex;
+  std::map<const char*, size_t> by_start;  // start -> size
+};
+PinnedRanges& pinned_ranges() {
+  static auto* ranges = new PinnedRanges();
+  return *ranges;
+}
 
 void free_pinned(void* ptr) {
   {
-    std::lock_guard<std::mutex> lock(g_pinned_mutex);
-    g_pinned.erase(static_cast<const char*>(ptr));
+    auto& r = pinned_ranges();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    r.by_start.erase(static_cast<const char*>(ptr));
   }
   c10::free_cpu(ptr);
 }
 
 bool is_pinned(const void* ptr) {
   const auto* p = static_cast<const char*>(ptr);
-  std::lock_guard<std::mutex> lock(g_pinned_mutex);
-  auto it = g_pinned.upper_bound(p);
-  if (it == g_pinned.begin()) return false;
+  auto& r = pinned_ranges();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto it = r.by_start.upper_bound(p);
+  if (it == r.by_start.begin()) return false;
   --it;
   return p < it->first + it->second;
 }
@@ -279,8 +288,9 @@ struct PinnedAllocator final : c10::Allocator {
   c10::DataPtr allocate(size_t nbytes) override {
     void* ptr = nbytes == 0 ? nullptr : c10::alloc_cpu(nbytes);
     if (ptr != nullptr) {
-      std::lock_guard<std::mutex> lock(g_pinned_mutex);
-      g_pinned[static_cast<const char*>(ptr)] = nbytes;
+      auto& r = pinned_ranges();
+      std::lock_guard<std::mutex> lock(r.mutex);
+      r.by_start[static_cast<const char*>(ptr)] = nbytes;
     }
     return c10::DataPtr(ptr, ptr, &free_pinned, c10::Device(c10::kCPU));
   }

@@ -1,9 +1,8 @@
-//! Shared test helpers: locate the CPU plugin, one shared client.
+//! Shared test helpers: locate the CPU plugin, one shared client (destroyed at exit).
 #![allow(dead_code)]
 
-use pjrt::{Api, Client, NamedValue};
+use pjrt::{Api, Client};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 pub fn plugin_path() -> PathBuf {
     pjrt::testing::cpu_plugin()
@@ -15,9 +14,7 @@ pub fn api() -> Api {
 
 /// One client shared by the tests of a binary (4 CPU devices).
 pub fn client() -> Client {
-    static C: OnceLock<Client> = OnceLock::new();
-    C.get_or_init(|| Client::new(&api(), &[("cpu_device_count", NamedValue::Int64(4))]).unwrap())
-        .clone()
+    pjrt::testing::shared_cpu_client(4)
 }
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {

@@ -2,21 +2,11 @@
 //! with f32 parameters to its first (f32) output.
 #![allow(dead_code)]
 
-use pjrt::{Api, Client, ElementType, NamedValue};
-use std::sync::OnceLock;
+use pjrt::{Client, ElementType};
 use tpu_graph::Graph;
 
 pub fn client() -> Client {
-    static C: OnceLock<Client> = OnceLock::new();
-    C.get_or_init(|| {
-        let path = pjrt::testing::cpu_plugin();
-        Client::new(
-            &Api::load(&path).unwrap(),
-            &[("cpu_device_count", NamedValue::Int64(1))],
-        )
-        .unwrap()
-    })
-    .clone()
+    pjrt::testing::shared_cpu_client(1)
 }
 
 pub fn f32s(v: &[f32]) -> Vec<u8> {

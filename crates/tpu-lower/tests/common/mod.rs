@@ -4,24 +4,13 @@
 //! PJRT plugin, feeding host scalars and seeds.
 #![allow(dead_code)]
 
-use pjrt::{Api, Client, ElementType, NamedValue};
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use pjrt::{Client, ElementType};
 use tpu_graph::{DType, Graph, ValueId, ValueType};
 use tpu_lower::registry::{Args, HostValue};
 use tpu_lower::{Arg, LowerCtx, LowerError, Registry, ScalarArg, TensorArg};
 
-fn plugin_path() -> PathBuf {
-    pjrt::testing::cpu_plugin()
-}
-
 pub fn client() -> Client {
-    static C: OnceLock<Client> = OnceLock::new();
-    C.get_or_init(|| {
-        let api = Api::load(&plugin_path()).expect("load plugin");
-        Client::new(&api, &[("cpu_device_count", NamedValue::Int64(1))]).unwrap()
-    })
-    .clone()
+    pjrt::testing::shared_cpu_client(1)
 }
 
 /// A host tensor; values held as f64 whatever the dtype.
