@@ -17,14 +17,19 @@ between collectives (MPMD). Two engines, chosen when the group is made
   results are written back to the device. ``TORCH_TPU_DIST_ENGINE=gloo``
   forces it for thread ranks too.
 
-CPU tensors in a "tpu_dist" group go straight to gloo.
+CPU tensors in a "tpu_dist" group go to gloo without a device round trip
+(staged only where a half type needs its float32 wire form). ``isend``
+returns at once (its peer may be sending too: ``batch_isend_irecv``,
+pipeline schedules); ``irecv`` writes into its tensors when waited for.
+``recv`` without ``src`` is not supported.
 
 Non-contiguous tensors are staged through contiguous copies and written back
 through their views, so a strided view is reduced in full (gloo on CPU reduces
 only its first element). Half types travel as float32 and are rounded once at
 the end. In debug mode every collective first checks, through the Store, that
-all ranks call the same collective in the same order, and raises naming both
-sides instead of hanging.
+all ranks call the same collective in the same order, with the same dtypes and
+input shapes (scatter and all-to-all inputs may differ), and raises naming both
+sides instead of hanging or returning a wrong result.
 """
 
 from __future__ import annotations
