@@ -134,8 +134,10 @@ struct TpuAllocator final : c10::DeviceAllocator {
 
   bool initialized() override { return true; }
 
-  // Same as torch.tpu.empty_cache(); there are no private pools to pick from.
-  void emptyCache(c10::MempoolId_t /*mempool_id*/) override { tpu_empty_cache(); }
+  // Nothing to release: a freed storage's buffer goes back to the plugin at
+  // once, and compiled programs are not memory a user means to free (the HF
+  // Trainer empties the cache every few steps when asked to).
+  void emptyCache(c10::MempoolId_t /*mempool_id*/) override {}
 
   // Each device has one in-order queue (see device.py's streams), so a
   // buffer used on any stream is safe to reuse once the queue passes it.

@@ -455,6 +455,21 @@ def test_zeros_ones_on_device(dtype: torch.dtype) -> None:
     assert torch.equal(torch.ones(2, 3, dtype=dtype, device="tpu:0").cpu(), torch.ones(2, 3, dtype=dtype))
 
 
+def test_empty_cache_keeps_compiled_programs() -> None:
+    # The HF Trainer empties the cache every torch_empty_cache_steps steps:
+    # that must not recompile (or reload) the step's programs.
+    x = torch.randn(8, device=TPU)
+    for _ in range(2):
+        torch.testing.assert_close((x * 2 + 1).cpu(), x.cpu() * 2 + 1)
+    torch_tpu.reset_metrics()
+    torch.tpu.empty_cache()
+    if torch.accelerator.current_accelerator().type == TPU:
+        torch.accelerator.empty_cache()
+    torch.testing.assert_close((x * 2 + 1).cpu(), x.cpu() * 2 + 1)
+    m = torch_tpu.metrics()
+    assert (m["compiles"], m["cache_hits_disk"], m["cache_hits_memory"]) == (0, 0, 1), m
+
+
 def test_mem_get_info_reports_free_and_total_bytes() -> None:
     free, total = torch.tpu.mem_get_info()
     assert 0 < free <= total

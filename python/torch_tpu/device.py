@@ -292,8 +292,11 @@ def max_memory_reserved(device: Device = None) -> int:
 
 
 def empty_cache() -> None:
-    """Releases buffers the runtime holds but no tensor uses."""
-    _core.empty_cache()
+    """Releases cached memory no tensor uses: there is none. The runtime keeps
+    no pool of freed buffers (each goes back to the plugin when its storage is
+    freed), and compiled programs stay cached, as CUDA's kernels do under
+    ``torch.cuda.empty_cache()``; :func:`torch_tpu.clear_executable_cache`
+    drops those."""
 
 
 # --- streams and events ----------------------------------------------------------

@@ -492,12 +492,6 @@ pub unsafe extern "C" fn tpu_memory_info(
     })
 }
 
-/// `torch.tpu.empty_cache()`: drops the in-memory executable cache.
-#[no_mangle]
-pub extern "C" fn tpu_empty_cache() {
-    guarded_or((), crate::cache::clear)
-}
-
 /// `reset_peak` (peaks only) or, with `accumulated`, the grown/shrunk totals.
 #[no_mangle]
 pub extern "C" fn tpu_memory_reset(device_index: i32, accumulated: bool) {

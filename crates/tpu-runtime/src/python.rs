@@ -283,11 +283,6 @@ fn mem_get_info(device: usize) -> PyResult<(i64, i64)> {
 }
 
 #[pyfunction]
-fn empty_cache() {
-    cache::clear();
-}
-
-#[pyfunction]
 fn manual_seed(device: usize, seed: u64) -> PyResult<()> {
     if !services::manual_seed(device, seed) {
         return Err(PyRuntimeError::new_err(format!(
@@ -440,7 +435,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reset_accumulated_memory_stats, m)?)?;
     m.add_function(wrap_pyfunction!(mem_get_info, m)?)?;
     m.add_function(wrap_pyfunction!(memory_stats, m)?)?;
-    m.add_function(wrap_pyfunction!(empty_cache, m)?)?;
     m.add_function(wrap_pyfunction!(manual_seed, m)?)?;
     m.add_function(wrap_pyfunction!(initial_seed, m)?)?;
     m.add_function(wrap_pyfunction!(get_rng_state, m)?)?;
