@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -227,21 +228,48 @@ struct TpuGuardImpl final : c10::impl::DeviceGuardImplInterface {
   c10::Stream getStreamFromGlobalPool(c10::Device d, bool) const override { return default_stream(d); }
   c10::Stream getNewStream(c10::Device d, int) const override { return default_stream(d); }
   c10::Stream exchangeStream(c10::Stream s) const override { return default_stream(s.device()); }
-  void destroyEvent(void*, const c10::DeviceIndex) const noexcept override {}
-  void record(void**, const c10::Stream&, const c10::DeviceIndex, const c10::EventFlag) const override {}
+  // torch.Event / torch.accelerator on one in-order queue per device: waiting
+  // means running the pending work and waiting for all of it (as
+  // torch.tpu.synchronize() does); a timing event takes its time stamp then.
+  void destroyEvent(void* event, const c10::DeviceIndex) const noexcept override {
+    delete static_cast<TpuEvent*>(event);
+  }
+  void record(void** event, const c10::Stream&, const c10::DeviceIndex, const c10::EventFlag flag) const override {
+    auto* e = static_cast<TpuEvent*>(*event);
+    if (e == nullptr) *event = e = new TpuEvent();
+    e->timed = flag == c10::EventFlag::BACKEND_DEFAULT;  // enable_timing=True
+    if (e->timed) {
+      synchronize();
+      e->when = std::chrono::steady_clock::now();
+    }
+  }
   void block(void*, const c10::Stream&) const override {}
   bool queryEvent(void*) const override { return true; }
   bool queryStream(const c10::Stream&) const override { return true; }
-  void synchronizeStream(const c10::Stream&) const override {}
-  void synchronizeEvent(void*) const override {}
-  void synchronizeDevice(const c10::DeviceIndex) const override {}
+  void synchronizeStream(const c10::Stream&) const override { synchronize(); }
+  void synchronizeEvent(void*) const override { synchronize(); }
+  void synchronizeDevice(const c10::DeviceIndex) const override { synchronize(); }
   void recordDataPtrOnStream(const c10::DataPtr&, const c10::Stream&) const override {}
   c10::DeviceCapability getDeviceCapability(c10::Device) const override { return {}; }
-  double elapsedTime(void*, void*, const c10::DeviceIndex) const override {
-    TORCH_CHECK(false, "tpu: events do not record timings");
+  double elapsedTime(void* start, void* end, const c10::DeviceIndex) const override {
+    const auto* a = static_cast<const TpuEvent*>(start);
+    const auto* b = static_cast<const TpuEvent*>(end);
+    TORCH_CHECK(a != nullptr && b != nullptr && a->timed && b->timed,
+                "tpu: elapsed_time needs two events recorded with enable_timing=True");
+    return std::chrono::duration<double, std::milli>(b->when - a->when).count();
   }
 
  private:
+  struct TpuEvent {
+    bool timed = false;
+    std::chrono::steady_clock::time_point when;
+  };
+
+  static void synchronize() {
+    int32_t st = tpu_synchronize();
+    if (st != TPU_OK) throw_status(st, "tpu: synchronize");
+  }
+
   static c10::Stream default_stream(c10::Device d) {
     if (!d.has_index()) d = c10::Device(kTpu, tl_device);
     return c10::Stream(c10::Stream::DEFAULT, d);

@@ -141,6 +141,8 @@ typedef struct TpuMemoryStats {
 void tpu_memory_stats(int32_t device_index, TpuMemoryStats* out);
 /* A device's free and total memory in bytes (torch.tpu.mem_get_info); a status. */
 int32_t tpu_memory_info(int32_t device_index, int64_t* free, int64_t* total);
+/* Runs all pending work and waits for it (torch.accelerator.synchronize); a status. */
+int32_t tpu_synchronize(void);
 /* Restarts the peaks from the current values, or (accumulated) the totals from zero. */
 void tpu_memory_reset(int32_t device_index, bool accumulated);
 /* The size in bytes of a storage made by tpu_storage_new. */

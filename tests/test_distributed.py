@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,28 @@ def test_streams_and_events() -> None:
     with pytest.raises(RuntimeError, match="enable_timing"):
         torch.tpu.Event().elapsed_time(torch.tpu.Event())
     assert torch_tpu.distributed.engine_stats()["engine"] == "host-staged gloo"
+
+
+def test_torch_accelerator_synchronize_and_timing_events_wait_for_the_device() -> None:
+    if torch.accelerator.current_accelerator().type != "tpu":
+        pytest.skip("another accelerator is torch's current one")
+    x = torch.randn(64, device="tpu")
+    torch.tpu.synchronize()
+    with torch_tpu.eager_mode("fused"):
+        torch_tpu.reset_metrics()
+        y = x * 2 + 1  # pending in the fused graph
+        assert torch_tpu.metrics()["executions"] == 0
+        torch.accelerator.synchronize()  # was a no-op: nothing ran
+        m = torch_tpu.metrics()
+        assert m["executions"] == 1 and m["cut_reasons"].get("sync") == 1, m
+        torch_tpu.reset_metrics()
+        y = y * 3
+        torch.Stream(device="tpu").synchronize()
+        assert torch_tpu.metrics()["executions"] == 1
+    start, end = torch.Event(enable_timing=True), torch.Event(enable_timing=True)
+    start.record()
+    time.sleep(0.05)
+    end.record()
+    end.synchronize()
+    assert start.elapsed_time(end) >= 50.0
+    torch.testing.assert_close(y.cpu(), (x.cpu() * 2 + 1) * 3)

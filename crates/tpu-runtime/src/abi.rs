@@ -492,6 +492,17 @@ pub unsafe extern "C" fn tpu_memory_info(
     })
 }
 
+/// Runs all pending work and waits for it (`torch.accelerator.synchronize`,
+/// stream and event synchronization); a status.
+#[no_mangle]
+pub extern "C" fn tpu_synchronize() -> i32 {
+    guarded(|| {
+        crate::fused::cut("sync")?;
+        crate::trace::wait_all()?;
+        Ok(0)
+    })
+}
+
 /// `reset_peak` (peaks only) or, with `accumulated`, the grown/shrunk totals.
 #[no_mangle]
 pub extern "C" fn tpu_memory_reset(device_index: i32, accumulated: bool) {
