@@ -496,11 +496,7 @@ pub unsafe extern "C" fn tpu_memory_info(
 /// stream and event synchronization); a status.
 #[no_mangle]
 pub extern "C" fn tpu_synchronize() -> i32 {
-    guarded(|| {
-        crate::fused::cut("sync")?;
-        crate::trace::wait_all()?;
-        Ok(0)
-    })
+    guarded(|| crate::fused::synchronize().map(|()| 0))
 }
 
 /// `reset_peak` (peaks only) or, with `accumulated`, the grown/shrunk totals.

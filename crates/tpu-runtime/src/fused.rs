@@ -249,6 +249,13 @@ pub fn cut(reason: &str) -> Result<()> {
     state.run_all(reason)
 }
 
+/// `torch.tpu.synchronize()`: runs the open traces, then waits until every
+/// live value is computed (also `torch.accelerator.synchronize()`, through the C ABI).
+pub fn synchronize() -> Result<()> {
+    cut("sync")?;
+    crate::trace::wait_all()
+}
+
 /// Runs the open traces like [`cut`] and returns the program of the one that
 /// had work (None when nothing was recorded): a compiled graph's first call
 /// keeps it (`graphcache.rs`). Work on several devices gives no program.

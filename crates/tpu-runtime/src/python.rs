@@ -180,11 +180,11 @@ fn get_eager_mode() -> &'static str {
 #[pyo3(signature = (wait = true))]
 fn sync(py: Python<'_>, wait: bool) -> PyResult<()> {
     py.allow_threads(|| {
-        fused::cut("sync")?;
         if wait {
-            crate::trace::wait_all()?;
+            fused::synchronize()
+        } else {
+            fused::cut("sync")
         }
-        Ok::<(), Error>(())
     })
     .map_err(py_err)
 }
