@@ -1,9 +1,10 @@
 //! For this workspace's tests: which CPU plugin to run them on, and the one
 //! client a test binary shares.
 
+use crate::client::ClientInner;
 use crate::{Api, Client, NamedValue};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// `TORCH_TPU_PJRT_PLUGIN`, else the CPU plugin the Python package would pick
 /// (`python/torch_tpu/_plugins.py`, run by `$PYO3_PYTHON` or `python3`), so
@@ -29,44 +30,32 @@ pub fn cpu_plugin() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-static SHARED: Mutex<Option<Client>> = Mutex::new(None);
+static PLUGIN: OnceLock<Api> = OnceLock::new();
+static SHARED: Mutex<Weak<ClientInner>> = Mutex::new(Weak::new());
 
-extern "C" {
-    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
-}
-
-/// Destroys the shared client before the plugin's own statics go. Left to
-/// live, its worker threads could still be releasing buffers while `exit`
-/// destroys the plugin's global mutexes, and the binary aborted after its
-/// tests had passed ("recursive_mutex lock failed").
-extern "C" fn destroy_shared_client() {
-    let client = SHARED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    drop(client);
-}
-
-/// The client every test of a binary shares: the CPU plugin with
-/// `cpu_device_count` devices (fixed by the first call), destroyed at exit.
+/// The client the running tests of a binary share: the CPU plugin with
+/// `cpu_device_count` devices. Only the tests hold it, so it is destroyed
+/// (its worker threads joined) when the last running test drops its clone,
+/// before the process exits, and a later test creates a new one. A client
+/// alive at exit raced the plugin's static destructors: its threads could
+/// still release buffers while `exit` destroyed the plugin's mutexes, and
+/// the binary aborted after its tests had passed ("recursive_mutex lock
+/// failed"). Destroying it from an exit handler was not enough: statics the
+/// plugin initialises lazily are destroyed before such a handler runs.
 pub fn shared_cpu_client(cpu_device_count: i64) -> Client {
     let mut shared = SHARED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(c) = shared.as_ref() {
-        return c.clone();
+    if let Some(inner) = shared.upgrade() {
+        return Client { inner };
     }
-    let api = Api::load(&cpu_plugin()).expect("load the CPU plugin");
+    // The plugin is loaded once and never unloaded.
+    let api = PLUGIN.get_or_init(|| Api::load(&cpu_plugin()).expect("load the CPU plugin"));
     let client = Client::new(
-        &api,
+        api,
         &[("cpu_device_count", NamedValue::Int64(cpu_device_count))],
     )
     .expect("create a CPU client");
-    // SAFETY: `atexit` only stores the function pointer; the callback is a
-    // plain `extern "C"` function that takes the lock and drops the client.
-    // Registered after the plugin is loaded, it runs before the plugin's
-    // static destructors (exit runs handlers in reverse order).
-    unsafe { atexit(destroy_shared_client) };
-    *shared = Some(client.clone());
+    *shared = Arc::downgrade(&client.inner);
     client
 }
