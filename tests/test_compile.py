@@ -116,6 +116,23 @@ def test_compile_stats_count_dynamo_graphs_and_breaks_since_reset() -> None:
     assert stats["dynamo_graphs"] == 2 and stats["graph_breaks"] == 1, stats
 
 
+def test_data_dependent_branch_is_a_counted_graph_break() -> None:
+    def f(x: torch.Tensor) -> torch.Tensor:
+        y = x * 2
+        if y.sum() > 0:  # Dynamo cannot trace the branch: it breaks here
+            return y + 1
+        return y - 1
+
+    torch._dynamo.reset()
+    torch_tpu.reset_metrics()
+    compiled = torch.compile(f, backend="tpu")
+    for x in (torch.ones(3), -torch.ones(3)):
+        assert_same(compiled(x.to(TPU)), f(x), "both sides of a data-dependent branch")
+    stats = torch_tpu.compile_stats()
+    assert stats["graph_breaks"] >= 1, stats
+    assert any("Data-dependent branching" in r for r in stats["graph_break_reasons"]), stats
+
+
 def test_fullgraph_mode_dynamic_accepted() -> None:
     fn = torch.compile(
         lambda a: (a * 2).relu().sum(0), backend="tpu", fullgraph=True, mode="max-autotune", dynamic=False

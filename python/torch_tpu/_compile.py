@@ -30,6 +30,7 @@ import operator
 import os
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,12 @@ def _dynamo_counts() -> tuple[int, dict[str, int], list[str]]:
 
     failures = getattr(torch._dynamo.utils, "guard_failures", {})
     reasons = [str(r) for rs in failures.values() for r in rs]
-    return counters["stats"].get("unique_graphs", 0), dict(counters["graph_break"]), reasons
+    # A break Dynamo resumes after is filed under "graph_break", but one it
+    # takes at a data-dependent jump (`if tensor.sum() > 0:`) stays under
+    # "unimplemented" (torch 2.15): both are places the compiled code fell
+    # back to Python.
+    breaks = Counter(counters["graph_break"]) + Counter(counters["unimplemented"])
+    return counters["stats"].get("unique_graphs", 0), dict(breaks), reasons
 
 
 def _since(now: int, base: int) -> int:
