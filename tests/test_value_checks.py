@@ -65,6 +65,14 @@ BAD_INPUTS: dict[str, Callable[[str], torch.Tensor]] = {
     "copy_partial_overlap": lambda d: (lambda x: x[1:].copy_(x[:-1]))(torch.arange(4.0, device=d)),
     "out_partial_overlap": lambda d: (lambda x: torch.add(x[:3], 1, out=x[1:]))(torch.arange(4.0, device=d)),
     "add_transposed_self": lambda d: (lambda x: x.view(2, 2).add_(x.view(2, 2).t()))(torch.arange(4.0, device=d)),
+    "getitem_float_index": lambda d: W.to(d)[torch.tensor([0.0]).to(d)],
+    "multinomial_negative": lambda d: torch.multinomial(torch.tensor([-1.0, 2.0]).to(d), 1),
+    "multinomial_nan": lambda d: torch.multinomial(torch.tensor([[1.0, 1.0], [float("nan"), 1.0]]).to(d), 1),
+    "multinomial_zero_sum": lambda d: torch.multinomial(torch.zeros(3).to(d), 1),
+    # LAPACK's exact zero pivot: LinAlgError, as on CPU (was NaNs).
+    "inv_singular": lambda d: torch.linalg.inv(torch.zeros(2, 2, device=d)),
+    "inv_rank_one": lambda d: torch.linalg.inv(torch.tensor([[1.0, 2.0], [2.0, 4.0]]).to(d)),
+    "solve_singular": lambda d: torch.linalg.solve(torch.tensor([[0.0, 1.0], [0.0, 2.0]]).to(d), torch.ones(2).to(d)),
 }
 
 
@@ -86,6 +94,17 @@ def test_bad_input_raises_as_on_cpu(name: str, mode: str) -> None:
     torch_tpu.sync()
     # The error is reported once; the device keeps working.
     assert torch.equal((torch.ones(2, device="tpu") * 3).cpu(), torch.full((2,), 3.0))
+
+
+def test_lu_of_singular_matrices_matches_lapack() -> None:
+    # A zero pivot stays on U's diagonal, the column is not divided by it,
+    # and info names it (1-based), as LAPACK's getrf does.
+    for a in (torch.zeros(2, 2), torch.tensor([[1.0, 2.0], [2.0, 4.0]]), torch.tensor([[0.0, 1.0], [0.0, 2.0]])):
+        want = torch.linalg.lu_factor_ex(a)
+        got = torch.linalg.lu_factor_ex(a.to("tpu"))
+        for w, g in zip(want, got):
+            assert torch.equal(g.cpu(), w), (a, want, got)
+        assert torch.equal(torch.linalg.inv_ex(a.to("tpu")).info.cpu(), torch.linalg.inv_ex(a).info)
 
 
 @pytest.mark.parametrize("name", ["index_select", "getitem", "nll_loss", "floor_divide_by_zero"])

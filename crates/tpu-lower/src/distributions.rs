@@ -121,6 +121,7 @@ fn multinomial(c: &mut LowerCtx, a: &Args) -> Out {
     // Work on [rows, n] and give 1-D inputs their shape back at the end.
     let rows = if t.rank() == 2 { t.shape[0] } else { 1 };
     let pw = c.g.reshape(pw, &[rows, n])?;
+    check_distribution(c, pw)?;
     let state = c.rng_state_arg(a, 3)?;
     let idx = if replacement {
         with_replacement(c, pw, ns, state)?
@@ -130,6 +131,27 @@ fn multinomial(c: &mut LowerCtx, a: &Args) -> Out {
     let mut shape = t.shape[..t.rank() - 1].to_vec();
     shape.push(ns);
     Ok(vec![c.g.reshape(idx, &shape)?])
+}
+
+/// CPU's checks on `multinomial`'s `[rows, n]` weights, raised at the next
+/// sync: every weight finite and non-negative, every row's sum positive.
+fn check_distribution(c: &mut LowerCtx, p: ValueId) -> Result<()> {
+    let finite = c.g.unary(U::IsFinite, p)?;
+    let zero = c.g.full_like(p, 0.0, c.g.dtype(p));
+    let non_negative = c.g.compare(CmpDir::Ge, p, zero)?;
+    let valid = c.g.binary(B::And, finite, non_negative)?;
+    c.check_all_nonzero(
+        valid,
+        "multinomial: probability tensor contains either `inf`, `nan` or element < 0".into(),
+    )?;
+    let total = c.g.reduce(R::Sum, p, &[1])?;
+    let zero = c.g.full_like(total, 0.0, c.g.dtype(total));
+    let positive = c.g.compare(CmpDir::Gt, total, zero)?;
+    c.check_all_nonzero(
+        positive,
+        "multinomial: invalid multinomial distribution (sum of probabilities <= 0)".into(),
+    )?;
+    Ok(())
 }
 
 /// Inverse CDF: the number of normalized cumulative weights `<= u`, for `u`

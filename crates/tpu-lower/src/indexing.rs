@@ -10,7 +10,7 @@
 use crate::args::Arg;
 use crate::operands::{broadcast_shapes, opmath, wrap_dim, Out};
 use crate::registry::{Args, CheckKind, LowerCtx, Registry};
-use crate::{bail, Result};
+use crate::{bail, LowerError, Result};
 use tpu_graph::{
     BinaryKind as B, CmpDir, ConstVal, DType, GatherAttrs, ReduceKind as R, ScatterAttrs, ValueId,
 };
@@ -309,7 +309,9 @@ fn plan(c: &mut LowerCtx, x: ValueId, entries: &[Option<ValueId>]) -> Result<Opt
                 bail!("index: boolean mask indices give a data-dependent shape, which is not supported on tpu; use torch.where or masked_fill instead");
             }
             if !dt.is_int() {
-                bail!("index: tensors used as indices must be long, int, byte or bool tensors, got {dt}");
+                return Err(LowerError::Index(format!(
+                    "index: tensors used as indices must be long, int, byte or bool tensors, got {dt}"
+                )));
             }
             bshape = broadcast_shapes(&bshape, c.g.shape(*t))?;
             dims.push(d as i64);

@@ -133,6 +133,13 @@ fn factor_any(c: &mut LowerCtx, a: ValueId, what: &str, square: bool, complex: b
         // Eliminate below the pivot.
         let urow = take(c, m, 2, k)?;
         let pivot = take(c, urow, 1, k)?;
+        // A zero pivot (column k is zero from row k down) leaves the column
+        // as it is, as LAPACK does: no 0/0, and the zero stays on U's diagonal
+        // for `pivot_info`.
+        let no_pivot = c.g.full_like(pivot, 0.0, acc);
+        let no_pivot = c.g.compare(CmpDir::Eq, pivot, no_pivot)?;
+        let one = c.g.full_like(pivot, 1.0, acc);
+        let pivot = c.g.select(no_pivot, one, pivot)?;
         let col = take(c, m, 1, k)?;
         let pv = c.g.unsqueeze(pivot, r - 2)?;
         let pv = c.g.broadcast_to(pv, &vshape)?;
@@ -264,13 +271,29 @@ fn lu_solve_any(
     transpose_last(c, xt)
 }
 
-fn zeros_i32(c: &mut LowerCtx, shape: &[i64]) -> ValueId {
-    c.g.constant(tpu_graph::ConstVal::Int(0), DType::I32, shape)
-}
-
-fn batch_of(c: &LowerCtx, a: ValueId) -> Vec<i64> {
-    let s = c.g.shape(a);
-    s[..s.len() - 2].to_vec()
+/// LAPACK `getrf`'s info for the factor `lu` (`[.., m, n]`): the 1-based index
+/// of its first zero pivot `U[i, i]`, else 0; int32 of the batch shape.
+/// PyTorch raises `LinAlgError` from it (`linalg.inv`, `linalg.solve`).
+fn pivot_info(c: &mut LowerCtx, lu: ValueId) -> Result<ValueId> {
+    let shape = c.g.shape(lu).to_vec();
+    let r = shape.len();
+    let k = shape[r - 2].min(shape[r - 1]);
+    let row = c.g.iota(DType::I64, &shape, r as i64 - 2)?;
+    let col = c.g.iota(DType::I64, &shape, r as i64 - 1)?;
+    let on_diagonal = c.g.compare(CmpDir::Eq, row, col)?;
+    let zero = c.g.full_like(lu, 0.0, c.g.dtype(lu));
+    let is_zero = c.g.compare(CmpDir::Eq, lu, zero)?;
+    let zero_pivot = c.g.binary(B::And, on_diagonal, is_zero)?;
+    let position = c.g.binary_const(B::Add, row, 1.0)?;
+    let none = c.g.full_like(position, (k + 1) as f64, DType::I64);
+    let at = c.g.select(zero_pivot, position, none)?;
+    let first = c.g.reduce(R::Min, at, &[r as i64 - 2, r as i64 - 1])?;
+    // `<`: an empty matrix reduces to the identity of min, past k.
+    let none = c.g.full_like(first, (k + 1) as f64, DType::I64);
+    let found = c.g.compare(CmpDir::Lt, first, none)?;
+    let zero = c.g.full_like(first, 0.0, DType::I64);
+    let info = c.g.select(found, first, zero)?;
+    Ok(c.g.convert(info, DType::I32))
 }
 
 /// `linalg_lu_factor_ex(A, *, pivot, check_errors)` → (LU, pivots, info).
@@ -281,8 +304,7 @@ fn lu_factor_ex(c: &mut LowerCtx, a: &Args) -> Out {
     }
     let f = factor_any(c, x, "linalg.lu_factor", false, false)?;
     let lu = c.g.convert(f.lu, c.g.dtype(x));
-    let batch = batch_of(c, x);
-    let info = zeros_i32(c, &batch);
+    let info = pivot_info(c, f.lu)?;
     Ok(vec![lu, f.pivots, info])
 }
 
@@ -322,9 +344,8 @@ fn solve_ex(c: &mut LowerCtx, a: &Args) -> Out {
     } else {
         lu_solve_any(c, f.lu, f.perm, b, left, false)?
     };
+    let info = pivot_info(c, f.lu)?;
     let lu = c.g.convert(f.lu, d);
-    let batch = batch_of(c, x);
-    let info = zeros_i32(c, &batch);
     Ok(vec![c.g.convert(r, d), lu, f.pivots, info])
 }
 
@@ -340,8 +361,7 @@ fn inv_ex(c: &mut LowerCtx, a: &Args) -> Out {
     let eye = c.g.compare(CmpDir::Eq, i, j)?;
     let eye = c.g.convert(eye, opmath(d));
     let inv = lu_solve_left(c, f.lu, f.perm, eye, false)?;
-    let batch = batch_of(c, x);
-    let info = zeros_i32(c, &batch);
+    let info = pivot_info(c, f.lu)?;
     Ok(vec![c.g.convert(inv, d), info])
 }
 

@@ -165,7 +165,7 @@ impl<'a> LowerCtx<'a> {
     }
 
     /// Every element of `x` nonzero, else `message` as a `RuntimeError`.
-    fn check_all_nonzero(&mut self, x: ValueId, message: String) -> Result<()> {
+    pub fn check_all_nonzero(&mut self, x: ValueId, message: String) -> Result<()> {
         use tpu_graph::{CmpDir, ReduceKind};
         let zero = self.g.full_like(x, 0.0, self.g.dtype(x));
         let ok = self.g.compare(CmpDir::Ne, x, zero)?;
