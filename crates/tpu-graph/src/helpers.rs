@@ -9,7 +9,7 @@ pub fn wrap_dim(dim: i64, rank: usize) -> Result<usize> {
     let r = rank.max(1) as i64;
     let d = if dim < 0 { dim + r } else { dim };
     if d < 0 || d >= r {
-        return Err(GraphError::Invalid(format!(
+        return Err(GraphError::Index(format!(
             "Dimension out of range (expected to be in range of [{}, {}], but got {dim})",
             -r,
             r - 1

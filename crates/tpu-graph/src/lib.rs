@@ -33,6 +33,9 @@ pub enum GraphError {
     /// Shapes, dtypes or attributes that do not fit the op.
     #[error("{0}")]
     Invalid(String),
+    /// A dimension out of range (`IndexError` in Python, as on CPU).
+    #[error("{0}")]
+    Index(String),
 }
 
 pub type Result<T> = std::result::Result<T, GraphError>;

@@ -12,6 +12,13 @@ use tpu_graph::{BinaryKind as B, CmpDir, DType, UnaryKind as U, ValueId};
 fn where_(c: &mut LowerCtx, a: &Args) -> Out {
     let d = result_type(c.g, &[a.arg(1), a.arg(2)]);
     let cond = a.t(0)?;
+    // uint8 still passes on CPU, with a deprecation warning.
+    if !matches!(c.g.dtype(cond), DType::Bool | DType::U8) {
+        bail!(
+            "where expected condition to be a boolean tensor, but got a tensor with dtype {}",
+            c.g.dtype(cond)
+        );
+    }
     let x = operand(c, a, 1, d)?;
     let y = operand(c, a, 2, d)?;
     Ok(vec![c.g.select_bcast(cond, x, y, d)?])
@@ -76,6 +83,12 @@ fn lerp(c: &mut LowerCtx, a: &Args) -> Out {
     let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
     let m = opmath(d);
     let (x, e) = operands(c, a, m)?;
+    if let Arg::Tensor(w) = a.arg(2) {
+        let (sd, wd) = (c.g.dtype(a.t(0)?), c.g.dtype(w.v));
+        if wd != sd && !w.wrapped_number {
+            bail!("lerp: expected dtype {sd} for `weight` but got dtype {wd}");
+        }
+    }
     let w = operand(c, a, 2, m)?;
     let shape = c.g.shape(x).to_vec();
     let shape = broadcast_shapes(&shape, c.g.shape(w))?;

@@ -98,6 +98,7 @@ impl From<tpu_graph::GraphError> for LowerError {
     fn from(e: tpu_graph::GraphError) -> Self {
         match e {
             tpu_graph::GraphError::Invalid(m) => LowerError::Invalid(m),
+            tpu_graph::GraphError::Index(m) => LowerError::Index(m),
         }
     }
 }

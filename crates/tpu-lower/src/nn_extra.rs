@@ -283,6 +283,15 @@ fn binary_cross_entropy(c: &mut LowerCtx, a: &Args) -> Out {
     let d = c.g.dtype(x);
     let w = opmath(d);
     let (xu, tu) = (c.g.convert(x, w), c.g.convert(t, w));
+    // CPU's check (NaN fails it too): a probability outside [0, 1] raises.
+    let (zero, one) = (k(c, xu, 0.0), k(c, xu, 1.0));
+    let above = c.g.compare(CmpDir::Ge, xu, zero)?;
+    let below = c.g.compare(CmpDir::Le, xu, one)?;
+    let in_range = bin(c, B::And, above, below)?;
+    c.check_all_nonzero(
+        in_range,
+        "binary_cross_entropy: all elements of input should be between 0 and 1".into(),
+    )?;
     let floor = k(c, xu, -100.0);
     let lx = un(c, U::Log, xu)?;
     let lx = bin(c, B::Max, lx, floor)?;
