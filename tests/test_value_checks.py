@@ -101,6 +101,22 @@ def test_bad_input_raises_as_on_cpu(name: str, mode: str) -> None:
     assert torch.equal((torch.ones(2, device="tpu") * 3).cpu(), torch.full((2,), 3.0))
 
 
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda d: _i(1, 2).to(d).mean(),
+        lambda d: _i(1, 2).to(d).std(),
+        lambda d: _i(1, 2).to(d).softmax(0),
+    ],
+    ids=["mean", "std", "softmax"],
+)
+def test_integer_input_without_a_kernel_is_not_implemented_as_on_cpu(f: Callable[[str], torch.Tensor]) -> None:
+    with pytest.raises(NotImplementedError):
+        f("cpu")
+    with pytest.raises(NotImplementedError):
+        f("tpu").cpu()
+
+
 def test_lu_of_singular_matrices_matches_lapack() -> None:
     # A zero pivot stays on U's diagonal, the column is not divided by it,
     # and info names it (1-based), as LAPACK's getrf does.

@@ -92,6 +92,10 @@ pub enum LowerError {
     /// A dimension or index out of range (`IndexError` in Python, as on CPU).
     #[error("{0}")]
     Index(String),
+    /// A dtype the op has no kernel for on CPU either (`NotImplementedError`,
+    /// as there): `mean` of integers, `softmax` of integers.
+    #[error("{0}")]
+    DtypeNotImplemented(String),
 }
 
 impl From<tpu_graph::GraphError> for LowerError {

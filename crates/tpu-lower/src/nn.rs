@@ -22,7 +22,9 @@ fn softmax_setup(c: &mut LowerCtx, a: &Args) -> Result<(ValueId, usize, DType)> 
         d
     };
     if !out.is_float() {
-        bail!("softmax: expected a floating point input, got {d}");
+        return Err(crate::LowerError::DtypeNotImplemented(format!(
+            "softmax: not implemented for integer input {d} (pass dtype=)"
+        )));
     }
     Ok((c.g.convert(x, opmath(d)), dim, out))
 }

@@ -80,10 +80,10 @@ pub(crate) fn mean_of(
 fn mean_dtype(c: &LowerCtx, x: ValueId, dtype: Option<DType>) -> Result<DType> {
     let d = dtype.unwrap_or(c.g.dtype(x));
     if !d.is_inexact() {
-        bail!(
+        return Err(crate::LowerError::DtypeNotImplemented(format!(
             "mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: {}",
             c.g.dtype(x)
-        );
+        )));
     }
     Ok(d)
 }
@@ -247,7 +247,9 @@ fn var_mean_of(
 ) -> Result<(ValueId, ValueId)> {
     let d = c.g.dtype(x);
     if !d.is_float() {
-        bail!("std and var only support floating point and complex dtypes, got {d}");
+        return Err(crate::LowerError::DtypeNotImplemented(format!(
+            "std and var only support floating point and complex dtypes, got {d}"
+        )));
     }
     let acc = opmath(d);
     let xa = c.g.convert(x, acc);

@@ -47,13 +47,17 @@ impl From<LowerError> for Error {
             LowerError::Unsupported(m) => Error::NotImplemented(m),
             LowerError::Invalid(m) => Error::Invalid(m),
             LowerError::Index(m) => Error::Index(m),
+            LowerError::DtypeNotImplemented(m) => Error::NotImplemented(m),
         }
     }
 }
 
 impl From<tpu_graph::GraphError> for Error {
     fn from(e: tpu_graph::GraphError) -> Self {
-        Error::Invalid(e.to_string())
+        match e {
+            tpu_graph::GraphError::Invalid(m) => Error::Invalid(m),
+            tpu_graph::GraphError::Index(m) => Error::Index(m),
+        }
     }
 }
 
