@@ -117,6 +117,34 @@ def test_integer_input_without_a_kernel_is_not_implemented_as_on_cpu(f: Callable
         f("tpu").cpu()
 
 
+_LONG = torch.long
+OUT_DTYPE_CASES: dict[str, Callable[[str], torch.Tensor]] = {
+    # The dim forms compute in out='s dtype; the all-reduce forms want it exact.
+    "cumsum": lambda d: torch.cumsum(torch.full((3,), 1.5, device=d), 0, out=torch.empty(3, dtype=_LONG, device=d)),
+    "cumprod": lambda d: torch.cumprod(torch.full((3,), 2.5, device=d), 0, out=torch.empty(3, dtype=_LONG, device=d)),
+    "sum_dim": lambda d: torch.sum(torch.full((3,), 1.6, device=d), 0, out=torch.empty((), dtype=_LONG, device=d)),
+    "prod_dim": lambda d: torch.prod(torch.full((3,), 1.5, device=d), 0, out=torch.empty((), dtype=_LONG, device=d)),
+    "sum_all_out": lambda d: torch.ops.aten.sum.out(torch.ones(3, device=d), out=torch.zeros((), dtype=_LONG).to(d)),
+    "sum_all_out_f64": lambda d: torch.ops.aten.sum.out(
+        torch.ones(3, device=d), out=torch.empty((), dtype=torch.float64, device=d)
+    ),
+    "prod_all_out": lambda d: torch.ops.aten.prod.out(torch.ones(3, device=d), out=torch.zeros((), dtype=_LONG).to(d)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OUT_DTYPE_CASES))
+def test_reduction_out_dtype_as_on_cpu(name: str) -> None:
+    f = OUT_DTYPE_CASES[name]
+    try:
+        want = f("cpu")
+    except RuntimeError:
+        with pytest.raises(RuntimeError):
+            f("tpu").cpu()
+        return
+    got = f("tpu").cpu()
+    assert got.dtype == want.dtype and torch.equal(got, want), (got, want)
+
+
 def test_lu_of_singular_matrices_matches_lapack() -> None:
     # A zero pivot stays on U's diagonal, the column is not divided by it,
     # and info names it (1-based), as LAPACK's getrf does.

@@ -17,9 +17,35 @@ fn dims_at(c: &LowerCtx, a: &Args, x: ValueId, i: usize) -> Result<Vec<usize>> {
     Ok(c.g.reduce_dims(x, &a.ints_or_empty(i)?)?)
 }
 
-/// Dtype of sum/prod/cumsum: the `dtype` argument, else int64 for integer and bool inputs.
-fn sum_dtype(x: DType, dtype: Option<DType>) -> DType {
-    dtype.unwrap_or(if x.is_inexact() { x } else { DType::I64 })
+/// Dtype of sum/prod/cumsum/cumprod: the `dtype` argument, else the tensor
+/// written (`out=`, or `self` in place: CPU computes in its dtype, so
+/// `cumsum(float, out=long)` is allowed), else int64 for integer and bool
+/// inputs.
+fn sum_dtype(c: &LowerCtx, x: ValueId, dtype: Option<DType>) -> DType {
+    dtype
+        .or_else(|| c.out_types.first().map(|t| t.dtype))
+        .unwrap_or(default_sum_dtype(c.g.dtype(x)))
+}
+
+fn default_sum_dtype(x: DType) -> DType {
+    if x.is_inexact() {
+        x
+    } else {
+        DType::I64
+    }
+}
+
+/// Dtype of `sum.out`/`prod.out` (no dim): unlike the dim forms, CPU wants
+/// `out=` to have exactly the result's dtype.
+fn sum_all_dtype(c: &LowerCtx, x: ValueId, dtype: Option<DType>) -> Result<DType> {
+    let d = dtype.unwrap_or(default_sum_dtype(c.g.dtype(x)));
+    match c.out_types.first() {
+        Some(o) if o.dtype != d => bail!(
+            "Expected out tensor to have dtype {d}, but got {} instead",
+            o.dtype
+        ),
+        _ => Ok(d),
+    }
 }
 
 /// Sum or product of `x` converted to `out`, accumulated in `opmath(out)`.
@@ -40,7 +66,7 @@ pub(crate) fn accumulate(
 /// `sum(self, *, dtype)` and `sum.out`.
 fn sum_all(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
-    let d = sum_dtype(c.g.dtype(x), a.opt_dtype(1)?);
+    let d = sum_all_dtype(c, x, a.opt_dtype(1)?)?;
     let dims: Vec<usize> = (0..c.g.rank(x)).collect();
     Ok(vec![accumulate(c, R::Sum, x, &dims, false, d)?])
 }
@@ -49,7 +75,7 @@ fn sum_all(c: &mut LowerCtx, a: &Args) -> Out {
 fn sum_dim(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let dims = dims_at(c, a, x, 1)?;
-    let d = sum_dtype(c.g.dtype(x), a.opt_dtype(3)?);
+    let d = sum_dtype(c, x, a.opt_dtype(3)?);
     Ok(vec![accumulate(
         c,
         R::Sum,
@@ -106,7 +132,7 @@ fn mean_dim(c: &mut LowerCtx, a: &Args) -> Out {
 
 fn prod_all(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
-    let d = sum_dtype(c.g.dtype(x), a.opt_dtype(1)?);
+    let d = sum_all_dtype(c, x, a.opt_dtype(1)?)?;
     let dims: Vec<usize> = (0..c.g.rank(x)).collect();
     Ok(vec![accumulate(c, R::Prod, x, &dims, false, d)?])
 }
@@ -116,7 +142,7 @@ fn prod_dim(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let dim = wrap_dim(a.int(1)?, c.g.rank(x))?;
     let dims = if c.g.rank(x) == 0 { vec![] } else { vec![dim] };
-    let d = sum_dtype(c.g.dtype(x), a.opt_dtype(3)?);
+    let d = sum_dtype(c, x, a.opt_dtype(3)?);
     Ok(vec![accumulate(
         c,
         R::Prod,
@@ -383,7 +409,7 @@ fn logsumexp(c: &mut LowerCtx, a: &Args) -> Out {
 /// `cumsum(self, dim, *, dtype)`.
 fn cumsum(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
-    let d = sum_dtype(c.g.dtype(x), a.opt_dtype(2)?);
+    let d = sum_dtype(c, x, a.opt_dtype(2)?);
     let dim = wrap_dim(a.int(1)?, c.g.rank(x))?;
     let xc = c.g.convert(x, d);
     if c.g.rank(x) == 0 {
@@ -397,7 +423,7 @@ fn cumsum(c: &mut LowerCtx, a: &Args) -> Out {
 /// `cumprod(self, dim, *, dtype)`.
 fn cumprod(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
-    let d = sum_dtype(c.g.dtype(x), a.opt_dtype(2)?);
+    let d = sum_dtype(c, x, a.opt_dtype(2)?);
     let dim = wrap_dim(a.int(1)?, c.g.rank(x))?;
     let xc = c.g.convert(x, d);
     if c.g.rank(x) == 0 {
