@@ -145,6 +145,13 @@ def test_reduction_out_dtype_as_on_cpu(name: str) -> None:
     assert got.dtype == want.dtype and torch.equal(got, want), (got, want)
 
 
+def test_lerp_takes_a_zero_dim_weight_of_any_dtype_as_cpu_does() -> None:
+    for w in (torch.tensor(0.25, dtype=torch.float64), torch.tensor(1), torch.tensor(0.5, dtype=torch.float16)):
+        want = torch.lerp(torch.ones(2), torch.zeros(2), w)
+        got = torch.lerp(torch.ones(2, device="tpu"), torch.zeros(2, device="tpu"), w.to("tpu"))
+        assert got.dtype == want.dtype and torch.equal(got.cpu(), want), (w, got, want)
+
+
 def test_lu_of_singular_matrices_matches_lapack() -> None:
     # A zero pivot stays on U's diagonal, the column is not divided by it,
     # and info names it (1-based), as LAPACK's getrf does.

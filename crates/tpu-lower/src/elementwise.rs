@@ -83,9 +83,10 @@ fn lerp(c: &mut LowerCtx, a: &Args) -> Out {
     let d = result_type(c.g, &[a.arg(0), a.arg(1)]);
     let m = opmath(d);
     let (x, e) = operands(c, a, m)?;
+    // CPU wants a weight of `self`'s dtype, except a 0-dim one.
     if let Arg::Tensor(w) = a.arg(2) {
         let (sd, wd) = (c.g.dtype(a.t(0)?), c.g.dtype(w.v));
-        if wd != sd && !w.wrapped_number {
+        if wd != sd && c.g.rank(w.v) > 0 {
             bail!("lerp: expected dtype {sd} for `weight` but got dtype {wd}");
         }
     }
