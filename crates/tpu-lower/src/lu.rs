@@ -5,7 +5,7 @@
 
 use crate::operands::{opmath, Out};
 use crate::registry::{Args, LowerCtx, Registry};
-use crate::solve::{broadcast_batch, check_square, check_square_shape, tri};
+use crate::solve::{broadcast_batch, check_square, check_square_shape, first_bad_diagonal, tri};
 use crate::{bail, Result};
 use tpu_graph::{BinaryKind as B, CmpDir, DType, ReduceKind as R, UnaryKind as U, ValueId};
 
@@ -271,29 +271,12 @@ fn lu_solve_any(
     transpose_last(c, xt)
 }
 
-/// LAPACK `getrf`'s info for the factor `lu` (`[.., m, n]`): the 1-based index
-/// of its first zero pivot `U[i, i]`, else 0; int32 of the batch shape.
+/// LAPACK `getrf`'s info for the factor `lu`: its first zero pivot `U[i, i]`.
 /// PyTorch raises `LinAlgError` from it (`linalg.inv`, `linalg.solve`).
 fn pivot_info(c: &mut LowerCtx, lu: ValueId) -> Result<ValueId> {
-    let shape = c.g.shape(lu).to_vec();
-    let r = shape.len();
-    let k = shape[r - 2].min(shape[r - 1]);
-    let row = c.g.iota(DType::I64, &shape, r as i64 - 2)?;
-    let col = c.g.iota(DType::I64, &shape, r as i64 - 1)?;
-    let on_diagonal = c.g.compare(CmpDir::Eq, row, col)?;
     let zero = c.g.full_like(lu, 0.0, c.g.dtype(lu));
     let is_zero = c.g.compare(CmpDir::Eq, lu, zero)?;
-    let zero_pivot = c.g.binary(B::And, on_diagonal, is_zero)?;
-    let position = c.g.binary_const(B::Add, row, 1.0)?;
-    let none = c.g.full_like(position, (k + 1) as f64, DType::I64);
-    let at = c.g.select(zero_pivot, position, none)?;
-    let first = c.g.reduce(R::Min, at, &[r as i64 - 2, r as i64 - 1])?;
-    // `<`: an empty matrix reduces to the identity of min, past k.
-    let none = c.g.full_like(first, (k + 1) as f64, DType::I64);
-    let found = c.g.compare(CmpDir::Lt, first, none)?;
-    let zero = c.g.full_like(first, 0.0, DType::I64);
-    let info = c.g.select(found, first, zero)?;
-    Ok(c.g.convert(info, DType::I32))
+    first_bad_diagonal(c, is_zero)
 }
 
 /// `linalg_lu_factor_ex(A, *, pivot, check_errors)` → (LU, pivots, info).

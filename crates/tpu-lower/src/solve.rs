@@ -157,31 +157,39 @@ fn triangular_solve(c: &mut LowerCtx, a: &Args) -> Out {
 fn linalg_cholesky_ex(c: &mut LowerCtx, a: &Args) -> Out {
     let x = a.t(0)?;
     let upper = a.bool_or(1, false)?;
-    let n = check_square(c, "linalg.cholesky", x)?;
+    check_square(c, "linalg.cholesky", x)?;
     let d = c.g.dtype(x);
     let xa = c.g.convert(x, opmath(d));
     let l = c.g.cholesky(xa, !upper)?;
     let l = tri(c, l, !upper)?;
-    let shape = c.g.shape(l).to_vec();
-    let r = shape.len();
-    // info: the first non-finite diagonal entry (1-based), or 0.
-    let row = c.g.iota(DType::I64, &shape, (r - 2) as i64)?;
-    let col = c.g.iota(DType::I64, &shape, (r - 1) as i64)?;
-    let diag = c.g.compare(CmpDir::Eq, row, col)?;
+    // info: the first non-finite diagonal entry.
     let finite = c.g.unary(U::IsFinite, l)?;
     let bad = c.g.unary(U::Not, finite)?;
-    let bad = c.g.binary(B::And, bad, diag)?;
-    let pos = c.g.binary_const(B::Add, col, 1.0)?;
-    let never = c.g.full_like(pos, (n + 1) as f64, DType::I64);
-    let at = c.g.select(bad, pos, never)?;
-    let first = c.g.reduce(R::Min, at, &[(r - 2) as i64, (r - 1) as i64])?;
-    let none = c.g.full_like(first, (n + 1) as f64, DType::I64);
-    // `>=`: an empty matrix reduces to the identity of min, which is past n too.
-    let ok = c.g.compare(CmpDir::Ge, first, none)?;
-    let zero = c.g.full_like(first, 0.0, DType::I64);
-    let info = c.g.select(ok, zero, first)?;
-    let info = c.g.convert(info, DType::I32);
+    let info = first_bad_diagonal(c, bad)?;
     Ok(vec![c.g.convert(l, d), info])
+}
+
+/// LAPACK's `info` of a factorization: the 1-based index of the first
+/// diagonal entry of `bad` (bool `[.., m, n]`) that is set, else 0; int32 of
+/// the batch shape.
+pub(crate) fn first_bad_diagonal(c: &mut LowerCtx, bad: ValueId) -> Result<ValueId> {
+    let shape = c.g.shape(bad).to_vec();
+    let r = shape.len();
+    let k = shape[r - 2].min(shape[r - 1]);
+    let row = c.g.iota(DType::I64, &shape, r as i64 - 2)?;
+    let col = c.g.iota(DType::I64, &shape, r as i64 - 1)?;
+    let on_diagonal = c.g.compare(CmpDir::Eq, row, col)?;
+    let bad = c.g.binary(B::And, bad, on_diagonal)?;
+    let position = c.g.binary_const(B::Add, row, 1.0)?;
+    let none = c.g.full_like(position, (k + 1) as f64, DType::I64);
+    let at = c.g.select(bad, position, none)?;
+    let first = c.g.reduce(R::Min, at, &[r as i64 - 2, r as i64 - 1])?;
+    // `<`: an empty matrix reduces to the identity of min, past k too.
+    let none = c.g.full_like(first, (k + 1) as f64, DType::I64);
+    let found = c.g.compare(CmpDir::Lt, first, none)?;
+    let zero = c.g.full_like(first, 0.0, DType::I64);
+    let info = c.g.select(found, first, zero)?;
+    Ok(c.g.convert(info, DType::I32))
 }
 
 /// `linalg_cholesky(self, *, upper=False)`.

@@ -54,10 +54,7 @@ impl From<LowerError> for Error {
 
 impl From<tpu_graph::GraphError> for Error {
     fn from(e: tpu_graph::GraphError) -> Self {
-        match e {
-            tpu_graph::GraphError::Invalid(m) => Error::Invalid(m),
-            tpu_graph::GraphError::Index(m) => Error::Index(m),
-        }
+        LowerError::from(e).into()
     }
 }
 
