@@ -110,14 +110,13 @@ def test_transformer_buckets_batch_but_not_sequence() -> None:
 @pytest.mark.parametrize(
     ("fn", "why"),
     [
-        (lambda x: x.sum(0), "sum"),
-        (lambda x: torch.softmax(x, 0), "softmax"),
-        (lambda x: x.t() @ x, "contracts"),
         (lambda x: x * x.shape[0], "size as a value"),
         (lambda x: x[-1:] + 1, "slice"),
         (lambda x: torch.cumsum(x, 0), "cumsum"),
+        (lambda x: x.mean(0), "mean"),
+        (lambda x: x.sum(), "sum"),
     ],
-    ids=["sum", "softmax", "matmul", "size", "slice", "cumsum"],
+    ids=["size", "slice", "cumsum", "mean", "full-sum"],
 )
 def test_row_mixing_graphs_stay_exact(fn: Callable[[torch.Tensor], torch.Tensor], why: str) -> None:
     compiled = torch.compile(fn, backend="tpu")
@@ -130,8 +129,8 @@ def test_row_mixing_graphs_stay_exact(fn: Callable[[torch.Tensor], torch.Tensor]
 
 
 def test_training_with_a_varying_batch_is_exact() -> None:
-    """Backward sums over the batch, so it keeps exact sizes; the forward
-    (row-wise) is bucketed and its saved activations narrowed."""
+    """The forward (row-wise) is bucketed and its saved activations narrowed;
+    the backward's weight gradients contract over the batch, masked."""
     cpu, dev = _pair(lambda: nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 2)), train=True)
     compiled = torch.compile(dev, backend="tpu")
     for b in (1, 2, 3, 5, 6):
@@ -142,7 +141,8 @@ def test_training_with_a_varying_batch_is_exact() -> None:
             assert_same(p.grad, q.grad, f"gradient at batch {b}", atol=1e-5, rtol=1e-4)
             p.grad = q.grad = None
     assert _graph("forward")["bucketing"]["bucketed"], _graphs()
-    assert "contracts" in " ".join(_graph("backward")["bucketing"]["exact"].values())
+    backward = _graph("backward")["bucketing"]
+    assert backward["masked"] and not backward["exact"], backward
 
 
 def test_mark_dynamic_and_chained_graphs_reuse_the_padding() -> None:
@@ -169,6 +169,96 @@ def test_the_switch_is_a_boolean_default_on(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("TORCH_TPU_SHAPE_BUCKETS", "maybe")
     with pytest.raises(Exception, match="TORCH_TPU_SHAPE_BUCKETS"):
         torch_tpu._core.env_flag("TORCH_TPU_SHAPE_BUCKETS")
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x.sum(0),
+        lambda x: torch.softmax(x, 0),
+        lambda x: torch.log_softmax(x * 3, 0),
+        lambda x: x.t() @ x,
+        lambda x: x.amax(0) - x.amin(0),
+        lambda x: x.argmax(0),
+        lambda x: torch.logsumexp(x, 0),
+        lambda x: (x > 0).any(0),
+    ],
+    ids=["sum", "softmax", "log-softmax", "matmul", "amax-amin", "argmax", "logsumexp", "any"],
+)
+def test_ops_that_mix_rows_are_masked_and_bucketed(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Padded rows are replaced by the op's neutral element first (-inf before
+    a softmax, 0 on both sides of a contraction), so the result is exact
+    whatever the padding holds, and sizes 3..8 share buckets 4 and 8."""
+    compiled = torch.compile(fn, backend="tpu")
+    for b in (2, 3, 4, 5, 7, 8, 6):
+        x = torch.randn(b, 4) - 0.5
+        assert_same(compiled(x.to(TPU)), fn(x), f"batch {b}", atol=1e-5, rtol=1e-4)
+    g = _graph()
+    assert g["bucketing"]["masked"] == g["bucketing"]["bucketed"] != [], g
+    assert g["plans"] == 2, g  # buckets 4 and 8 (the first call, 2, is Dynamo's static graph)
+
+
+def _hf_lengths(model: nn.Module, vocab: int, lengths: list[int]) -> dict:
+    """A Hugging Face model compiled with dynamic=True over these sequence
+    lengths, checked against CPU; its dynamic graph's stats."""
+    dev = copy.deepcopy(model).to(TPU)
+    compiled = torch.compile(dev, backend="tpu", dynamic=True)
+    for n in lengths:
+        ids = torch.randint(0, vocab, (2, n), generator=torch.Generator().manual_seed(n))
+        with torch.no_grad():
+            want = model(ids).logits
+            got = compiled(ids.to(TPU)).logits
+        assert_same(got, want, f"logits at sequence length {n}", atol=1e-5, rtol=1e-4)
+    return _graph()
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_gpt2_sequence_lengths_share_buckets(attention: str) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        vocab_size=64,
+        n_positions=64,
+        attn_implementation=attention,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    g = _hf_lengths(transformers.GPT2LMHeadModel(config).eval(), 64, [3, 5, 7, 9, 12, 16, 17, 23])
+    assert g["bucketing"]["masked"], g  # the sequence: softmax and the second matmul are masked
+    assert not g["bucketing"]["exact"], g
+    assert g["plans"] == 4, g  # buckets 4, 8, 16 and 32 for 8 lengths
+
+
+def test_llama_sequence_lengths_share_buckets() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    g = _hf_lengths(transformers.LlamaForCausalLM(config).eval(), 64, [5, 6, 7, 9, 13])
+    assert g["bucketing"]["masked"] and not g["bucketing"]["exact"], g
+    assert g["plans"] == 2, g  # buckets 8 and 16
+
+
+def test_prefix_of_a_table_keeps_buckets_inside_the_table() -> None:
+    """``table[:n]`` of a 20-row table: the bucket of 17 is 20, not 32."""
+    table = torch.randn(20, 4)
+    fn = lambda x: x + table.to(x.device)[: x.shape[0]]
+    compiled = torch.compile(fn, backend="tpu")
+    for n in (3, 5, 9, 12, 17, 19, 20):
+        x = torch.randn(n, 4)
+        assert_same(compiled(x.to(TPU)), fn(x), f"{n} rows", atol=0, rtol=0)
+    g = _graph()
+    assert g["programs_compiled"] == 3, str(g)  # 8, 16 and 20 (the table, a CPU input, is uploaded per call)
 
 
 def test_buckets_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,8 @@ import sympy
 import torch
 from torch import fx
 
+from torch_tpu._bucket_masks import MaskSpec, insert_masks, layouts, mask_specs, merged_ok
+
 __all__ = ["Bucketing", "plan_buckets"]
 
 aten = torch.ops.aten
@@ -116,6 +118,8 @@ _BATCH_ONLY = {
     "_scaled_dot_product_attention_math",
 }
 _MATMULS = {"mm", "addmm", "bmm", "baddbmm"}
+# Elementwise given the element's index (which padding at the end keeps).
+_POSITIONAL = {"where", "masked_fill", "threshold_backward", "clamp", "tril", "triu"}
 _SELECTS = {"slice", "select", "narrow", "split", "split_with_sizes", "chunk", "unbind", "cat", "gather"}
 
 
@@ -174,7 +178,12 @@ def _prefix(dims: list[Any], upto: int) -> Any:
     return sympy.Mul(*dims[:upto]) if upto else sympy.Integer(1)
 
 
-def _rowwise(node: fx.Node, sym: Any) -> str | None:
+def _name(node: fx.Node) -> str | None:
+    t = node.target
+    return t._schema.name.split("::", 1)[1].rstrip("_") if isinstance(t, torch._ops.OpOverload) else None
+
+
+def _rowwise(node: fx.Node, sym: Any, broken: set[fx.Node]) -> str | None:
     """Why ``node`` mixes rows along ``sym``, or None when it does not."""
     target = node.target
     if not isinstance(target, torch._ops.OpOverload):
@@ -183,6 +192,8 @@ def _rowwise(node: fx.Node, sym: Any) -> str | None:
     label = f"{name}.{target._overloadname}"
     tensors = _tensor_args(node)
     carrying = [(i, d) for i, d in tensors if any(_has(e, sym) for e in d)]
+    if name == "slice" and _prefix_slice(node, sym):
+        return None
     if _sym_args(node, sym) and name not in _SIZE_OPS:
         return f"{label} uses the size as a value"
     if not carrying or name in _SIZE_QUERIES:
@@ -192,12 +203,13 @@ def _rowwise(node: fx.Node, sym: Any) -> str | None:
     tags = set(target.tags)
     if torch.Tag.nondeterministic_seeded in tags:
         return f"{label} draws random numbers per row"
-    if torch.Tag.pointwise in tags or name in ("where", "masked_fill", "threshold_backward", "clamp"):
+    if torch.Tag.pointwise in tags or name in _POSITIONAL:
         return None
     first = tensors[0][1] if tensors else []
-    out = _dims(node.meta.get("val"))
     if name in _RESHAPES:
-        return _reshape_rowwise(first, out, sym, label)
+        # A reshape that only merges or splits whole factors keeps each row's (b, s, ...) index;
+        # one that splits a symbolic factor keeps it only for a symbol that stays outermost.
+        return None if node not in broken else _reshape_rowwise(first, _dims(node.meta.get("val")), sym, label)
     if name in _LAYOUT_OPS or (name == "embedding" and carrying[0][0] == 1):
         return None
     if name in _MATMULS:
@@ -240,8 +252,11 @@ def _along_rowwise(node: fx.Node, name: str, first: list[Any], sym: Any, label: 
     elif name == "cat":
         out = _dims(node.meta.get("val")) or []
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        dims = [int(dim) % max(len(out), 1)]  # type: ignore[call-overload]
-        return f"{label} joins along the dynamic dim" if any(_has(out[d], sym) for d in dims) else None
+        d = int(dim) % max(len(out), 1)  # type: ignore[call-overload]
+        parts = [_dims(_val(a)) for a in node.args[0]]  # type: ignore[union-attr]
+        # Padding at the end of the last part stays at the end; before any other part it would not.
+        joined = [p for p in parts[:-1] if p and len(p) == len(out) and _has(p[d], sym)]
+        return f"{label} joins along the dynamic dim" if joined else None
     else:
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         if name in ("split", "split_with_sizes", "chunk"):
@@ -256,6 +271,19 @@ def _along_rowwise(node: fx.Node, name: str, first: list[Any], sym: Any, label: 
             return None
         return f"{label} works along the dynamic dim"
     return None
+
+
+def _prefix_slice(node: fx.Node, sym: Any) -> bool:
+    """``x[:s]`` along a dim of ``x`` that does not carry ``sym`` (a table's
+    first rows): the padded run takes the first rows of the bucket, whose
+    first are the actual ones (the bucket stays within the guards' bound)."""
+    x = _dims(_val(node.args[0]))
+    dim, start, end, step = ([*node.args[1:], None, None, None, None])[:4]
+    dim = 0 if dim is None else dim
+    if x is None or start not in (None, 0) or step not in (None, 1) or not isinstance(dim, int):
+        return False
+    v = _val(end)
+    return isinstance(v, torch.SymInt) and _expr(v) == sym and x[dim % len(x)].is_Integer
 
 
 def _whole_slice(node: fx.Node, dims: list[Any], d: int) -> bool:
@@ -302,6 +330,36 @@ class Bucketing:
     # Whether any op writes an input (then extra calls to compile ahead are not harmless).
     mutates: bool = False
     padded_inputs: int = 0
+    # Symbols whose actual sizes the graph reads (``_bucket_masks``), in its extra inputs' order.
+    masked: list[Any] = field(default_factory=list)
+    # The largest value each symbol may take under the graph's guards.
+    upper: dict[Any, int] = field(default_factory=dict)
+    _actual: dict[tuple[Any, int], torch.Tensor] = field(default_factory=dict)
+
+    def bucket_of(self, sym: Any, n: int) -> int:
+        """``n``'s bucket: the next power of two, but never past the largest
+        size Dynamo's guards allow (a slice of a 512-row table, say)."""
+        b = max(2, _bucket(n))
+        top = self.upper.get(sym)
+        return max(n, min(b, top)) if top is not None else b
+
+    def with_actual_sizes(self, args: Sequence[Any], env: dict[Any, int] | None = None) -> list[Any]:
+        """``args`` and, for a graph with masks, each masked symbol's actual
+        size as a 0-d int64 tensor on the graph's device (one buffer per size,
+        kept: a new size is a new input value, not a new program)."""
+        if not self.masked:
+            return list(args)
+        env = env if env is not None else self._env(args)
+        if env is None:
+            raise RuntimeError("torch.compile(backend='tpu'): a masked dynamic size cannot be read from the inputs")
+        device = next((a.device for a in args if isinstance(a, torch.Tensor) and a.device.type != "cpu"), None)
+        sizes = []
+        for s in self.masked:
+            key = (device, env[s])
+            if key not in self._actual:
+                self._actual[key] = torch.tensor(env[s], dtype=torch.int64).to(device)
+            sizes.append(self._actual[key])
+        return [*args, *sizes]
 
     def _env(self, args: Sequence[Any]) -> dict[Any, int] | None:
         env: dict[Any, int] = {}
@@ -326,7 +384,7 @@ class Bucketing:
         if env is None:
             return None
         for s in self.symbols:
-            env[s] = max(2, _bucket(size))
+            env[s] = self.bucket_of(s, size)
         at = tuple(env.items())
         out: list[Any] = []
         for spec, a in zip(self.inputs, args):
@@ -340,7 +398,7 @@ class Bucketing:
                 out.append(_size(spec, at))
             else:
                 out.append(a)
-        return out
+        return self.with_actual_sizes(out, env)
 
     def pad(self, args: Sequence[Any]) -> tuple[list[Any], dict[Any, int]] | None:
         """The arguments padded to their buckets, and the actual sizes; None
@@ -350,7 +408,7 @@ class Bucketing:
             return None
         padded_env = dict(env)
         for s in self.symbols:
-            padded_env[s] = max(2, _bucket(env[s]))
+            padded_env[s] = self.bucket_of(s, env[s])
         if padded_env == env:
             return None
         out = []
@@ -424,21 +482,47 @@ def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
     """The graph's bucketing, or None; and, per symbol kept exact, why."""
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     symbols: set[Any] = set()
+    upper: dict[Any, int] = {}
     for p in placeholders:
         v = p.meta.get("val")
-        exprs = _dims(v) or ([_expr(v)] if isinstance(v, torch.SymInt) else [])
-        for e in exprs:
+        sizes = list(v.shape) if isinstance(v, torch.Tensor) else [v] if isinstance(v, torch.SymInt) else []
+        for size in sizes:
+            e = _expr(size)
             symbols |= set(getattr(e, "free_symbols", ()))
+            if isinstance(size, torch.SymInt) and isinstance(e, sympy.Symbol):
+                top = size.node.shape_env.var_to_range.get(e)
+                if top is not None and isinstance(top.upper, sympy.Integer):
+                    upper[e] = int(top.upper)
     if not symbols:
         return None, {}
     exact: dict[str, str] = {}
     nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
+    lays, broken = layouts(gm)
+    masks: dict[Any, list[MaskSpec]] = {}
+    for n in nodes:  # x[:s] of a static table: s's bucket must fit in the table
+        for s in symbols:
+            if _name(n) == "slice" and _prefix_slice(n, s):
+                rows = int(_dims(_val(n.args[0]))[int(n.args[1]) if len(n.args) > 1 else 0])  # type: ignore[index]
+                upper[s] = min(upper.get(s, rows), rows)
     for s in sorted(symbols, key=str):
+        specs: list[MaskSpec] = []
         for n in nodes:
-            why = _rowwise(n, s)
-            if why is not None:
+            why = _rowwise(n, s, broken)
+            if why is None:
+                continue
+            fix = mask_specs(n, s)
+            if fix is None:
                 exact[str(s)] = why
                 break
+            specs.extend(fix)
+        else:
+            if specs:
+                masks[s] = specs
+    # A masked symbol needs its actual size at each call: a dim that is the bare symbol.
+    for s in list(masks):
+        if not any(e == s for p in placeholders for e in (_dims(p.meta.get("val")) or [])):
+            exact[str(s)] = "its size is not a dim of an input"
+            del masks[s]
     bucketed = [s for s in symbols if str(s) not in exact]
     if not bucketed:
         return None, exact
@@ -460,8 +544,17 @@ def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
                 # The view would be of the padded copy, not of the caller's tensor.
                 why = "an output is a view of a padded input"
                 return None, {**exact, **{str(s): why for s in bucketed}}
+            for s in bucketed:
+                if not merged_ok(lays.get(o), s):  # type: ignore[arg-type]
+                    exact[str(s)] = "an output merges the dynamic dim with another"
             outputs.append(_dims(v))
         else:
             outputs.append(_expr(v) if isinstance(v, torch.SymInt) else None)
+    bucketed = [s for s in bucketed if str(s) not in exact]
+    if not bucketed:
+        return None, exact
     mutates = any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in nodes)
-    return Bucketing(sorted(bucketed, key=str), inputs, outputs, exact, mutates), exact
+    masked = sorted((s for s in bucketed if s in masks), key=str)
+    if masked:
+        insert_masks(gm, [m for s in masked for m in masks[s]], masked)
+    return Bucketing(sorted(bucketed, key=str), inputs, outputs, exact, mutates, masked=masked, upper=upper), exact

@@ -247,13 +247,15 @@ class _Graph:
         self.id = next(_next_graph)
         # Sizes of the bucketed dims to compile at the first bucketed call.
         self.precompile = tuple(precompile)
-        self.run = gm.forward
         self.stats = _GraphStats(f"{kind}_{self.id}", kind)
         self.buckets: Bucketing | None = None
         if _core.env_flag("TORCH_TPU_SHAPE_BUCKETS"):
+            # May put masks into gm (and give it inputs for the actual sizes).
             self.buckets, exact = plan_buckets(gm)
             bucketed = [str(s) for s in self.buckets.symbols] if self.buckets else []
-            self.stats.bucketing = {"bucketed": bucketed, "exact": exact, "padded_inputs": 0}
+            masked = [str(s) for s in self.buckets.masked] if self.buckets else []
+            self.stats.bucketing = {"bucketed": bucketed, "masked": masked, "exact": exact, "padded_inputs": 0}
+        self.run = gm.forward
         self.core = _core.CompiledGraph(self.stats.name, _DTYPES)
         self.constants = _constants(gm)
         # Why no call of this graph can be planned, if so.
@@ -273,8 +275,8 @@ class _Graph:
         if self.precompile and self.buckets is not None and previous != "debug":
             self._compile_ahead(previous, args, padded[0] if padded is not None else args)
         if padded is None:
-            return self._call(previous, args)
-        out = self._call(previous, padded[0])
+            return self._call(previous, self.buckets.with_actual_sizes(args) if self.buckets else args)
+        out = self._call(previous, self.buckets.with_actual_sizes(*padded))
         self.stats.bucketing["padded_inputs"] = self.buckets.padded_inputs  # type: ignore[union-attr]
         return self.buckets.narrow(out, args, padded[1])  # type: ignore[union-attr]
 
@@ -295,7 +297,7 @@ class _Graph:
             ahead = self.buckets.bucket_args(args, size)
             if ahead is None:
                 return
-            key = _shapes(ahead)
+            key = _shapes(ahead)[: len(own)]  # without the actual-size inputs
             if key in done:
                 continue
             done.add(key)

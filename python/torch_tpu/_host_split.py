@@ -66,6 +66,14 @@ class HostSplit:
         return inputs
 
 
+def _constant(gm: fx.GraphModule, node: fx.Node) -> Any:
+    """The value a ``get_attr`` node reads (a constant the graph captured)."""
+    value: Any = gm
+    for part in str(node.target).split("."):
+        value = getattr(value, part)
+    return value
+
+
 def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
     """The device graph and how to feed it, or None when the graph has no
     CPU-only part (or its CPU inputs are written by device ops)."""
@@ -73,12 +81,17 @@ def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if not any(_on_cpu(p.meta.get("val")) for p in placeholders):
         return None
+    # Captured constants: both graphs may read them (each copy reads the same attribute).
+    constants = [n for n in nodes if n.op == "get_attr"]
+    cpu_constants = {n for n in constants if _host_input(_constant(gm, n))}
     host: set[fx.Node] = set()
     for n in nodes:
         if n.op != "call_function":
             continue
         ins = n.all_input_nodes
-        from_host = all(i in host or (i.op == "placeholder" and _host_input(i.meta.get("val"))) for i in ins)
+        from_host = all(
+            i in host or i in cpu_constants or (i.op == "placeholder" and _host_input(i.meta.get("val"))) for i in ins
+        )
         if from_host and (_on_cpu(n.meta.get("val")) or (n.target is operator.getitem and ins[0] in host)):
             host.add(n)
     if not host:
@@ -96,7 +109,7 @@ def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
 
     host_graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
-    for p in placeholders:
+    for p in [*placeholders, *constants]:
         env[p] = host_graph.node_copy(p)
     for n in nodes:
         if n in host:
@@ -105,7 +118,7 @@ def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
 
     device_graph = fx.Graph()
     denv: dict[fx.Node, fx.Node] = {}
-    for p in placeholders:
+    for p in [*placeholders, *constants]:
         denv[p] = device_graph.node_copy(p)
     for k, n in enumerate(needed):
         q = device_graph.placeholder(f"host_value_{k}")
