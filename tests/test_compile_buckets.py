@@ -182,8 +182,10 @@ def test_the_switch_is_a_boolean_default_on(monkeypatch: pytest.MonkeyPatch) -> 
         lambda x: x.argmax(0),
         lambda x: torch.logsumexp(x, 0),
         lambda x: (x > 0).any(0),
+        lambda x: (x * 10).long().amin(0),
+        lambda x: (x > 0).sum(0),
     ],
-    ids=["sum", "softmax", "log-softmax", "matmul", "amax-amin", "argmax", "logsumexp", "any"],
+    ids=["sum", "softmax", "log-softmax", "matmul", "amax-amin", "argmax", "logsumexp", "any", "int-amin", "bool-sum"],
 )
 def test_ops_that_mix_rows_are_masked_and_bucketed(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Padded rows are replaced by the op's neutral element first (-inf before
@@ -210,6 +212,17 @@ def _hf_lengths(model: nn.Module, vocab: int, lengths: list[int]) -> dict:
             got = compiled(ids.to(TPU)).logits
         assert_same(got, want, f"logits at sequence length {n}", atol=1e-5, rtol=1e-4)
     return _graph()
+
+
+def test_a_sum_over_two_dynamic_dims_masks_both() -> None:
+    fn = lambda x: x.sum((0, 1)) + x.amax(1).sum(0)
+    compiled = torch.compile(fn, backend="tpu", dynamic=True)
+    for a, b in [(3, 5), (5, 6), (7, 3), (4, 8)]:
+        x = torch.randn(a, b)
+        assert_same(compiled(x.to(TPU)), fn(x), f"shape {a}x{b}", atol=1e-5, rtol=1e-4)
+    g = _graph()
+    assert len(g["bucketing"]["masked"]) == 2 and not g["bucketing"]["exact"], g
+    assert g["plans"] == 3, g  # (4, 8), (8, 8) and (8, 4)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

@@ -170,7 +170,7 @@ class MaskSpec:
     node: fx.Node
     arg: int
     dim: int
-    fill: float
+    fill: float | int | bool
     sym: Any
 
 
@@ -178,13 +178,13 @@ def _is(expr: Any, sym: Any) -> bool:
     return sympy.simplify(expr - sym) == 0
 
 
-def _fill_for(dtype: torch.dtype, low: bool) -> float:
+def _fill_for(dtype: torch.dtype, low: bool) -> float | int | bool:
     if dtype.is_floating_point:
         return -math.inf if low else math.inf
     if dtype == torch.bool:
-        return 0.0 if low else 1.0
+        return not low
     info = torch.iinfo(dtype)
-    return float(info.min if low else info.max)
+    return info.min if low else info.max
 
 
 def mask_specs(node: fx.Node, sym: Any) -> list[MaskSpec] | None:
@@ -205,7 +205,7 @@ def mask_specs(node: fx.Node, sym: Any) -> list[MaskSpec] | None:
             bias = _val(node.args[0])
             if any(sym in getattr(_expr(s), "free_symbols", ()) for s in bias.shape[-1:]):
                 return None
-        return [MaskSpec(node, i, a.dim() - 1, 0.0, sym), MaskSpec(node, j, b.dim() - 2, 0.0, sym)]
+        return [MaskSpec(node, i, a.dim() - 1, 0, sym), MaskSpec(node, j, b.dim() - 2, 0, sym)]
     if name not in _NEG_FILL | _POS_FILL | _ZERO_FILL or not isinstance(x, torch.Tensor) or x.dim() == 0:
         return None
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -222,7 +222,7 @@ def mask_specs(node: fx.Node, sym: Any) -> list[MaskSpec] | None:
     elif name in _POS_FILL:
         fill = _fill_for(x.dtype, False)
     else:
-        fill = 0.0
+        fill = False if x.dtype == torch.bool else 0
     return [MaskSpec(node, 0, d, fill, sym)]
 
 
@@ -251,6 +251,7 @@ def insert_masks(gm: fx.GraphModule, specs: list[MaskSpec], syms: list[Any]) -> 
             valid = g.call_function(aten.view.default, (valid, shape))
             fill = g.call_function(aten.scalar_tensor.default, (spec.fill,), {"dtype": xv.dtype, "device": xv.device})
             masked = g.call_function(aten.where.self, (valid, x, fill))
+        masked.meta["val"] = xv  # same shape and dtype: a second mask of the same op reads it
         args = list(node.args)
         args[spec.arg] = masked
         node.args = tuple(args)

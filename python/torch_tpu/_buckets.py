@@ -8,10 +8,13 @@ independently (elementwise ops, matmuls that do not contract over it,
 reductions over other dims, batch-major reshapes, ...): then running the
 graph on inputs zero-padded along that dim to the next power of two and
 keeping the first rows of each output gives exactly the unpadded result,
-and sizes 2..16 share four programs. A graph that mixes rows along a symbol
-(a loss averaged over the batch, training-mode batch norm, attention over a
-dynamic sequence, a random op, an input mutation) keeps that symbol exact,
-and says why in ``compile_stats()["graphs"][i]["bucketing"]``.
+and sizes 2..16 share four programs. An op that mixes rows along a symbol
+(a softmax or sum over it, a matmul contracting over it: attention over a
+dynamic sequence, backward's weight gradients) is masked with the actual size
+(``_bucket_masks.py``). A graph that mixes rows in a way no mask fixes (a mean,
+``x[-1]``, training-mode batch norm, a random op, an input mutation) keeps
+that symbol exact, and says why in
+``compile_stats()["graphs"][i]["bucketing"]``.
 
 Padding an input costs nothing when it is the output of an earlier bucketed
 graph (its padded base is kept); any other input is padded on the host (one
