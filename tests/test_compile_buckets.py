@@ -225,41 +225,34 @@ def test_a_sum_over_two_dynamic_dims_masks_both() -> None:
     assert g["plans"] == 3, g  # (4, 8), (8, 8) and (8, 4)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_gpt2_sequence_lengths_share_buckets(attention: str) -> None:
+def _hf_model(family: str) -> nn.Module:
     transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if family == "llama":
+        sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+        config = transformers.LlamaConfig(**sizes, num_key_value_heads=2, vocab_size=64, max_position_embeddings=64)
+        return transformers.LlamaForCausalLM(config).eval()
+    attention = family.split("-")[1]
     config = transformers.GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=64,
-        n_positions=64,
-        attn_implementation=attention,
-        bos_token_id=1,
-        eos_token_id=2,
+        n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=64, bos_token_id=1, eos_token_id=2
     )
-    torch.manual_seed(0)
-    g = _hf_lengths(transformers.GPT2LMHeadModel(config).eval(), 64, [3, 5, 7, 9, 12, 16, 17, 23])
-    assert g["bucketing"]["masked"], g  # the sequence: softmax and the second matmul are masked
-    assert not g["bucketing"]["exact"], g
-    assert g["plans"] == 4, g  # buckets 4, 8, 16 and 32 for 8 lengths
+    config._attn_implementation = attention
+    return transformers.GPT2LMHeadModel(config).eval()
 
 
-def test_llama_sequence_lengths_share_buckets() -> None:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        vocab_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    g = _hf_lengths(transformers.LlamaForCausalLM(config).eval(), 64, [5, 6, 7, 9, 13])
+@pytest.mark.parametrize(
+    ("family", "lengths", "plans"),
+    [
+        ("gpt2-sdpa", [3, 5, 7, 9, 12, 16, 17, 23], 4),  # buckets 4, 8, 16 and 32
+        ("gpt2-eager", [3, 5, 7, 9, 12, 16, 17, 23], 4),
+        ("llama", [5, 6, 7, 9, 13], 2),  # buckets 8 and 16
+    ],
+)
+def test_hf_sequence_lengths_share_buckets(family: str, lengths: list[int], plans: int) -> None:
+    """Attention over a dynamic sequence: softmax and the second matmul are masked."""
+    g = _hf_lengths(_hf_model(family), 64, lengths)
     assert g["bucketing"]["masked"] and not g["bucketing"]["exact"], g
-    assert g["plans"] == 2, g  # buckets 8 and 16
+    assert g["plans"] == plans, g
 
 
 def test_prefix_of_a_table_keeps_buckets_inside_the_table() -> None:
