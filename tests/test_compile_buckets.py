@@ -211,6 +211,8 @@ def _hf_lengths(model: nn.Module, vocab: int, lengths: list[int]) -> dict:
             want = model(ids).logits
             got = compiled(ids.to(TPU)).logits
         assert_same(got, want, f"logits at sequence length {n}", atol=1e-5, rtol=1e-4)
+        # Padded along the sequence, an inner dim: returned packed, contiguous as on CPU.
+        assert got.is_contiguous() and got.view(-1, got.shape[-1]).shape == want.view(-1, want.shape[-1]).shape
     return _graph()
 
 
@@ -253,6 +255,77 @@ def test_hf_sequence_lengths_share_buckets(family: str, lengths: list[int], plan
     g = _hf_lengths(_hf_model(family), 64, lengths)
     assert g["bucketing"]["masked"] and not g["bucketing"]["exact"], g
     assert g["plans"] == plans, g
+
+
+def test_an_output_padded_along_an_inner_dim_comes_back_contiguous() -> None:
+    compiled = torch.compile(lambda x: (x * 2).softmax(-1), backend="tpu")
+    for n in (3, 5, 6, 7):
+        x = torch.randn(2, n, 3)
+        xd = x.to(TPU)
+        torch._dynamo.mark_dynamic(xd, 1)
+        got = compiled(xd)
+        assert got.is_contiguous() and got.stride() == (3 * n, 3, 1), got.stride()
+        assert_same(got.view(-1), (x * 2).softmax(-1).view(-1), f"length {n}", atol=1e-6, rtol=1e-5)
+    assert _graph()["plans"] == 2, _graph()  # 4 and 8
+
+
+def test_shifted_cross_entropy_over_sequence_lengths_is_bucketed() -> None:
+    """Hugging Face's causal LM loss (labels padded with -100, shifted, cross
+    entropy over the merged batch and sequence): padded rows get the ignore
+    index as their target, so loss and gradient are exact."""
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].contiguous()
+        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), shifted.view(-1))
+
+    compiled = torch.compile(loss, backend="tpu")
+    for n in (3, 5, 6, 7):
+        logits = torch.randn(2, n, 8, requires_grad=True)
+        labels = torch.randint(0, 8, (2, n))
+        on_tpu = logits.detach().to(TPU).requires_grad_()
+        got = compiled(on_tpu, labels.to(TPU))
+        want = loss(logits, labels)
+        got.backward()
+        want.backward()
+        assert_same(got, want, f"loss at length {n}", atol=1e-6, rtol=1e-5)
+        assert_same(on_tpu.grad, logits.grad, f"gradient at length {n}", atol=1e-6, rtol=1e-5)
+    for kind in ("forward", "backward"):
+        g = _graph(kind)
+        assert g["bucketing"]["masked"] and not g["bucketing"]["exact"], g
+        assert g["plans"] == 1, g  # lengths 5, 6 and 7 share bucket 8
+
+
+def test_gpt2_training_over_sequence_lengths_matches_cpu() -> None:
+    """The model's backward keeps the sequence exact, so its forward keeps it
+    exact too (a saved activation merges it with the batch); the loss graphs
+    are bucketed. Gradients equal CPU's either way."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        vocab_size=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_pdrop=0.0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+    )
+    torch.manual_seed(0)
+    cpu = transformers.GPT2LMHeadModel(config).train()
+    dev = copy.deepcopy(cpu).to(TPU)
+    compiled = torch.compile(dev, backend="tpu")
+    for n in (3, 5, 6, 7):
+        ids = torch.randint(0, 64, (2, n), generator=torch.Generator().manual_seed(n))
+        got = compiled(input_ids=ids.to(TPU), labels=ids.to(TPU)).loss
+        want = cpu(input_ids=ids, labels=ids).loss
+        got.backward()
+        want.backward()
+        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
+        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
+            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
+        dev.zero_grad()
+        cpu.zero_grad()
 
 
 def test_prefix_of_a_table_keeps_buckets_inside_the_table() -> None:

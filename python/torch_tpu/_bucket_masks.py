@@ -27,7 +27,8 @@ import sympy
 import torch
 from torch import fx
 
-__all__ = ["MaskSpec", "insert_masks", "layouts", "mask_specs", "merged_ok"]
+__all__ = ["MaskSpec", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs", "packable"]
+
 
 aten = torch.ops.aten
 
@@ -103,13 +104,19 @@ def _rowwise_layout(dims: list[Any], inputs: list[fx.Node], out: dict[fx.Node, L
     return lay
 
 
-def layouts(gm: fx.GraphModule) -> tuple[dict[fx.Node, Layout], set[fx.Node]]:
+def layouts(gm: fx.GraphModule, given: dict[str, Layout] | None = None) -> tuple[dict[fx.Node, Layout], set[fx.Node]]:
     """Per tensor-valued node, each dim's factors; and the reshapes that split
-    a symbolic factor (their outputs' dims count as plain factors)."""
+    a symbolic factor (their outputs' dims count as plain factors).
+    ``given``: inputs' layouts by name (a backward graph's saved activations,
+    as the forward graph made them)."""
     out: dict[fx.Node, Layout] = {}
     broken: set[fx.Node] = set()
     for n in gm.graph.nodes:
         v = _val(n)
+        lay = (given or {}).get(n.name) if n.op == "placeholder" else None
+        if lay is not None and isinstance(v, torch.Tensor) and len(lay) == v.dim():
+            out[n] = lay
+            continue
         if n.op == "call_function" and n.target is operator.getitem:
             src = n.args[0]
             if isinstance(v, torch.Tensor) and isinstance(src, fx.Node):
@@ -164,18 +171,17 @@ def merged_ok(lay: Layout | None, sym: Any) -> bool:
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """Mask argument ``arg`` of ``node`` along ``dim`` with ``fill`` where the
-    index reaches the actual size of ``sym``."""
+    """Mask argument ``arg`` of ``node`` (its result when ``arg`` is -1) along
+    ``dim`` with ``fill`` where the index reaches the actual size of ``sym``.
+    ``factors``: the dim's factors (a merged ``[b*s]`` is ``(b, s)``), of
+    which ``sym`` is one."""
 
     node: fx.Node
     arg: int
     dim: int
     fill: float | int | bool
     sym: Any
-
-
-def _is(expr: Any, sym: Any) -> bool:
-    return sympy.simplify(expr - sym) == 0
+    factors: tuple[Any, ...]
 
 
 def _fill_for(dtype: torch.dtype, low: bool) -> float | int | bool:
@@ -187,74 +193,282 @@ def _fill_for(dtype: torch.dtype, low: bool) -> float | int | bool:
     return info.min if low else info.max
 
 
-def mask_specs(node: fx.Node, sym: Any) -> list[MaskSpec] | None:
-    """The masks that make ``node`` exact on inputs padded along ``sym``, or
-    None when no mask does (the symbol then stays exact)."""
-    name = _name(node)
-    if name is None or not node.args:
-        return None
-    x = _val(node.args[0])
-    if name in ("mm", "bmm", "addmm", "baddbmm"):
+def _zero(dtype: torch.dtype) -> float | int | bool:
+    return False if dtype == torch.bool else 0
+
+
+class _Masker:
+    """Finds the masks of one symbol, given the graph's layouts."""
+
+    def __init__(self, lays: dict[fx.Node, Layout], sym: Any, sized: set[Any]) -> None:
+        self.lays, self.sym, self.sized = lays, sym, sized
+
+    def factors(self, arg: Any, dim: int) -> tuple[Any, ...] | None:
+        """The factors of ``arg``'s dim when ``sym`` is one of them and every
+        symbolic factor is a bare symbol whose padded size an input holds."""
+        lay = self.lays.get(arg) if isinstance(arg, fx.Node) else None
+        if lay is None or not -len(lay) <= dim < len(lay):
+            return None
+        fs = lay[dim]
+        if sum(1 for f in fs if f == self.sym) != 1:
+            return None
+        if any(not _static(f) and f not in self.sized for f in fs):
+            return None
+        return fs
+
+    def carries(self, arg: Any, dim: int) -> bool:
+        v = _val(arg)
+        return isinstance(v, torch.Tensor) and self.sym in getattr(_expr(v.shape[dim]), "free_symbols", ())
+
+    def spec(self, node: fx.Node, arg: int, dim: int, fill: Any) -> MaskSpec | None:
+        target = node if arg < 0 else node.args[arg]
+        v = _val(target)
+        if not isinstance(v, torch.Tensor):
+            return None
+        dim %= max(v.dim(), 1)
+        fs = self.factors(target, dim)
+        return None if fs is None else MaskSpec(node, arg, dim, fill, self.sym, fs)
+
+    def specs(self, node: fx.Node) -> list[MaskSpec] | None:
+        name = _name(node)
+        if name is None or not node.args:
+            return None
+        if name in ("mm", "bmm", "addmm", "baddbmm"):
+            return self._matmul(node, name)
+        if name in ("nll_loss_forward", "nll_loss_backward"):
+            return self._nll(node, name)
+        if name in ("_softmax_backward_data", "_log_softmax_backward_data"):
+            grad, out = _val(node.args[0]), _val(node.args[1])
+            dim = int(node.args[2])  # type: ignore[call-overload]
+            if not isinstance(grad, torch.Tensor) or not self.carries(node.args[0], dim):
+                return None
+            masks = [self.spec(node, 0, dim, 0)]
+            if name == "_softmax_backward_data" and isinstance(out, torch.Tensor):
+                masks.append(self.spec(node, 1, dim, 0))
+            return None if None in masks else masks  # type: ignore[return-value]
+        if name == "constant_pad_nd":
+            return self._pad(node)
+        if name == "native_layer_norm_backward":
+            return self._layer_norm_backward(node)
+        return self._reduction(node, name)
+
+    def _layer_norm_backward(self, node: fx.Node) -> list[MaskSpec] | None:
+        """The weight and bias gradients sum over the rows: padded rows get
+        zeros in the gradient, the input, the mean and the rstd (so the
+        normalised input is 0 there, whatever the padding held)."""
+        x = _val(node.args[1])
+        norm = len(node.args[2])  # type: ignore[arg-type]
+        if not isinstance(x, torch.Tensor):
+            return None
+        if any(self.carries(node.args[1], d) for d in range(x.dim() - norm, x.dim())):
+            return None  # normalised along the symbol
+        masks = []
+        for d in range(x.dim() - norm):
+            if not self.carries(node.args[1], d):
+                continue
+            for arg in (0, 1, 3, 4):
+                m = self.spec(node, arg, d, 0)
+                if m is None:
+                    return None
+                masks.append(m)
+        return masks
+
+    def _matmul(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
         i, j = (1, 2) if name in ("addmm", "baddbmm") else (0, 1)
         a, b = _val(node.args[i]), _val(node.args[j])
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
             return None
-        if not (_is(_expr(a.shape[-1]), sym) and _is(_expr(b.shape[-2]), sym)):
-            return None
         if name in ("addmm", "baddbmm") and isinstance(_val(node.args[0]), torch.Tensor):
             bias = _val(node.args[0])
-            if any(sym in getattr(_expr(s), "free_symbols", ()) for s in bias.shape[-1:]):
+            if any(self.sym in getattr(_expr(s), "free_symbols", ()) for s in bias.shape[-1:]):
+                return None  # the bias varies along an output dim, not the contracted one
+        fa, fb = self.factors(node.args[i], a.dim() - 1), self.factors(node.args[j], b.dim() - 2)
+        if fa is None or fb is None or fa != fb:
+            return None
+        return [MaskSpec(node, i, a.dim() - 1, 0, self.sym, fa), MaskSpec(node, j, b.dim() - 2, 0, self.sym, fb)]
+
+    def _nll(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
+        """Padded rows get ``ignore_index`` as their target: they drop out of
+        the mean and get no gradient. Padding along the classes is read only
+        where a real target points, so it needs no mask."""
+        t = 1 if name == "nll_loss_forward" else 2
+        weight, ignore = node.args[t + 1], node.args[t + 3]
+        if weight is not None and self.carries(weight, 0):
+            return None
+        if not self.carries(node.args[t], 0):
+            return []
+        m = self.spec(node, t, 0, int(ignore))  # type: ignore[call-overload]
+        return None if m is None else [m]
+
+    def _pad(self, node: fx.Node) -> list[MaskSpec] | None:
+        """``pad(x, (0, k), value)`` along the symbol: padding only at the
+        high end, so ``value`` belongs from the actual size on."""
+        x = _val(node.args[0])
+        pads = list(node.args[1])  # type: ignore[call-overload]
+        value = node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0)
+        if not isinstance(x, torch.Tensor):
+            return None
+        masks = []
+        for k in range(len(pads) // 2):
+            dim = x.dim() - 1 - k
+            if not self.carries(node.args[0], dim):
+                continue
+            if pads[2 * k] != 0 or self.factors(node.args[0], dim) != (self.sym,):
                 return None
-        return [MaskSpec(node, i, a.dim() - 1, 0, sym), MaskSpec(node, j, b.dim() - 2, 0, sym)]
-    if name not in _NEG_FILL | _POS_FILL | _ZERO_FILL or not isinstance(x, torch.Tensor) or x.dim() == 0:
-        return None
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    dims = [dim] if isinstance(dim, int) else list(dim) if isinstance(dim, (list, tuple)) else []
-    if not dims or not all(isinstance(d, int) for d in dims):
-        return None  # a full reduction, or a reduction against another tensor
-    dims = [d % x.dim() for d in dims]
-    along = [d for d in dims if sym in getattr(_expr(x.shape[d]), "free_symbols", ())]
-    if len(along) != 1 or not _is(_expr(x.shape[along[0]]), sym):
-        return None
-    d = along[0]
-    if name in _NEG_FILL:
-        fill = _fill_for(x.dtype, True)
-    elif name in _POS_FILL:
-        fill = _fill_for(x.dtype, False)
+            masks.append(MaskSpec(node, -1, dim, value, self.sym, (self.sym,)))
+        return masks
+
+    def _reduction(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
+        x = _val(node.args[0])
+        if name not in _NEG_FILL | _POS_FILL | _ZERO_FILL or not isinstance(x, torch.Tensor) or x.dim() == 0:
+            return None
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        dims = [dim] if isinstance(dim, int) else list(dim) if isinstance(dim, (list, tuple)) else []
+        if not dims or not all(isinstance(d, int) for d in dims):
+            return None  # a full reduction, or a reduction against another tensor
+        along = [d % x.dim() for d in dims if self.carries(node.args[0], d % x.dim())]
+        if len(along) != 1:
+            return None
+        if name in _NEG_FILL:
+            fill = _fill_for(x.dtype, True)
+        elif name in _POS_FILL:
+            fill = _fill_for(x.dtype, False)
+        else:
+            fill = _zero(x.dtype)
+        m = self.spec(node, 0, along[0], fill)
+        return None if m is None else [m]
+
+
+def mask_specs(node: fx.Node, sym: Any, lays: dict[fx.Node, Layout], sized: set[Any]) -> list[MaskSpec] | None:
+    """The masks that make ``node`` exact on inputs padded along ``sym``, or
+    None when no mask does (the symbol then stays exact). ``sized``: the
+    symbols whose padded size an input's dim holds."""
+    return _Masker(lays, sym, sized).specs(node)
+
+
+def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padded: dict[Any, Any], rank: int) -> Any:
+    """``arange(n) < actual`` along the spec's dim, for a merged dim per
+    factor, shaped to broadcast against a tensor of ``rank`` dims."""
+    fs = spec.factors
+    device = _val(spec.node if spec.arg < 0 else spec.node.args[spec.arg]).device
+    if len(fs) == 1:
+        idx = g.call_function(aten.arange.default, (n,), {"dtype": torch.int64, "device": device})
+        valid = g.call_function(aten.lt.Tensor, (idx, sizes[spec.sym]))
     else:
-        fill = False if x.dtype == torch.bool else 0
-    return [MaskSpec(node, 0, d, fill, sym)]
+        dims = [int(f) if _static(f) else padded[f] for f in fs]
+        k = fs.index(spec.sym)
+        idx = g.call_function(aten.arange.default, (dims[k],), {"dtype": torch.int64, "device": device})
+        idx = g.call_function(aten.view.default, (idx, [1] * k + [dims[k]] + [1] * (len(fs) - 1 - k)))
+        valid = g.call_function(aten.lt.Tensor, (idx, sizes[spec.sym]))
+        valid = g.call_function(aten.expand.default, (valid, dims))
+        valid = g.call_function(aten.clone.default, (valid,))
+        valid = g.call_function(aten.view.default, (valid, [n]))
+    return g.call_function(aten.view.default, (valid, [n] + [1] * (rank - 1 - spec.dim)))
 
 
-def insert_masks(gm: fx.GraphModule, specs: list[MaskSpec], syms: list[Any]) -> list[fx.Node]:
-    """Puts each mask in front of its op, reading one new 0-d int64 input per
-    symbol (appended after the graph's inputs, in ``syms``'s order); returns
-    those inputs."""
+def insert_masks(
+    gm: fx.GraphModule, specs: list[MaskSpec], syms: list[Any], where_sized: dict[Any, tuple[fx.Node, int | None]]
+) -> list[fx.Node]:
+    """Puts each mask in front of its op (or behind it, for its result),
+    reading one new 0-d int64 input per symbol (appended after the graph's
+    inputs, in ``syms``'s order); returns those inputs. ``where_sized``: an
+    input and dim whose padded size is the symbol's bucket (no dim: an int
+    input that is that size)."""
     g = gm.graph
     placeholders = [n for n in g.nodes if n.op == "placeholder"]
     sizes: dict[Any, fx.Node] = {}
     with g.inserting_after(placeholders[-1]):
+        # Each lands right after the last input, before the one made before it: make them in reverse.
         for k, s in enumerate(reversed(syms)):
             sizes[s] = g.placeholder(f"actual_size_{len(syms) - 1 - k}")
-    # Placeholders inserted after the last one come out reversed; put them in order.
-    inputs = [sizes[s] for s in syms]
+    first_op = next(n for n in g.nodes if n.op != "placeholder")
+    padded: dict[Any, Any] = {}
+    with g.inserting_before(first_op):
+        for s, (node, dim) in where_sized.items():
+            padded[s] = node if dim is None else g.call_function(aten.sym_size.int, (node, dim))
     for spec in specs:
         node = spec.node
-        x = node.args[spec.arg]
+        x = node if spec.arg < 0 else node.args[spec.arg]
         xv = _val(x)
         assert isinstance(x, fx.Node) and isinstance(xv, torch.Tensor)
-        with g.inserting_before(node):
+        point = g.inserting_before(node.next) if spec.arg < 0 else g.inserting_before(node)
+        with point:
             n = g.call_function(aten.sym_size.int, (x, spec.dim))
-            idx = g.call_function(aten.arange.default, (n,), {"dtype": torch.int64, "device": xv.device})
-            valid = g.call_function(aten.lt.Tensor, (idx, sizes[spec.sym]))
-            shape = [n] + [1] * (xv.dim() - 1 - spec.dim)
-            valid = g.call_function(aten.view.default, (valid, shape))
+            valid = _valid(g, spec, n, sizes, padded, xv.dim())
             fill = g.call_function(aten.scalar_tensor.default, (spec.fill,), {"dtype": xv.dtype, "device": xv.device})
             masked = g.call_function(aten.where.self, (valid, x, fill))
         masked.meta["val"] = xv  # same shape and dtype: a second mask of the same op reads it
-        args = list(node.args)
-        args[spec.arg] = masked
-        node.args = tuple(args)
+        if spec.arg < 0:
+            # Every use but the mask's own (its size read and its where).
+            keep = {masked, n}
+            node.replace_all_uses_with(masked, delete_user_cb=lambda u, keep=keep: u not in keep)
+        else:
+            args = list(node.args)
+            args[spec.arg] = masked
+            node.args = tuple(args)
     g.lint()
     gm.recompile()
-    return inputs
+    return [sizes[s] for s in syms]
+
+
+def _size_node(g: fx.Graph, expr: Any, sizes: dict[Any, fx.Node]) -> Any:
+    """``expr`` (sums and products of symbols and integers) at the actual
+    sizes, as graph nodes over the 0-d size inputs (or an int)."""
+    if _static(expr):
+        return int(expr)
+    if isinstance(expr, sympy.Symbol):
+        return sizes[expr]
+    parts = [_size_node(g, a, sizes) for a in expr.args]
+    op = aten.add.Tensor if isinstance(expr, sympy.Add) else aten.mul.Tensor
+    acc = parts[0] if isinstance(parts[0], fx.Node) else parts[1]
+    for p in parts:
+        if p is not acc:
+            acc = g.call_function(op, (acc, p))
+    return acc
+
+
+def packable(expr: Any, syms: set[Any]) -> bool:
+    """Whether ``_size_node`` can build ``expr`` from these symbols' sizes."""
+    if _static(expr):
+        return True
+    if isinstance(expr, sympy.Symbol):
+        return expr in syms
+    return isinstance(expr, (sympy.Add, sympy.Mul)) and all(packable(a, syms) for a in expr.args)
+
+
+def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]) -> None:
+    """Replaces each of these outputs by its actual elements packed row-major
+    at the front of a flat buffer of the padded size (a gather with indices
+    computed from the actual sizes: one program per bucket still), so the
+    caller gets a contiguous tensor of the actual shape over it, as CPU
+    PyTorch would give, instead of a strided view into the padding."""
+    g = gm.graph
+    out_node = next(n for n in g.nodes if n.op == "output")
+    results = list(out_node.args[0]) if isinstance(out_node.args[0], (list, tuple)) else [out_node.args[0]]
+    for k in which:
+        o = results[k]
+        v = _val(o)
+        with g.inserting_before(out_node):
+            total = g.call_function(aten.sym_numel.default, (o,))
+            idx = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": v.device})
+            rem, src, stride = idx, None, None
+            for d in reversed(range(v.dim())):
+                actual = _size_node(g, _expr(v.shape[d]), sizes)
+                if d > 0:
+                    coord = g.call_function(
+                        aten.remainder.Tensor if isinstance(actual, fx.Node) else aten.remainder.Scalar, (rem, actual)
+                    )
+                    rem = g.call_function(aten.div.Tensor_mode, (rem, actual), {"rounding_mode": "floor"})
+                else:
+                    coord = rem
+                term = coord if stride is None else g.call_function(aten.mul.Tensor, (coord, stride))
+                src = term if src is None else g.call_function(aten.add.Tensor, (src, term))
+                padded_dim = g.call_function(aten.sym_size.int, (o, d))
+                stride = padded_dim if stride is None else g.call_function(operator.mul, (stride, padded_dim))
+            top = g.call_function(operator.sub, (total, 1))
+            src = g.call_function(aten.clamp.default, (src, 0, top))  # past the actual elements: any
+            flat = g.call_function(aten.view.default, (o, [-1]))
+            results[k] = g.call_function(aten.index.Tensor, (flat, [src]))
+    out_node.args = (tuple(results) if isinstance(out_node.args[0], (list, tuple)) else results[0],)
+    g.lint()
+    gm.recompile()

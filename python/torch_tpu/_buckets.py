@@ -34,9 +34,9 @@ import sympy
 import torch
 from torch import fx
 
-from torch_tpu._bucket_masks import MaskSpec, insert_masks, layouts, mask_specs, merged_ok
+from torch_tpu._bucket_masks import MaskSpec, insert_masks, layouts, mask_specs, merged_ok, pack_outputs, packable
 
-__all__ = ["Bucketing", "plan_buckets"]
+__all__ = ["BACKWARD_EXACT", "FORWARD_META", "USER_OUTPUTS", "Bucketing", "compact", "forward_layouts", "plan_buckets"]
 
 aten = torch.ops.aten
 
@@ -197,6 +197,8 @@ def _rowwise(node: fx.Node, sym: Any, broken: set[fx.Node]) -> str | None:
     carrying = [(i, d) for i, d in tensors if any(_has(e, sym) for e in d)]
     if name == "slice" and _prefix_slice(node, sym):
         return None
+    if name == "slice_backward" and _tail_slice_backward(node):
+        return None
     if _sym_args(node, sym) and name not in _SIZE_OPS:
         return f"{label} uses the size as a value"
     if not carrying or name in _SIZE_QUERIES:
@@ -276,6 +278,18 @@ def _along_rowwise(node: fx.Node, name: str, first: list[Any], sym: Any, label: 
     return None
 
 
+def _tail_slice_backward(node: fx.Node) -> bool:
+    """The gradient of ``x[k:]`` (k static, at least 0, step 1): ``grad``
+    behind k zeros, so the actual rows stay first."""
+    sizes, dim, start, end, step = node.args[1:6]
+    if not (isinstance(start, int) and start >= 0) or step != 1 or not isinstance(dim, int):
+        return False
+    if isinstance(end, int):
+        return end >= 2**62
+    v, n = _val(end), sizes[dim]  # type: ignore[index]
+    return v is not None and sympy.simplify(_expr(v) - _expr(_val(n) if isinstance(n, fx.Node) else n)) == 0
+
+
 def _prefix_slice(node: fx.Node, sym: Any) -> bool:
     """``x[:s]`` along a dim of ``x`` that does not carry ``sym`` (a table's
     first rows): the padded run takes the first rows of the bucket, whose
@@ -290,9 +304,10 @@ def _prefix_slice(node: fx.Node, sym: Any) -> bool:
 
 
 def _whole_slice(node: fx.Node, dims: list[Any], d: int) -> bool:
-    """``x[:]`` along dim ``d``: start 0, step 1, end at or past the size."""
+    """``x[k:]`` along dim ``d`` (k static, at least 0; step 1; the end at or
+    past the size): the actual rows stay first, shifted by k."""
     start, end, step = ([*node.args[2:], None, None, None])[:3]
-    if start not in (None, 0) or step not in (None, 1):
+    if not (start is None or (isinstance(start, int) and start >= 0)) or step not in (None, 1):
         return False
     if end is None or (isinstance(end, int) and end >= 2**62):
         return True
@@ -310,9 +325,22 @@ def _bucket(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
+# ``fx.GraphModule.meta`` keys: the number of a forward graph's outputs that
+# are the user's (the rest are saved for backward), and, on a backward graph,
+# its forward graph's meta (where planning left the outputs' layouts and the
+# buckets' bounds).
+USER_OUTPUTS = "torch_tpu_user_outputs"
+FORWARD_META = "torch_tpu_forward_meta"
+# On a forward graph: the symbols its backward graph keeps exact.
+BACKWARD_EXACT = "torch_tpu_backward_exact"
+_OUTPUT_LAYOUTS = "torch_tpu_output_layouts"
+_UPPER = "torch_tpu_bucket_upper"
+
 # An output of a bucketed graph keeps the padded tensor it was narrowed from
 # under this attribute (alive exactly as long as the output).
 _PADDED_BASE = "_torch_tpu_padded_base"
+# A narrowed output whose values are not its own (a merged dim) keeps how to gather them.
+_COMPACT = "_torch_tpu_compact"
 # A caller's input keeps its host-padded copy, with the version it was made at.
 _PADDED_COPY = "_torch_tpu_padded_copy"
 
@@ -335,6 +363,12 @@ class Bucketing:
     padded_inputs: int = 0
     # Symbols whose actual sizes the graph reads (``_bucket_masks``), in its extra inputs' order.
     masked: list[Any] = field(default_factory=list)
+    # Symbols whose actual sizes are the graph's extra inputs (masked ones, and those of packed outputs).
+    sized: list[Any] = field(default_factory=list)
+    # User outputs the graph returns packed at the front of a flat buffer.
+    packed: list[int] = field(default_factory=list)
+    # Outputs (saved for backward) with a dim that merges a bucketed symbol under another factor.
+    merged: dict[int, Any] = field(default_factory=dict)
     # The largest value each symbol may take under the graph's guards.
     upper: dict[Any, int] = field(default_factory=dict)
     _actual: dict[tuple[Any, int], torch.Tensor] = field(default_factory=dict)
@@ -350,14 +384,14 @@ class Bucketing:
         """``args`` and, for a graph with masks, each masked symbol's actual
         size as a 0-d int64 tensor on the graph's device (one buffer per size,
         kept: a new size is a new input value, not a new program)."""
-        if not self.masked:
+        if not self.sized:
             return list(args)
         env = env if env is not None else self._env(args)
         if env is None:
             raise RuntimeError("torch.compile(backend='tpu'): a masked dynamic size cannot be read from the inputs")
         device = next((a.device for a in args if isinstance(a, torch.Tensor) and a.device.type != "cpu"), None)
         sizes = []
-        for s in self.masked:
+        for s in self.sized:
             key = (device, env[s])
             if key not in self._actual:
                 self._actual[key] = torch.tensor(env[s], dtype=torch.int64).to(device)
@@ -443,7 +477,7 @@ class Bucketing:
         if copy is not None and copy[0] == t._version and list(copy[1].shape) == shape:
             return copy[1]
         self.padded_inputs += 1
-        host = t.detach().to("cpu")
+        host = compact(t).detach().to("cpu")
         full = host.new_zeros(shape)
         full[tuple(slice(0, n) for n in host.shape)] = host
         padded = full.to(t.device)
@@ -451,12 +485,22 @@ class Bucketing:
         return padded
 
     def narrow(self, outs: Any, args: Sequence[Any], env: dict[Any, int]) -> Any:
-        """The padded run's outputs cut back to the actual sizes."""
+        """The padded run's outputs cut back to the actual sizes: tensors over
+        the padded ones' storage (not autograd views, which AOTAutograd would
+        detach from their padded base when it saves them for backward)."""
         seq = list(outs)
         at = tuple(env.items())
+        padded_at = tuple((s, self.bucket_of(s, n)) for s, n in env.items())
         for k, spec in enumerate(self.outputs):
             if isinstance(spec, str):
                 seq[k] = args[int(spec.split()[1])]
+            elif k in self.packed and isinstance(spec, list) and isinstance(seq[k], torch.Tensor):
+                flat = seq[k]
+                shape = [_size(e, at) for e in spec]
+                with torch.no_grad():
+                    seq[k] = torch.empty(0, dtype=flat.dtype, device=flat.device).set_(
+                        flat.untyped_storage(), 0, shape, _contiguous_strides(shape)
+                    )
             elif isinstance(spec, list) and isinstance(seq[k], torch.Tensor):
                 padded = seq[k]
                 o = padded
@@ -464,11 +508,44 @@ class Bucketing:
                     if any(_has(e, s) for s in self.symbols):
                         o = o.narrow(d, 0, _size(e, at))
                 if o is not padded:
+                    with torch.no_grad():
+                        o = torch.empty(0, dtype=padded.dtype, device=padded.device).set_(
+                            padded.untyped_storage(), o.storage_offset(), o.shape, o.stride()
+                        )
                     setattr(o, _PADDED_BASE, padded)
+                    if k in self.merged:
+                        lay = self.merged[k]
+                        shapes = (
+                            [[_size(f, padded_at) for f in d] for d in lay],
+                            [[_size(f, at) for f in d] for d in lay],
+                        )
+                        setattr(o, _COMPACT, (padded, *shapes))
                 seq[k] = o
             elif spec is not None and isinstance(seq[k], int):
                 seq[k] = _size(spec, at)
         return type(outs)(seq) if isinstance(outs, tuple) else seq
+
+
+def _contiguous_strides(shape: list[int]) -> list[int]:
+    strides, acc = [], 1
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= max(n, 1)
+    return strides[::-1]
+
+
+def compact(t: Any) -> Any:
+    """A saved activation whose dim merges a bucketed symbol with an outer
+    one is narrowed only in shape (its padded base is what a bucketed
+    backward reads); any other consumer gets its actual values, gathered
+    from the padded base on the host."""
+    recipe = getattr(t, _COMPACT, None)
+    if recipe is None:
+        return t
+    padded, padded_factors, actual_factors = recipe
+    host = padded.detach().to("cpu").reshape([f for d in padded_factors for f in d])
+    host = host[tuple(slice(0, f) for d in actual_factors for f in d)]
+    return host.reshape([math.prod(d) for d in actual_factors]).to(t.device)
 
 
 def _viewed_input(node: fx.Node) -> fx.Node | None:
@@ -481,8 +558,18 @@ def _viewed_input(node: fx.Node) -> fx.Node | None:
     return node if isinstance(node, fx.Node) and node.op == "placeholder" else None
 
 
-def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
-    """The graph's bucketing, or None; and, per symbol kept exact, why."""
+def forward_layouts(gm: fx.GraphModule) -> None:
+    """Leaves a forward graph's output layouts in its meta, for its
+    backward's planning before the forward itself is planned."""
+    (result,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
+    lays, _ = layouts(gm)
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    gm.meta[_OUTPUT_LAYOUTS] = {o.name: lays[o] for o in results if isinstance(o, fx.Node) and o in lays}
+
+
+def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | None, dict[str, str]]:
+    """The graph's bucketing, or None; and, per symbol kept exact, why.
+    ``rewrite=False``: only the analysis (the graph is left as it is)."""
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     symbols: set[Any] = set()
     upper: dict[Any, int] = {}
@@ -500,20 +587,32 @@ def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
         return None, {}
     exact: dict[str, str] = {}
     nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
-    lays, broken = layouts(gm)
+    # A backward graph's saved activations: their layouts (and buckets' bounds) as its forward made them.
+    forward = gm.meta.get(FORWARD_META, {})
+    lays, broken = layouts(gm, forward.get(_OUTPUT_LAYOUTS))
+    for s, top in forward.get(_UPPER, {}).items():
+        upper[s] = min(upper.get(s, top), top)
     masks: dict[Any, list[MaskSpec]] = {}
     for n in nodes:  # x[:s] of a static table: s's bucket must fit in the table
         for s in symbols:
             if _name(n) == "slice" and _prefix_slice(n, s):
                 rows = int(_dims(_val(n.args[0]))[int(n.args[1]) if len(n.args) > 1 else 0])  # type: ignore[index]
                 upper[s] = min(upper.get(s, rows), rows)
+    # Per symbol, an input dim that is exactly it: the graph reads its padded size there.
+    where_sized: dict[Any, tuple[fx.Node, int | None]] = {}
+    for p in placeholders:
+        v = p.meta.get("val")
+        if isinstance(v, torch.SymInt):  # a size passed as an int: the padded run gets it padded
+            where_sized.setdefault(_expr(v), (p, None))
+        for k, e in enumerate(_dims(v) or []):
+            where_sized.setdefault(e, (p, k))
     for s in sorted(symbols, key=str):
         specs: list[MaskSpec] = []
         for n in nodes:
             why = _rowwise(n, s, broken)
             if why is None:
                 continue
-            fix = mask_specs(n, s)
+            fix = mask_specs(n, s, lays, set(where_sized))
             if fix is None:
                 exact[str(s)] = why
                 break
@@ -521,9 +620,8 @@ def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
         else:
             if specs:
                 masks[s] = specs
-    # A masked symbol needs its actual size at each call: a dim that is the bare symbol.
-    for s in list(masks):
-        if not any(e == s for p in placeholders for e in (_dims(p.meta.get("val")) or [])):
+    for s in list(masks):  # a masked symbol's actual size is read from an input dim
+        if s not in where_sized:
             exact[str(s)] = "its size is not a dim of an input"
             del masks[s]
     bucketed = [s for s in symbols if str(s) not in exact]
@@ -536,20 +634,29 @@ def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
     index = {p: k for k, p in enumerate(placeholders)}
     (result,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
     outputs: list[Any] = []
-    for o in result if isinstance(result, (list, tuple)) else [result]:
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    merged: dict[int, Any] = {}
+    user_outputs = gm.meta.get(USER_OUTPUTS, len(results))
+    gm.meta[_OUTPUT_LAYOUTS] = {o.name: lays[o] for o in results if isinstance(o, fx.Node) and o in lays}
+    for k, o in enumerate(results):
         v = _val(o)
         if isinstance(o, fx.Node) and o.op == "placeholder":
             outputs.append(f"input {index[o]}")
         elif isinstance(v, torch.Tensor):
             viewed = _viewed_input(o)  # type: ignore[arg-type]
             dims = _dims(_val(viewed)) or []
-            if any(_has(e, s) for e in dims for s in bucketed):
+            if k < user_outputs and any(_has(e, s) for e in dims for s in bucketed):
                 # The view would be of the padded copy, not of the caller's tensor.
                 why = "an output is a view of a padded input"
                 return None, {**exact, **{str(s): why for s in bucketed}}
             for s in bucketed:
                 if not merged_ok(lays.get(o), s):  # type: ignore[arg-type]
-                    exact[str(s)] = "an output merges the dynamic dim with another"
+                    if k < user_outputs:
+                        exact[str(s)] = "an output merges the dynamic dim with another"
+                    elif str(s) in gm.meta.get(BACKWARD_EXACT, ()):
+                        exact[str(s)] = "the backward keeps it exact, and a saved activation merges it"
+                    else:  # saved for backward, which takes its padded base
+                        merged[k] = lays[o]  # type: ignore[index]
             outputs.append(_dims(v))
         else:
             outputs.append(_expr(v) if isinstance(v, torch.SymInt) else None)
@@ -558,6 +665,33 @@ def plan_buckets(gm: fx.GraphModule) -> tuple[Bucketing | None, dict[str, str]]:
         return None, exact
     mutates = any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in nodes)
     masked = sorted((s for s in bucketed if s in masks), key=str)
-    if masked:
-        insert_masks(gm, [m for s in masked for m in masks[s]], masked)
-    return Bucketing(sorted(bucketed, key=str), inputs, outputs, exact, mutates, masked=masked, upper=upper), exact
+    # User outputs padded along an inner dim come back packed (contiguous, as on CPU).
+    packed = [
+        k
+        for k, spec in enumerate(outputs)
+        if k < user_outputs and isinstance(spec, list) and any(_has(e, s) for e in spec[1:] for s in bucketed)
+    ]
+    need = {sym for k in packed for e in outputs[k] for sym in getattr(e, "free_symbols", ())}
+    if any(not packable(e, need) for k in packed for e in outputs[k]) or not need <= set(where_sized):
+        why = "an output is padded along an inner dim its sizes cannot be rebuilt for"
+        return None, {**exact, **{str(s): why for s in bucketed}}
+    sized = sorted(set(masked) | need, key=str)
+    gm.meta[_UPPER] = {s: upper[s] for s in bucketed if s in upper}
+    if sized and rewrite:
+        specs = [m for s in masked for m in masks[s]]
+        factor_sizes = {f: where_sized[f] for m in specs for f in m.factors if f in where_sized}
+        inputs_for = insert_masks(gm, specs, sized, factor_sizes)
+        if packed:
+            pack_outputs(gm, packed, dict(zip(sized, inputs_for)))
+    return Bucketing(
+        sorted(bucketed, key=str),
+        inputs,
+        outputs,
+        exact,
+        mutates,
+        masked=masked,
+        sized=sized,
+        packed=packed,
+        merged=merged,
+        upper=upper,
+    ), exact

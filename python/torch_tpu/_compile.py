@@ -39,7 +39,15 @@ import torch
 from torch import fx
 
 from torch_tpu import _core
-from torch_tpu._buckets import Bucketing, plan_buckets
+from torch_tpu._buckets import (
+    BACKWARD_EXACT,
+    FORWARD_META,
+    USER_OUTPUTS,
+    Bucketing,
+    compact,
+    forward_layouts,
+    plan_buckets,
+)
 from torch_tpu._host_split import split_host
 from torch_tpu._module import any_on_tpu
 
@@ -270,15 +278,27 @@ class _Graph:
         previous = _core.get_eager_mode()
         if previous == "capture":  # called from inside another graph's replay
             with torch.no_grad():
-                return self.run(*args)
+                out = self.run(*(self.buckets.with_actual_sizes(args) if self.buckets else args))
+            return self._unpack(out, args)
+        if self.buckets is None or previous == "debug":
+            args = tuple(compact(a) for a in args)  # a bucketed forward's saved activations, exactly
         padded = self.buckets.pad(args) if self.buckets is not None and previous != "debug" else None
         if self.precompile and self.buckets is not None and previous != "debug":
             self._compile_ahead(previous, args, padded[0] if padded is not None else args)
         if padded is None:
-            return self._call(previous, self.buckets.with_actual_sizes(args) if self.buckets else args)
+            out = self._call(previous, self.buckets.with_actual_sizes(args) if self.buckets else args)
+            return self._unpack(out, args)
         out = self._call(previous, self.buckets.with_actual_sizes(*padded))
         self.stats.bucketing["padded_inputs"] = self.buckets.padded_inputs  # type: ignore[union-attr]
         return self.buckets.narrow(out, args, padded[1])  # type: ignore[union-attr]
+
+    def _unpack(self, out: Any, args: Sequence[Any]) -> Any:
+        """A call at its bucket's sizes: outputs the graph packs still come
+        back flat, to be given their shape."""
+        if self.buckets is None or not self.buckets.packed:
+            return out
+        env = self.buckets._env(args)
+        return out if env is None else self.buckets.narrow(out, args, env)
 
     def _compile_ahead(self, previous: str, args: Sequence[Any], own: Sequence[Any]) -> None:
         """``options={"precompile_sizes": [...]}``: the graph recorded at each
@@ -418,7 +438,7 @@ def tpu_backend(
     bucketed dynamic sizes is first called, the programs of these sizes'
     buckets are compiled too (they also land in the disk cache, for later
     processes), so later sizes never wait for a compile."""
-    from functorch.compile import make_boxed_func
+    from functorch.compile import default_partition, make_boxed_func
     from torch._dynamo.backends.common import aot_autograd
 
     precompile = tuple(int(n) for n in (options or {}).get("precompile_sizes", ()))
@@ -433,9 +453,22 @@ def tpu_backend(
 
         return c
 
-    return aot_autograd(fw_compiler=boxed(fw), bw_compiler=boxed(bw), keep_inference_input_mutations=True)(
-        gm, example_inputs
-    )
+    def partition(joint: fx.GraphModule, joint_inputs: Any, **kw: Any) -> tuple[fx.GraphModule, fx.GraphModule]:
+        # Tells bucketing which forward outputs are saved for backward, and
+        # how the forward laid them out.
+        fw_gm, bw_gm = default_partition(joint, joint_inputs, **kw)
+        if "num_fwd_outputs" in kw:
+            fw_gm.meta[USER_OUTPUTS] = kw["num_fwd_outputs"]
+        bw_gm.meta[FORWARD_META] = fw_gm.meta
+        if _core.env_flag("TORCH_TPU_SHAPE_BUCKETS"):
+            # A symbol the backward keeps exact: the forward must hand it exact saved activations.
+            forward_layouts(fw_gm)
+            fw_gm.meta[BACKWARD_EXACT] = set(plan_buckets(bw_gm, rewrite=False)[1])
+        return fw_gm, bw_gm
+
+    return aot_autograd(
+        fw_compiler=boxed(fw), bw_compiler=boxed(bw), partition_fn=partition, keep_inference_input_mutations=True
+    )(gm, example_inputs)
 
 
 def _on_tpu(inputs: Sequence[Any]) -> bool:

@@ -130,6 +130,7 @@ def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
     device_graph.output(fx.map_arg(out.args[0], denv.__getitem__))
 
     device_gm = fx.GraphModule(gm, device_graph)
+    device_gm.meta.update(gm.meta)  # what the partitioner told bucketing
     host_gm = fx.GraphModule(gm, host_graph)
     # No device op writes a CPU input (refused above), so every 0-d CPU input may be a copy.
     upload = [k for k, n in enumerate([*placeholders, *needed]) if _scalar_cpu(n.meta.get("val"))]
