@@ -27,6 +27,8 @@ import sympy
 import torch
 from torch import fx
 
+from torch_tpu._bucket_rows import expr_of, op_name, val_of
+
 __all__ = ["MaskSpec", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs", "packable"]
 
 
@@ -41,21 +43,6 @@ _SAME_LAYOUT = {"clone", "contiguous", "alias", "detach", "_to_copy", "lift_fres
 _NEG_FILL = {"_softmax", "_safe_softmax", "_log_softmax", "logsumexp", "amax", "max", "argmax"}
 _POS_FILL = {"amin", "min", "argmin"}
 _ZERO_FILL = {"sum", "any"}
-
-
-def _expr(size: Any) -> Any:
-    return size.node.expr if isinstance(size, torch.SymInt) else sympy.Integer(int(size))
-
-
-def _val(arg: Any) -> Any:
-    return arg.meta.get("val") if isinstance(arg, fx.Node) else None
-
-
-def _name(node: fx.Node) -> str | None:
-    t = node.target
-    if not isinstance(t, torch._ops.OpOverload):
-        return None
-    return t._schema.name.split("::", 1)[1].rstrip("_")
 
 
 def _plain(dims: list[Any]) -> Layout:
@@ -95,11 +82,11 @@ def _rowwise_layout(dims: list[Any], inputs: list[fx.Node], out: dict[fx.Node, L
     """Row-wise ops keep the rows of an input dim of the same size at the same place."""
     lay = _plain(dims)
     for a in inputs:
-        al, av = out.get(a), _val(a)
+        al, av = out.get(a), val_of(a)
         if al is None or not isinstance(av, torch.Tensor) or av.dim() != len(dims):
             continue
         for k, e in enumerate(dims):
-            if len(al[k]) > 1 and sympy.simplify(_expr(av.shape[k]) - e) == 0:
+            if len(al[k]) > 1 and sympy.simplify(expr_of(av.shape[k]) - e) == 0:
                 lay[k] = al[k]
     return lay
 
@@ -112,7 +99,7 @@ def layouts(gm: fx.GraphModule, given: dict[str, Layout] | None = None) -> tuple
     out: dict[fx.Node, Layout] = {}
     broken: set[fx.Node] = set()
     for n in gm.graph.nodes:
-        v = _val(n)
+        v = val_of(n)
         lay = (given or {}).get(n.name) if n.op == "placeholder" else None
         if lay is not None and isinstance(v, torch.Tensor) and len(lay) == v.dim():
             out[n] = lay
@@ -120,12 +107,12 @@ def layouts(gm: fx.GraphModule, given: dict[str, Layout] | None = None) -> tuple
         if n.op == "call_function" and n.target is operator.getitem:
             src = n.args[0]
             if isinstance(v, torch.Tensor) and isinstance(src, fx.Node):
-                out[n] = _rowwise_layout([_expr(e) for e in v.shape], src.all_input_nodes, out)
+                out[n] = _rowwise_layout([expr_of(e) for e in v.shape], src.all_input_nodes, out)
             continue
         if not isinstance(v, torch.Tensor):
             continue
-        dims = [_expr(s) for s in v.shape]
-        name = _name(n) if n.op == "call_function" else None
+        dims = [expr_of(s) for s in v.shape]
+        name = op_name(n) if n.op == "call_function" else None
         src_node = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
         src = out.get(src_node) if src_node is not None else None
         if name in _RESHAPES and src is not None:
@@ -217,12 +204,12 @@ class _Masker:
         return fs
 
     def carries(self, arg: Any, dim: int) -> bool:
-        v = _val(arg)
-        return isinstance(v, torch.Tensor) and self.sym in getattr(_expr(v.shape[dim]), "free_symbols", ())
+        v = val_of(arg)
+        return isinstance(v, torch.Tensor) and self.sym in getattr(expr_of(v.shape[dim]), "free_symbols", ())
 
     def spec(self, node: fx.Node, arg: int, dim: int, fill: Any) -> MaskSpec | None:
         target = node if arg < 0 else node.args[arg]
-        v = _val(target)
+        v = val_of(target)
         if not isinstance(v, torch.Tensor):
             return None
         dim %= max(v.dim(), 1)
@@ -230,7 +217,7 @@ class _Masker:
         return None if fs is None else MaskSpec(node, arg, dim, fill, self.sym, fs)
 
     def specs(self, node: fx.Node) -> list[MaskSpec] | None:
-        name = _name(node)
+        name = op_name(node)
         if name is None or not node.args:
             return None
         if name in ("mm", "bmm", "addmm", "baddbmm"):
@@ -238,7 +225,7 @@ class _Masker:
         if name in ("nll_loss_forward", "nll_loss_backward"):
             return self._nll(node, name)
         if name in ("_softmax_backward_data", "_log_softmax_backward_data"):
-            grad, out = _val(node.args[0]), _val(node.args[1])
+            grad, out = val_of(node.args[0]), val_of(node.args[1])
             dim = int(node.args[2])  # type: ignore[call-overload]
             if not isinstance(grad, torch.Tensor) or not self.carries(node.args[0], dim):
                 return None
@@ -256,7 +243,7 @@ class _Masker:
         """The weight and bias gradients sum over the rows: padded rows get
         zeros in the gradient, the input, the mean and the rstd (so the
         normalised input is 0 there, whatever the padding held)."""
-        x = _val(node.args[1])
+        x = val_of(node.args[1])
         norm = len(node.args[2])  # type: ignore[arg-type]
         if not isinstance(x, torch.Tensor):
             return None
@@ -275,12 +262,12 @@ class _Masker:
 
     def _matmul(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
         i, j = (1, 2) if name in ("addmm", "baddbmm") else (0, 1)
-        a, b = _val(node.args[i]), _val(node.args[j])
+        a, b = val_of(node.args[i]), val_of(node.args[j])
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
             return None
-        if name in ("addmm", "baddbmm") and isinstance(_val(node.args[0]), torch.Tensor):
-            bias = _val(node.args[0])
-            if any(self.sym in getattr(_expr(s), "free_symbols", ()) for s in bias.shape[-1:]):
+        if name in ("addmm", "baddbmm") and isinstance(val_of(node.args[0]), torch.Tensor):
+            bias = val_of(node.args[0])
+            if any(self.sym in getattr(expr_of(s), "free_symbols", ()) for s in bias.shape[-1:]):
                 return None  # the bias varies along an output dim, not the contracted one
         fa, fb = self.factors(node.args[i], a.dim() - 1), self.factors(node.args[j], b.dim() - 2)
         if fa is None or fb is None or fa != fb:
@@ -303,7 +290,7 @@ class _Masker:
     def _pad(self, node: fx.Node) -> list[MaskSpec] | None:
         """``pad(x, (0, k), value)`` along the symbol: padding only at the
         high end, so ``value`` belongs from the actual size on."""
-        x = _val(node.args[0])
+        x = val_of(node.args[0])
         pads = list(node.args[1])  # type: ignore[call-overload]
         value = node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0)
         if not isinstance(x, torch.Tensor):
@@ -319,7 +306,7 @@ class _Masker:
         return masks
 
     def _reduction(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
-        x = _val(node.args[0])
+        x = val_of(node.args[0])
         if name not in _NEG_FILL | _POS_FILL | _ZERO_FILL or not isinstance(x, torch.Tensor) or x.dim() == 0:
             return None
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -350,7 +337,7 @@ def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padde
     """``arange(n) < actual`` along the spec's dim, for a merged dim per
     factor, shaped to broadcast against a tensor of ``rank`` dims."""
     fs = spec.factors
-    device = _val(spec.node if spec.arg < 0 else spec.node.args[spec.arg]).device
+    device = val_of(spec.node if spec.arg < 0 else spec.node.args[spec.arg]).device
     if len(fs) == 1:
         idx = g.call_function(aten.arange.default, (n,), {"dtype": torch.int64, "device": device})
         valid = g.call_function(aten.lt.Tensor, (idx, sizes[spec.sym]))
@@ -389,7 +376,7 @@ def insert_masks(
     for spec in specs:
         node = spec.node
         x = node if spec.arg < 0 else node.args[spec.arg]
-        xv = _val(x)
+        xv = val_of(x)
         assert isinstance(x, fx.Node) and isinstance(xv, torch.Tensor)
         point = g.inserting_before(node.next) if spec.arg < 0 else g.inserting_before(node)
         with point:
@@ -447,13 +434,13 @@ def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]
     results = list(out_node.args[0]) if isinstance(out_node.args[0], (list, tuple)) else [out_node.args[0]]
     for k in which:
         o = results[k]
-        v = _val(o)
+        v = val_of(o)
         with g.inserting_before(out_node):
             total = g.call_function(aten.sym_numel.default, (o,))
             idx = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": v.device})
             rem, src, stride = idx, None, None
             for d in reversed(range(v.dim())):
-                actual = _size_node(g, _expr(v.shape[d]), sizes)
+                actual = _size_node(g, expr_of(v.shape[d]), sizes)
                 if d > 0:
                     coord = g.call_function(
                         aten.remainder.Tensor if isinstance(actual, fx.Node) else aten.remainder.Scalar, (rem, actual)
