@@ -296,9 +296,9 @@ def test_shifted_cross_entropy_over_sequence_lengths_is_bucketed() -> None:
 
 
 def test_gpt2_training_over_sequence_lengths_matches_cpu() -> None:
-    """The model's backward keeps the sequence exact, so its forward keeps it
-    exact too (a saved activation merges it with the batch); the loss graphs
-    are bucketed. Gradients equal CPU's either way."""
+    """The model's forward and backward and the loss's are all bucketed
+    along the sequence (saved activations merge it with the batch and are
+    read through their padded bases); gradients equal CPU's."""
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(
         n_layer=1,
@@ -326,6 +326,9 @@ def test_gpt2_training_over_sequence_lengths_matches_cpu() -> None:
             assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
         dev.zero_grad()
         cpu.zero_grad()
+    dynamic = [g for g in _graphs() if g["bucketing"].get("bucketed")]
+    assert len(dynamic) == 4, _graphs()  # model forward and backward, loss forward and backward
+    assert all(g["plans"] == 1 and not g["bucketing"]["exact"] for g in dynamic), dynamic  # 5, 6, 7 -> 8
 
 
 def test_prefix_of_a_table_keeps_buckets_inside_the_table() -> None:

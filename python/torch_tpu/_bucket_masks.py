@@ -237,7 +237,25 @@ class _Masker:
             return self._pad(node)
         if name == "native_layer_norm_backward":
             return self._layer_norm_backward(node)
+        if name == "embedding_dense_backward":
+            return self._embedding_backward(node)
         return self._reduction(node, name)
+
+    def _embedding_backward(self, node: fx.Node) -> list[MaskSpec] | None:
+        """Rows of the gradient are summed into the rows their indices name:
+        a padded row adds zeros to row 0."""
+        ids = val_of(node.args[1])
+        if not isinstance(ids, torch.Tensor):
+            return None
+        masks = []
+        for d in range(ids.dim()):
+            if self.carries(node.args[1], d):
+                for arg in (0, 1):
+                    m = self.spec(node, arg, d, 0)
+                    if m is None:
+                        return None
+                    masks.append(m)
+        return masks
 
     def _layer_norm_backward(self, node: fx.Node) -> list[MaskSpec] | None:
         """The weight and bias gradients sum over the rows: padded rows get
@@ -428,10 +446,12 @@ def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]
     at the front of a flat buffer of the padded size (a gather with indices
     computed from the actual sizes: one program per bucket still), so the
     caller gets a contiguous tensor of the actual shape over it, as CPU
-    PyTorch would give, instead of a strided view into the padding."""
+    PyTorch would give, instead of a strided view into the padding. The
+    padded results are returned too, after the graph's own outputs, in
+    ``which``'s order."""
     g = gm.graph
     out_node = next(n for n in g.nodes if n.op == "output")
-    results = list(out_node.args[0]) if isinstance(out_node.args[0], (list, tuple)) else [out_node.args[0]]
+    results = list(out_node.args[0])
     for k in which:
         o = results[k]
         v = val_of(o)
@@ -456,6 +476,8 @@ def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]
             src = g.call_function(aten.clamp.default, (src, 0, top))  # past the actual elements: any
             flat = g.call_function(aten.view.default, (o, [-1]))
             results[k] = g.call_function(aten.index.Tensor, (flat, [src]))
-    out_node.args = (tuple(results) if isinstance(out_node.args[0], (list, tuple)) else results[0],)
+    # The padded results too, after the graph's own: a bucketed graph fed one takes it as it is.
+    results.extend(o for k, o in enumerate(list(out_node.args[0])) if k in which)
+    out_node.args = (tuple(results),)
     g.lint()
     gm.recompile()

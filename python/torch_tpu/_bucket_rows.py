@@ -172,7 +172,7 @@ def why_rows_mix(node: fx.Node, sym: Any, broken: set[fx.Node]) -> str | None:
     label = f"{name}.{target._overloadname}"
     tensors = _tensor_args(node)
     carrying = [(i, d) for i, d in tensors if any(has_sym(e, sym) for e in d)]
-    if name == "slice" and prefix_slice(node, sym):
+    if name == "slice" and (prefix_slice(node, sym) or _whole_symbolic_slice(node)):
         return None
     if name == "slice_backward" and _tail_slice_backward(node):
         return None
@@ -265,6 +265,19 @@ def _tail_slice_backward(node: fx.Node) -> bool:
         return end >= 2**62
     v, n = val_of(end), sizes[dim]  # type: ignore[index]
     return v is not None and sympy.simplify(expr_of(v) - expr_of(val_of(n) if isinstance(n, fx.Node) else n)) == 0
+
+
+def _whole_symbolic_slice(node: fx.Node) -> bool:
+    """``x[:n]`` where ``n`` is ``x``'s own (symbolic) size: all of it."""
+    x = dims_of(val_of(node.args[0]))
+    dim = node.args[1] if len(node.args) > 1 else 0
+    if (
+        x is None
+        or not isinstance(dim, int)
+        or not isinstance(val_of(node.args[3] if len(node.args) > 3 else None), torch.SymInt)
+    ):
+        return False
+    return _whole_slice(node, x, dim % len(x))
 
 
 def prefix_slice(node: fx.Node, sym: Any) -> bool:

@@ -214,6 +214,8 @@ class Bucketing:
         the padded ones' storage (not autograd views, which AOTAutograd would
         detach from their padded base when it saves them for backward)."""
         seq = list(outs)
+        twins = dict(zip(self.packed, seq[len(self.outputs) :]))  # the packed outputs' padded forms
+        seq = seq[: len(self.outputs)]
         at = tuple(env.items())
         padded_at = tuple((s, self.bucket_of(s, n)) for s, n in env.items())
         for k, spec in enumerate(self.outputs):
@@ -226,6 +228,7 @@ class Bucketing:
                     seq[k] = torch.empty(0, dtype=flat.dtype, device=flat.device).set_(
                         flat.untyped_storage(), 0, shape, _contiguous_strides(shape)
                     )
+                setattr(seq[k], _PADDED_COPY, (seq[k]._version, twins[k]))
             elif isinstance(spec, list) and isinstance(seq[k], torch.Tensor):
                 padded = seq[k]
                 o = padded
@@ -396,7 +399,10 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
     packed = [
         k
         for k, spec in enumerate(outputs)
-        if k < user_outputs and isinstance(spec, list) and any(has_sym(e, s) for e in spec[1:] for s in bucketed)
+        if k < user_outputs
+        and isinstance(result, (list, tuple))
+        and isinstance(spec, list)
+        and any(has_sym(e, s) for e in spec[1:] for s in bucketed)
     ]
     need = {sym for k in packed for e in outputs[k] for sym in getattr(e, "free_symbols", ())}
     if any(not packable(e, need) for k in packed for e in outputs[k]) or not need <= set(where_sized):
