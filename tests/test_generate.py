@@ -74,3 +74,34 @@ def test_generate_static_cache_compiles_its_forward_once() -> None:
     assert stats["graphs_compiled"] == 1, stats
     assert stats["recompile_reasons"] == [], stats
     assert stats["compiled_calls"] >= NEW_TOKENS - 1, stats
+
+
+def test_generate_with_a_compiled_forward_buckets_the_growing_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``model.forward = torch.compile(model.forward, backend="tpu")`` with the
+    dynamic cache: the KV cache grows by a ``cat`` along the sequence each
+    token. The ``cat`` is gathered by the actual sizes and attention masked,
+    so lengths share power-of-two programs; the tokens equal CPU's. (A
+    left-padded prompt makes HF index its padding mask by the cache length,
+    which keeps that length exact: one program per token, still exact.)"""
+    from torch_tpu._compile import compile_stats, reset_compile_stats
+
+    monkeypatch.setenv("TORCH_TPU_CACHE_DIR", "0")  # count real compiles
+    torch._dynamo.reset()
+    reset_compile_stats()
+    earlier = {g["name"] for g in compile_stats()["graphs"]}  # other tests' graphs, still alive
+    cpu, dev = _pair()
+    dev.forward = torch.compile(dev.forward, backend="tpu")
+    ids, _ = _prompt()
+    mask = torch.ones_like(ids)
+    tokens = 14
+    kw = {"max_new_tokens": tokens, "min_new_tokens": tokens, "do_sample": False, "pad_token_id": 0}
+    want = cpu.generate(ids, attention_mask=mask, **kw)
+    got = dev.generate(ids.to(TPU), attention_mask=mask.to(TPU), **kw)
+    assert torch.equal(got.cpu(), want), (got.cpu(), want)
+    decode = [g for g in compile_stats()["graphs"] if g["name"] not in earlier and g["bucketing"].get("bucketed")]
+    assert decode and all(g["bucketing"]["masked"] and not g["bucketing"]["exact"] for g in decode), str(
+        compile_stats()["graphs"]
+    )
+    # Cache lengths 7..20 need buckets 8, 16 and 32, times the mask length's
+    # bucket where the two cross a power of two apart: far fewer than 13.
+    assert sum(g["plans"] for g in decode) <= 6, decode

@@ -29,7 +29,7 @@ from torch import fx
 
 from torch_tpu._bucket_rows import expr_of, op_name, val_of
 
-__all__ = ["MaskSpec", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs", "packable"]
+__all__ = ["JoinSpec", "MaskSpec", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs", "packable"]
 
 
 aten = torch.ops.aten
@@ -171,6 +171,18 @@ class MaskSpec:
     factors: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class JoinSpec:
+    """A ``cat`` along a padded dim: its result is gathered so that each
+    part's actual rows follow the previous part's actual rows (in the padded
+    run each part starts after the previous part's padding). ``factors``:
+    the symbols whose actual sizes that needs."""
+
+    node: fx.Node
+    dim: int
+    factors: tuple[Any, ...]
+
+
 def _fill_for(dtype: torch.dtype, low: bool) -> float | int | bool:
     if dtype.is_floating_point:
         return -math.inf if low else math.inf
@@ -196,7 +208,10 @@ class _Masker:
         lay = self.lays.get(arg) if isinstance(arg, fx.Node) else None
         if lay is None or not -len(lay) <= dim < len(lay):
             return None
-        fs = lay[dim]
+        fs = tuple(f for f in lay[dim] if f != 1) or (sympy.Integer(1),)  # size-1 factors hold no rows
+        if len(fs) == 1 and isinstance(fs[0], sympy.Add) and fs[0].free_symbols == {self.sym}:
+            # A dim of s + k (after a cat along s): its actual size is s's plus k.
+            return fs if all(_static(a) or a == self.sym for a in fs[0].args) else None
         if sum(1 for f in fs if f == self.sym) != 1:
             return None
         if any(not _static(f) and f not in self.sized for f in fs):
@@ -216,10 +231,12 @@ class _Masker:
         fs = self.factors(target, dim)
         return None if fs is None else MaskSpec(node, arg, dim, fill, self.sym, fs)
 
-    def specs(self, node: fx.Node) -> list[MaskSpec] | None:
+    def specs(self, node: fx.Node) -> list[MaskSpec | JoinSpec] | None:
         name = op_name(node)
         if name is None or not node.args:
             return None
+        if name == "cat":
+            return self._join(node)
         if name in ("mm", "bmm", "addmm", "baddbmm"):
             return self._matmul(node, name)
         if name in ("nll_loss_forward", "nll_loss_backward"):
@@ -277,6 +294,22 @@ class _Masker:
                     return None
                 masks.append(m)
         return masks
+
+    def _join(self, node: fx.Node) -> list[MaskSpec | JoinSpec] | None:
+        out = val_of(node)
+        if not isinstance(out, torch.Tensor):
+            return None
+        dim = int(node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)) % out.dim()  # type: ignore[call-overload]
+        exprs = []
+        for part in node.args[0]:  # type: ignore[union-attr]
+            v = val_of(part)
+            if not isinstance(v, torch.Tensor) or v.dim() != out.dim():
+                return None
+            exprs.append(expr_of(v.shape[dim]))
+        syms = {f for e in exprs for f in getattr(e, "free_symbols", ())}
+        if not all(packable(e, self.sized) for e in exprs):
+            return None
+        return [JoinSpec(node, dim, tuple(sorted(syms, key=str)))]
 
     def _matmul(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
         i, j = (1, 2) if name in ("addmm", "baddbmm") else (0, 1)
@@ -344,7 +377,9 @@ class _Masker:
         return None if m is None else [m]
 
 
-def mask_specs(node: fx.Node, sym: Any, lays: dict[fx.Node, Layout], sized: set[Any]) -> list[MaskSpec] | None:
+def mask_specs(
+    node: fx.Node, sym: Any, lays: dict[fx.Node, Layout], sized: set[Any]
+) -> list[MaskSpec | JoinSpec] | None:
     """The masks that make ``node`` exact on inputs padded along ``sym``, or
     None when no mask does (the symbol then stays exact). ``sized``: the
     symbols whose padded size an input's dim holds."""
@@ -358,7 +393,7 @@ def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padde
     device = val_of(spec.node if spec.arg < 0 else spec.node.args[spec.arg]).device
     if len(fs) == 1:
         idx = g.call_function(aten.arange.default, (n,), {"dtype": torch.int64, "device": device})
-        valid = g.call_function(aten.lt.Tensor, (idx, sizes[spec.sym]))
+        valid = g.call_function(aten.lt.Tensor, (idx, _size_node(g, fs[0], sizes)))
     else:
         dims = [int(f) if _static(f) else padded[f] for f in fs]
         k = fs.index(spec.sym)
@@ -371,8 +406,38 @@ def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padde
     return g.call_function(aten.view.default, (valid, [n] + [1] * (rank - 1 - spec.dim)))
 
 
+def _join(g: fx.Graph, spec: JoinSpec, sizes: dict[Any, fx.Node]) -> None:
+    """``cat``'s result gathered so the parts' actual rows are consecutive."""
+    node = spec.node
+    out = val_of(node)
+    with g.inserting_before(node.next):
+        total = g.call_function(aten.sym_size.int, (node, spec.dim))
+        i = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": out.device})
+        idx: Any = i
+        actual: Any = 0
+        padded: Any = 0
+        for k, part in enumerate(node.args[0]):  # type: ignore[union-attr]
+            if k > 0:
+                after = g.call_function(aten.ge.Tensor if isinstance(actual, fx.Node) else aten.ge.Scalar, (i, actual))
+                moved = g.call_function(aten.add.Tensor, (g.call_function(aten.sub.Tensor, (i, actual)), padded))
+                idx = g.call_function(aten.where.self, (after, moved, idx))
+            a = _size_node(g, expr_of(val_of(part).shape[spec.dim]), sizes)
+            actual = a if isinstance(actual, int) and actual == 0 else g.call_function(aten.add.Tensor, (a, actual))
+            p = g.call_function(aten.sym_size.int, (part, spec.dim))
+            padded = p if isinstance(padded, int) else g.call_function(operator.add, (padded, p))
+        top = g.call_function(operator.sub, (total, 1))
+        idx = g.call_function(aten.clamp.default, (idx, 0, top))  # past the actual rows: any
+        joined = g.call_function(aten.index_select.default, (node, spec.dim, idx))
+    joined.meta["val"] = out
+    keep = {joined, total}
+    node.replace_all_uses_with(joined, delete_user_cb=lambda u, keep=keep: u not in keep)
+
+
 def insert_masks(
-    gm: fx.GraphModule, specs: list[MaskSpec], syms: list[Any], where_sized: dict[Any, tuple[fx.Node, int | None]]
+    gm: fx.GraphModule,
+    specs: list[MaskSpec | JoinSpec],
+    syms: list[Any],
+    where_sized: dict[Any, tuple[fx.Node, int | None]],
 ) -> list[fx.Node]:
     """Puts each mask in front of its op (or behind it, for its result),
     reading one new 0-d int64 input per symbol (appended after the graph's
@@ -391,7 +456,13 @@ def insert_masks(
     with g.inserting_before(first_op):
         for s, (node, dim) in where_sized.items():
             padded[s] = node if dim is None else g.call_function(aten.sym_size.int, (node, dim))
+    joined: set[fx.Node] = set()
     for spec in specs:
+        if isinstance(spec, JoinSpec):
+            if spec.node not in joined:  # one gather per cat, whichever symbols it joins
+                joined.add(spec.node)
+                _join(g, spec, sizes)
+            continue
         node = spec.node
         x = node if spec.arg < 0 else node.args[spec.arg]
         xv = val_of(x)

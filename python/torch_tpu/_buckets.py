@@ -34,7 +34,16 @@ import sympy
 import torch
 from torch import fx
 
-from torch_tpu._bucket_masks import MaskSpec, insert_masks, layouts, mask_specs, merged_ok, pack_outputs, packable
+from torch_tpu._bucket_masks import (
+    JoinSpec,
+    MaskSpec,
+    insert_masks,
+    layouts,
+    mask_specs,
+    merged_ok,
+    pack_outputs,
+    packable,
+)
 from torch_tpu._bucket_rows import dims_of, expr_of, has_sym, op_name, prefix_slice, val_of, why_rows_mix
 
 __all__ = ["BACKWARD_EXACT", "FORWARD_META", "USER_OUTPUTS", "Bucketing", "compact", "forward_layouts", "plan_buckets"]
@@ -191,16 +200,16 @@ class Bucketing:
         base = getattr(t, _PADDED_BASE, None)
         if (
             base is not None
-            and list(base.shape) == shape
+            and _covers(base, shape)
             and base.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
             and base.storage_offset() == t.storage_offset()
             and base.stride() == t.stride()
         ):
-            return base
+            return _front(base, shape)
         # A tensor passed again unchanged (same version) reuses its padded copy.
         copy = getattr(t, _PADDED_COPY, None)
-        if copy is not None and copy[0] == t._version and list(copy[1].shape) == shape:
-            return copy[1]
+        if copy is not None and copy[0] == t._version and _covers(copy[1], shape):
+            return _front(copy[1], shape)
         self.padded_inputs += 1
         host = compact(t).detach().to("cpu")
         full = host.new_zeros(shape)
@@ -252,6 +261,18 @@ class Bucketing:
             elif spec is not None and isinstance(seq[k], int):
                 seq[k] = _size(spec, at)
         return type(outs)(seq) if isinstance(outs, tuple) else seq
+
+
+def _covers(padded: torch.Tensor, shape: list[int]) -> bool:
+    return padded.dim() == len(shape) and all(p >= n for p, n in zip(padded.shape, shape))
+
+
+def _front(padded: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    """The first ``shape`` of a padded tensor at least that big (a view: a KV
+    cache padded to 9 after a ``cat`` of 8 and 1 feeds bucket 8 as it is)."""
+    if list(padded.shape) == shape:
+        return padded
+    return padded[tuple(slice(0, n) for n in shape)]
 
 
 def _contiguous_strides(shape: list[int]) -> list[int]:
@@ -320,7 +341,7 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
     lays, broken = layouts(gm, forward.get(_OUTPUT_LAYOUTS))
     for s, top in forward.get(_UPPER, {}).items():
         upper[s] = min(upper.get(s, top), top)
-    masks: dict[Any, list[MaskSpec]] = {}
+    masks: dict[Any, list[MaskSpec | JoinSpec]] = {}
     for n in nodes:  # x[:s] of a static table: s's bucket must fit in the table
         for s in symbols:
             if op_name(n) == "slice" and prefix_slice(n, s):
@@ -335,7 +356,7 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
         for k, e in enumerate(dims_of(v) or []):
             where_sized.setdefault(e, (p, k))
     for s in sorted(symbols, key=str):
-        specs: list[MaskSpec] = []
+        specs: list[MaskSpec | JoinSpec] = []
         for n in nodes:
             why = why_rows_mix(n, s, broken)
             if why is None:
@@ -408,11 +429,16 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
     if any(not packable(e, need) for k in packed for e in outputs[k]) or not need <= set(where_sized):
         why = "an output is padded along an inner dim its sizes cannot be rebuilt for"
         return None, {**exact, **{str(s): why for s in bucketed}}
-    sized = sorted(set(masked) | need, key=str)
+    joins = {f for s in masked for m in masks[s] if isinstance(m, JoinSpec) for f in m.factors}
+    if not joins <= set(where_sized):
+        return None, {**exact, **{str(s): "a cat joins sizes no input holds" for s in bucketed}}
+    sized = sorted(set(masked) | need | joins, key=str)
     gm.meta[_UPPER] = {s: upper[s] for s in bucketed if s in upper}
     if sized and rewrite:
         specs = [m for s in masked for m in masks[s]]
-        factor_sizes = {f: where_sized[f] for m in specs for f in m.factors if f in where_sized}
+        factor_sizes = {
+            f: where_sized[f] for m in specs if isinstance(m, MaskSpec) for f in m.factors if f in where_sized
+        }
         inputs_for = insert_masks(gm, specs, sized, factor_sizes)
         if packed:
             pack_outputs(gm, packed, dict(zip(sized, inputs_for)))
