@@ -406,10 +406,31 @@ def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padde
     return g.call_function(aten.view.default, (valid, [n] + [1] * (rank - 1 - spec.dim)))
 
 
+def _append_one(g: fx.Graph, spec: JoinSpec, sizes: dict[Any, fx.Node], parts: list[Any]) -> None:
+    """``cat([cache, new])`` with one new row (a KV cache's decode step): the
+    new row is selected in at the cache's actual length (a select; XLA on
+    the CPU compiles a gather ten times slower)."""
+    node = spec.node
+    out = val_of(node)
+    with g.inserting_before(node.next):
+        total = g.call_function(aten.sym_size.int, (node, spec.dim))
+        i = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": out.device})
+        here = g.call_function(aten.eq.Tensor, (i, _size_node(g, expr_of(val_of(parts[0]).shape[spec.dim]), sizes)))
+        here = g.call_function(aten.view.default, (here, [total] + [1] * (out.dim() - 1 - spec.dim)))
+        joined = g.call_function(aten.where.self, (here, parts[1], node))
+    joined.meta["val"] = out
+    keep = {joined, total}
+    node.replace_all_uses_with(joined, delete_user_cb=lambda u, keep=keep: u not in keep)
+
+
 def _join(g: fx.Graph, spec: JoinSpec, sizes: dict[Any, fx.Node]) -> None:
     """``cat``'s result gathered so the parts' actual rows are consecutive."""
     node = spec.node
     out = val_of(node)
+    parts = list(node.args[0])  # type: ignore[arg-type]
+    if len(parts) == 2 and expr_of(val_of(parts[1]).shape[spec.dim]) == 1:
+        _append_one(g, spec, sizes, parts)
+        return
     with g.inserting_before(node.next):
         total = g.call_function(aten.sym_size.int, (node, spec.dim))
         i = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": out.device})
@@ -533,10 +554,11 @@ def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]
             for d in reversed(range(v.dim())):
                 actual = _size_node(g, expr_of(v.shape[d]), sizes)
                 if d > 0:
-                    coord = g.call_function(
-                        aten.remainder.Tensor if isinstance(actual, fx.Node) else aten.remainder.Scalar, (rem, actual)
-                    )
-                    rem = g.call_function(aten.div.Tensor_mode, (rem, actual), {"rounding_mode": "floor"})
+                    # Indices are never negative: truncating division (plain integer division in
+                    # XLA) is floor division, and the remainder follows from it.
+                    q = g.call_function(aten.div.Tensor_mode, (rem, actual), {"rounding_mode": "trunc"})
+                    coord = g.call_function(aten.sub.Tensor, (rem, g.call_function(aten.mul.Tensor, (q, actual))))
+                    rem = q
                 else:
                     coord = rem
                 term = coord if stride is None else g.call_function(aten.mul.Tensor, (coord, stride))
