@@ -120,7 +120,7 @@ class Bucketing:
         kept: a new size is a new input value, not a new program)."""
         if not self.sized:
             return list(args)
-        env = env if env is not None else self._env(args)
+        env = env if env is not None else self.actual_sizes(args)
         if env is None:
             raise RuntimeError("torch.compile(backend='tpu'): a masked dynamic size cannot be read from the inputs")
         device = next((a.device for a in args if isinstance(a, torch.Tensor) and a.device.type != "cpu"), None)
@@ -132,7 +132,7 @@ class Bucketing:
             sizes.append(self._actual[key])
         return [*args, *sizes]
 
-    def _env(self, args: Sequence[Any]) -> dict[Any, int] | None:
+    def actual_sizes(self, args: Sequence[Any]) -> dict[Any, int] | None:
         env: dict[Any, int] = {}
         for spec, a in zip(self.inputs, args):
             pairs = (
@@ -151,7 +151,7 @@ class Bucketing:
         """Arguments of every bucketed dim at ``size``'s bucket, zeros where
         they carry one (uploaded from the host: no program per shape), to
         compile that bucket ahead of time; None when sizes cannot be read."""
-        env = self._env(args)
+        env = self.actual_sizes(args)
         if env is None:
             return None
         for s in self.symbols:
@@ -174,7 +174,7 @@ class Bucketing:
     def pad(self, args: Sequence[Any]) -> tuple[list[Any], dict[Any, int]] | None:
         """The arguments padded to their buckets, and the actual sizes; None
         when nothing needs padding (every size already a bucket)."""
-        env = self._env(args)
+        env = self.actual_sizes(args)
         if env is None:
             return None
         padded_env = dict(env)
@@ -233,10 +233,7 @@ class Bucketing:
             elif k in self.packed and isinstance(spec, list) and isinstance(seq[k], torch.Tensor):
                 flat = seq[k]
                 shape = [_size(e, at) for e in spec]
-                with torch.no_grad():
-                    seq[k] = torch.empty(0, dtype=flat.dtype, device=flat.device).set_(
-                        flat.untyped_storage(), 0, shape, _contiguous_strides(shape)
-                    )
+                seq[k] = _over(flat, 0, shape, _contiguous_strides(shape))
                 setattr(seq[k], _PADDED_COPY, (seq[k]._version, twins[k]))
             elif isinstance(spec, list) and isinstance(seq[k], torch.Tensor):
                 padded = seq[k]
@@ -245,10 +242,7 @@ class Bucketing:
                     if any(has_sym(e, s) for s in self.symbols):
                         o = o.narrow(d, 0, _size(e, at))
                 if o is not padded:
-                    with torch.no_grad():
-                        o = torch.empty(0, dtype=padded.dtype, device=padded.device).set_(
-                            padded.untyped_storage(), o.storage_offset(), o.shape, o.stride()
-                        )
+                    o = _over(padded, o.storage_offset(), list(o.shape), list(o.stride()))
                     setattr(o, _PADDED_BASE, padded)
                     if k in self.merged:
                         lay = self.merged[k]
@@ -261,6 +255,12 @@ class Bucketing:
             elif spec is not None and isinstance(seq[k], int):
                 seq[k] = _size(spec, at)
         return type(outs)(seq) if isinstance(outs, tuple) else seq
+
+
+def _over(t: torch.Tensor, offset: int, shape: list[int], stride: list[int]) -> torch.Tensor:
+    """A tensor over ``t``'s storage that is not an autograd view of it."""
+    with torch.no_grad():
+        return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), offset, shape, stride)
 
 
 def _covers(padded: torch.Tensor, shape: list[int]) -> bool:
@@ -310,10 +310,15 @@ def _viewed_input(node: fx.Node) -> fx.Node | None:
 def forward_layouts(gm: fx.GraphModule) -> None:
     """Leaves a forward graph's output layouts in its meta, for its
     backward's planning before the forward itself is planned."""
+    _keep_output_layouts(gm, layouts(gm)[0])
+
+
+def _keep_output_layouts(gm: fx.GraphModule, lays: dict[fx.Node, Any]) -> list[Any]:
+    """The graph's results; their layouts, by name, left in its meta."""
     (result,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
-    lays, _ = layouts(gm)
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     gm.meta[_OUTPUT_LAYOUTS] = {o.name: lays[o] for o in results if isinstance(o, fx.Node) and o in lays}
+    return results
 
 
 def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | None, dict[str, str]]:
@@ -385,10 +390,9 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
     index = {p: k for k, p in enumerate(placeholders)}
     (result,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
     outputs: list[Any] = []
-    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    results = _keep_output_layouts(gm, lays)
     merged: dict[int, Any] = {}
     user_outputs = gm.meta.get(USER_OUTPUTS, len(results))
-    gm.meta[_OUTPUT_LAYOUTS] = {o.name: lays[o] for o in results if isinstance(o, fx.Node) and o in lays}
     for k, o in enumerate(results):
         v = val_of(o)
         if isinstance(o, fx.Node) and o.op == "placeholder":

@@ -278,7 +278,7 @@ class _Graph:
         previous = _core.get_eager_mode()
         if previous == "capture":  # called from inside another graph's replay
             with torch.no_grad():
-                out = self.run(*(self.buckets.with_actual_sizes(args) if self.buckets else args))
+                out = self.run(*self._with_sizes(args))
             return self._unpack(out, args)
         if self.buckets is None or previous == "debug":
             args = tuple(compact(a) for a in args)  # a bucketed forward's saved activations, exactly
@@ -286,18 +286,22 @@ class _Graph:
         if self.precompile and self.buckets is not None and previous != "debug":
             self._compile_ahead(previous, args, padded[0] if padded is not None else args)
         if padded is None:
-            out = self._call(previous, self.buckets.with_actual_sizes(args) if self.buckets else args)
+            out = self._call(previous, self._with_sizes(args))
             return self._unpack(out, args)
         out = self._call(previous, self.buckets.with_actual_sizes(*padded))
         self.stats.bucketing["padded_inputs"] = self.buckets.padded_inputs  # type: ignore[union-attr]
         return self.buckets.narrow(out, args, padded[1])  # type: ignore[union-attr]
+
+    def _with_sizes(self, args: Sequence[Any]) -> Sequence[Any]:
+        """``args``, plus the actual sizes a graph with masks reads."""
+        return self.buckets.with_actual_sizes(args) if self.buckets else args
 
     def _unpack(self, out: Any, args: Sequence[Any]) -> Any:
         """A call at its bucket's sizes: outputs the graph packs still come
         back flat, to be given their shape."""
         if self.buckets is None or not self.buckets.packed:
             return out
-        env = self.buckets._env(args)
+        env = self.buckets.actual_sizes(args)
         return out if env is None else self.buckets.narrow(out, args, env)
 
     def _compile_ahead(self, previous: str, args: Sequence[Any], own: Sequence[Any]) -> None:

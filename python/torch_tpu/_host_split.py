@@ -66,14 +66,6 @@ class HostSplit:
         return inputs
 
 
-def _constant(gm: fx.GraphModule, node: fx.Node) -> Any:
-    """The value a ``get_attr`` node reads (a constant the graph captured)."""
-    value: Any = gm
-    for part in str(node.target).split("."):
-        value = getattr(value, part)
-    return value
-
-
 def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
     """The device graph and how to feed it, or None when the graph has no
     CPU-only part (or its CPU inputs are written by device ops)."""
@@ -83,7 +75,7 @@ def split_host(gm: fx.GraphModule) -> tuple[fx.GraphModule, HostSplit] | None:
         return None
     # Captured constants: both graphs may read them (each copy reads the same attribute).
     constants = [n for n in nodes if n.op == "get_attr"]
-    cpu_constants = {n for n in constants if _host_input(_constant(gm, n))}
+    cpu_constants = {n for n in constants if _host_input(operator.attrgetter(n.target)(gm))}
     host: set[fx.Node] = set()
     for n in nodes:
         if n.op != "call_function":
