@@ -111,12 +111,12 @@ def test_transformer_buckets_batch_but_not_sequence() -> None:
     ("fn", "why"),
     [
         (lambda x: x * x.shape[0], "size as a value"),
-        (lambda x: x[-1:] + 1, "slice"),
-        (lambda x: torch.cumsum(x, 0), "cumsum"),
-        (lambda x: x.mean(0), "mean"),
+        (lambda x: x[1::2] + 1, "slice"),
+        (lambda x: torch.cumsum(x.view(-1), 0), "merges the dynamic one"),
+        (lambda x: x.var(0), "var"),
         (lambda x: x.sum(), "sum"),
     ],
-    ids=["size", "slice", "cumsum", "mean", "full-sum"],
+    ids=["size", "strided-slice", "merged-cumsum", "var", "full-sum"],
 )
 def test_row_mixing_graphs_stay_exact(fn: Callable[[torch.Tensor], torch.Tensor], why: str) -> None:
     compiled = torch.compile(fn, backend="tpu")
@@ -184,8 +184,23 @@ def test_the_switch_is_a_boolean_default_on(monkeypatch: pytest.MonkeyPatch) -> 
         lambda x: (x > 0).any(0),
         lambda x: (x * 10).long().amin(0),
         lambda x: (x > 0).sum(0),
+        lambda x: x.mean(0) + x.mean((0, 1)),
+        lambda x: x[-1] * 2 + x[-2:].sum(0),
     ],
-    ids=["sum", "softmax", "log-softmax", "matmul", "amax-amin", "argmax", "logsumexp", "any", "int-amin", "bool-sum"],
+    ids=[
+        "sum",
+        "softmax",
+        "log-softmax",
+        "matmul",
+        "amax-amin",
+        "argmax",
+        "logsumexp",
+        "any",
+        "int-amin",
+        "bool-sum",
+        "mean",
+        "negative-index",
+    ],
 )
 def test_ops_that_mix_rows_are_masked_and_bucketed(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Padded rows are replaced by the op's neutral element first (-inf before
@@ -198,6 +213,56 @@ def test_ops_that_mix_rows_are_masked_and_bucketed(fn: Callable[[torch.Tensor], 
     g = _graph()
     assert g["bucketing"]["masked"] == g["bucketing"]["bucketed"] != [], g
     assert g["plans"] == 2, g  # buckets 4 and 8 (the first call, 2, is Dynamo's static graph)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: torch.cumsum(x, 0) * 2,
+        lambda x: x[0] + x[1] + torch.zeros_like(x) + x.new_ones(x.shape),
+        lambda x: torch.full_like(x, 2.0) * x,
+    ],
+    ids=["cumsum", "front-select", "fresh-like"],
+)
+def test_row_wise_ops_bucket_without_masks(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """A scan reads earlier rows only; ``x[k]`` with k >= 0 is the same row
+    padded or not; ``zeros_like`` and friends read no values."""
+    compiled = torch.compile(fn, backend="tpu")
+    for b in (2, 3, 5, 7, 8, 6):
+        x = torch.randn(b, 4)
+        assert_same(compiled(x.to(TPU)), fn(x), f"batch {b}", atol=1e-5, rtol=1e-4)
+    g = _graph()
+    assert g["bucketing"]["bucketed"] and not g["bucketing"]["exact"], g
+    assert g["plans"] == 2, g
+
+
+def test_pooled_classifier_trains_over_sequence_lengths() -> None:
+    """BERT's pooler reads ``hidden[:, 0]`` (its gradient is a
+    ``select_backward``) and its mask is built with ``new_ones``: both keep
+    the sequence bucketed, and gradients equal CPU's."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2, vocab_size=64,
+        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    cpu = transformers.BertForSequenceClassification(config).train()
+    dev = copy.deepcopy(cpu).to(TPU)
+    compiled = torch.compile(dev, backend="tpu")
+    labels = torch.tensor([0, 1])
+    for n in (5, 9, 12, 7):
+        ids = torch.randint(3, 64, (2, n), generator=torch.Generator().manual_seed(n))
+        got = compiled(input_ids=ids.to(TPU), labels=labels.to(TPU)).loss
+        want = cpu(input_ids=ids, labels=labels).loss
+        got.backward()
+        want.backward()
+        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
+        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
+            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
+        dev.zero_grad()
+        cpu.zero_grad()
+    dynamic = [g for g in _graphs() if g["kind"] in ("forward", "backward") and g["bucketing"].get("bucketed")]
+    assert len(dynamic) >= 2 and all(not g["bucketing"]["exact"] for g in dynamic), _graphs()
 
 
 def _hf_lengths(model: nn.Module, vocab: int, lengths: list[int]) -> dict:
@@ -329,6 +394,36 @@ def test_gpt2_training_over_sequence_lengths_matches_cpu() -> None:
     dynamic = [g for g in _graphs() if g["bucketing"].get("bucketed")]
     assert len(dynamic) == 4, _graphs()  # model forward and backward, loss forward and backward
     assert all(g["plans"] == 1 and not g["bucketing"]["exact"] for g in dynamic), dynamic  # 5, 6, 7 -> 8
+
+
+def test_t5_training_over_encoder_lengths_matches_cpu() -> None:
+    """T5's relative position bias breaks its attention into several graphs.
+    A backward graph is bucketed while its forward stays exact. It pads the
+    saved ``[b*s, d]`` activations along ``s``, factor by factor, not at the
+    end of the merged dim (before, the weight gradients were wrong). An
+    attention output in per-head layout is a transposed view, packed by
+    ``reshape`` (``view`` raised on it)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.T5Config(
+        num_layers=1, num_decoder_layers=1, d_model=32, d_ff=64, num_heads=2, d_kv=16, vocab_size=64, dropout_rate=0.0
+    )
+    torch.manual_seed(0)
+    cpu = transformers.T5ForConditionalGeneration(config).train()
+    dev = copy.deepcopy(cpu).to(TPU)
+    compiled = torch.compile(dev, backend="tpu")
+    for n in (5, 9, 12, 7):
+        ids = torch.randint(3, 64, (2, n), generator=torch.Generator().manual_seed(n))
+        target = ids[:, :4].contiguous()
+        got = compiled(input_ids=ids.to(TPU), decoder_input_ids=target.to(TPU), labels=target.to(TPU)).loss
+        want = cpu(input_ids=ids, decoder_input_ids=target, labels=target).loss
+        got.backward()
+        want.backward()
+        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
+        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
+            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
+        dev.zero_grad()
+        cpu.zero_grad()
+    assert any(g["bucketing"].get("bucketed") for g in _graphs()), _graphs()
 
 
 def test_prefix_of_a_table_keeps_buckets_inside_the_table() -> None:

@@ -27,9 +27,11 @@ import sympy
 import torch
 from torch import fx
 
+from torch_tpu._bucket_rewrites import JoinSpec, MeanSpec, TailSpec, packable, rewrite, size_node
+from torch_tpu._bucket_rewrites import static as _static
 from torch_tpu._bucket_rows import expr_of, op_name, val_of
 
-__all__ = ["JoinSpec", "MaskSpec", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs", "packable"]
+__all__ = ["MaskSpec", "Spec", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs"]
 
 
 aten = torch.ops.aten
@@ -47,10 +49,6 @@ _ZERO_FILL = {"sum", "any"}
 
 def _plain(dims: list[Any]) -> Layout:
     return [(e,) for e in dims]
-
-
-def _static(e: Any) -> bool:
-    return not getattr(e, "free_symbols", ())
 
 
 def _split_runs(factors: list[Any], dims: list[Any]) -> Layout | None:
@@ -171,16 +169,8 @@ class MaskSpec:
     factors: tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class JoinSpec:
-    """A ``cat`` along a padded dim: its result is gathered so that each
-    part's actual rows follow the previous part's actual rows (in the padded
-    run each part starts after the previous part's padding). ``factors``:
-    the symbols whose actual sizes that needs."""
-
-    node: fx.Node
-    dim: int
-    factors: tuple[Any, ...]
+# What makes one op exact on padded inputs: a mask, or a rewrite (``_bucket_rewrites``).
+Spec = MaskSpec | JoinSpec | TailSpec | MeanSpec
 
 
 def _fill_for(dtype: torch.dtype, low: bool) -> float | int | bool:
@@ -231,12 +221,14 @@ class _Masker:
         fs = self.factors(target, dim)
         return None if fs is None else MaskSpec(node, arg, dim, fill, self.sym, fs)
 
-    def specs(self, node: fx.Node) -> list[MaskSpec | JoinSpec] | None:
+    def specs(self, node: fx.Node) -> list[Spec] | None:
         name = op_name(node)
         if name is None or not node.args:
             return None
         if name == "cat":
             return self._join(node)
+        if name in ("select", "slice"):
+            return self._tail(node, name)
         if name in ("mm", "bmm", "addmm", "baddbmm"):
             return self._matmul(node, name)
         if name in ("nll_loss_forward", "nll_loss_backward"):
@@ -295,7 +287,7 @@ class _Masker:
                 masks.append(m)
         return masks
 
-    def _join(self, node: fx.Node) -> list[MaskSpec | JoinSpec] | None:
+    def _join(self, node: fx.Node) -> list[Spec] | None:
         out = val_of(node)
         if not isinstance(out, torch.Tensor):
             return None
@@ -310,6 +302,21 @@ class _Masker:
         if not all(packable(e, self.sized) for e in exprs):
             return None
         return [JoinSpec(node, dim, tuple(sorted(syms, key=str)))]
+
+    def _tail(self, node: fx.Node, name: str) -> list[Spec] | None:
+        """``x[:, -k]`` and ``x[:, -k:]`` along the symbol's own dim."""
+        x, out = val_of(node.args[0]), val_of(node)
+        dim, start, end, step = ([*node.args[1:], None, None, None])[:4]
+        if not isinstance(x, torch.Tensor) or not isinstance(dim, int) or not isinstance(start, int) or start >= 0:
+            return None
+        dim %= x.dim()
+        if self.factors(node.args[0], dim) != (self.sym,):
+            return None
+        if name == "slice":
+            tail = end is None or (isinstance(end, int) and end >= 2**62)
+            if not tail or step not in (None, 1) or expr_of(out.shape[dim]) != -start:
+                return None
+        return [TailSpec(node, dim, start, (self.sym,))]
 
     def _matmul(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
         i, j = (1, 2) if name in ("addmm", "baddbmm") else (0, 1)
@@ -356,9 +363,10 @@ class _Masker:
             masks.append(MaskSpec(node, -1, dim, value, self.sym, (self.sym,)))
         return masks
 
-    def _reduction(self, node: fx.Node, name: str) -> list[MaskSpec] | None:
+    def _reduction(self, node: fx.Node, name: str) -> list[Spec] | None:
         x = val_of(node.args[0])
-        if name not in _NEG_FILL | _POS_FILL | _ZERO_FILL or not isinstance(x, torch.Tensor) or x.dim() == 0:
+        reducing = _NEG_FILL | _POS_FILL | _ZERO_FILL | {"mean"}
+        if name not in reducing or not isinstance(x, torch.Tensor) or x.dim() == 0:
             return None
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         dims = [dim] if isinstance(dim, int) else list(dim) if isinstance(dim, (list, tuple)) else []
@@ -374,12 +382,18 @@ class _Masker:
         else:
             fill = _zero(x.dtype)
         m = self.spec(node, 0, along[0], fill)
-        return None if m is None else [m]
+        if m is None:
+            return None
+        if name != "mean":
+            return [m]
+        counted = [expr_of(x.shape[d % x.dim()]) for d in dims]
+        syms = {f for e in counted for f in getattr(e, "free_symbols", ())}
+        if not all(packable(e, self.sized) for e in counted):
+            return None
+        return [m, MeanSpec(node, tuple(sorted(syms, key=str)))]  # zeros in the padding, then sum / count
 
 
-def mask_specs(
-    node: fx.Node, sym: Any, lays: dict[fx.Node, Layout], sized: set[Any]
-) -> list[MaskSpec | JoinSpec] | None:
+def mask_specs(node: fx.Node, sym: Any, lays: dict[fx.Node, Layout], sized: set[Any]) -> list[Spec] | None:
     """The masks that make ``node`` exact on inputs padded along ``sym``, or
     None when no mask does (the symbol then stays exact). ``sized``: the
     symbols whose padded size an input's dim holds."""
@@ -393,7 +407,7 @@ def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padde
     device = val_of(spec.node if spec.arg < 0 else spec.node.args[spec.arg]).device
     if len(fs) == 1:
         idx = g.call_function(aten.arange.default, (n,), {"dtype": torch.int64, "device": device})
-        valid = g.call_function(aten.lt.Tensor, (idx, _size_node(g, fs[0], sizes)))
+        valid = g.call_function(aten.lt.Tensor, (idx, size_node(g, fs[0], sizes)))
     else:
         dims = [int(f) if _static(f) else padded[f] for f in fs]
         k = fs.index(spec.sym)
@@ -406,57 +420,9 @@ def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padde
     return g.call_function(aten.view.default, (valid, [n] + [1] * (rank - 1 - spec.dim)))
 
 
-def _append_one(g: fx.Graph, spec: JoinSpec, sizes: dict[Any, fx.Node], parts: list[Any]) -> None:
-    """``cat([cache, new])`` with one new row (a KV cache's decode step): the
-    new row is selected in at the cache's actual length (a select; XLA on
-    the CPU compiles a gather ten times slower)."""
-    node = spec.node
-    out = val_of(node)
-    with g.inserting_before(node.next):
-        total = g.call_function(aten.sym_size.int, (node, spec.dim))
-        i = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": out.device})
-        here = g.call_function(aten.eq.Tensor, (i, _size_node(g, expr_of(val_of(parts[0]).shape[spec.dim]), sizes)))
-        here = g.call_function(aten.view.default, (here, [total] + [1] * (out.dim() - 1 - spec.dim)))
-        joined = g.call_function(aten.where.self, (here, parts[1], node))
-    joined.meta["val"] = out
-    keep = {joined, total}
-    node.replace_all_uses_with(joined, delete_user_cb=lambda u, keep=keep: u not in keep)
-
-
-def _join(g: fx.Graph, spec: JoinSpec, sizes: dict[Any, fx.Node]) -> None:
-    """``cat``'s result gathered so the parts' actual rows are consecutive."""
-    node = spec.node
-    out = val_of(node)
-    parts = list(node.args[0])  # type: ignore[arg-type]
-    if len(parts) == 2 and expr_of(val_of(parts[1]).shape[spec.dim]) == 1:
-        _append_one(g, spec, sizes, parts)
-        return
-    with g.inserting_before(node.next):
-        total = g.call_function(aten.sym_size.int, (node, spec.dim))
-        i = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": out.device})
-        idx: Any = i
-        actual: Any = 0
-        padded: Any = 0
-        for k, part in enumerate(node.args[0]):  # type: ignore[union-attr]
-            if k > 0:
-                after = g.call_function(aten.ge.Tensor if isinstance(actual, fx.Node) else aten.ge.Scalar, (i, actual))
-                moved = g.call_function(aten.add.Tensor, (g.call_function(aten.sub.Tensor, (i, actual)), padded))
-                idx = g.call_function(aten.where.self, (after, moved, idx))
-            a = _size_node(g, expr_of(val_of(part).shape[spec.dim]), sizes)
-            actual = a if isinstance(actual, int) and actual == 0 else g.call_function(aten.add.Tensor, (a, actual))
-            p = g.call_function(aten.sym_size.int, (part, spec.dim))
-            padded = p if isinstance(padded, int) else g.call_function(operator.add, (padded, p))
-        top = g.call_function(operator.sub, (total, 1))
-        idx = g.call_function(aten.clamp.default, (idx, 0, top))  # past the actual rows: any
-        joined = g.call_function(aten.index_select.default, (node, spec.dim, idx))
-    joined.meta["val"] = out
-    keep = {joined, total}
-    node.replace_all_uses_with(joined, delete_user_cb=lambda u, keep=keep: u not in keep)
-
-
 def insert_masks(
     gm: fx.GraphModule,
-    specs: list[MaskSpec | JoinSpec],
+    specs: list[Spec],
     syms: list[Any],
     where_sized: dict[Any, tuple[fx.Node, int | None]],
 ) -> list[fx.Node]:
@@ -477,12 +443,8 @@ def insert_masks(
     with g.inserting_before(first_op):
         for s, (node, dim) in where_sized.items():
             padded[s] = node if dim is None else g.call_function(aten.sym_size.int, (node, dim))
-    joined: set[fx.Node] = set()
     for spec in specs:
-        if isinstance(spec, JoinSpec):
-            if spec.node not in joined:  # one gather per cat, whichever symbols it joins
-                joined.add(spec.node)
-                _join(g, spec, sizes)
+        if not isinstance(spec, MaskSpec):
             continue
         node = spec.node
         x = node if spec.arg < 0 else node.args[spec.arg]
@@ -503,34 +465,11 @@ def insert_masks(
             args = list(node.args)
             args[spec.arg] = masked
             node.args = tuple(args)
+    # After the masks: a mean's sum reads its masked input.
+    rewrite(g, [spec for spec in specs if not isinstance(spec, MaskSpec)], sizes)
     g.lint()
     gm.recompile()
     return [sizes[s] for s in syms]
-
-
-def _size_node(g: fx.Graph, expr: Any, sizes: dict[Any, fx.Node]) -> Any:
-    """``expr`` (sums and products of symbols and integers) at the actual
-    sizes, as graph nodes over the 0-d size inputs (or an int)."""
-    if _static(expr):
-        return int(expr)
-    if isinstance(expr, sympy.Symbol):
-        return sizes[expr]
-    parts = [_size_node(g, a, sizes) for a in expr.args]
-    op = aten.add.Tensor if isinstance(expr, sympy.Add) else aten.mul.Tensor
-    acc = parts[0] if isinstance(parts[0], fx.Node) else parts[1]
-    for p in parts:
-        if p is not acc:
-            acc = g.call_function(op, (acc, p))
-    return acc
-
-
-def packable(expr: Any, syms: set[Any]) -> bool:
-    """Whether ``_size_node`` can build ``expr`` from these symbols' sizes."""
-    if _static(expr):
-        return True
-    if isinstance(expr, sympy.Symbol):
-        return expr in syms
-    return isinstance(expr, (sympy.Add, sympy.Mul)) and all(packable(a, syms) for a in expr.args)
 
 
 def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]) -> None:
@@ -552,7 +491,7 @@ def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]
             idx = g.call_function(aten.arange.default, (total,), {"dtype": torch.int64, "device": v.device})
             rem, src, stride = idx, None, None
             for d in reversed(range(v.dim())):
-                actual = _size_node(g, expr_of(v.shape[d]), sizes)
+                actual = size_node(g, expr_of(v.shape[d]), sizes)
                 if d > 0:
                     # Indices are never negative: truncating division (plain integer division in
                     # XLA) is floor division, and the remainder follows from it.
@@ -567,7 +506,8 @@ def pack_outputs(gm: fx.GraphModule, which: list[int], sizes: dict[Any, fx.Node]
                 stride = padded_dim if stride is None else g.call_function(operator.mul, (stride, padded_dim))
             top = g.call_function(operator.sub, (total, 1))
             src = g.call_function(aten.clamp.default, (src, 0, top))  # past the actual elements: any
-            flat = g.call_function(aten.view.default, (o, [-1]))
+            # reshape, not view: an output may be a transposed view (attention's per-head layout).
+            flat = g.call_function(aten.reshape.default, (o, [-1]))
             results[k] = g.call_function(aten.index.Tensor, (flat, [src]))
     # The padded results too, after the graph's own: a bucketed graph fed one takes it as it is.
     results.extend(o for k, o in enumerate(list(out_node.args[0])) if k in which)

@@ -76,8 +76,6 @@ _DIM_REDUCTIONS = {
     "any",
     "all",
     "prod",
-    "cumsum",
-    "cumprod",
     "norm",
     "linalg_vector_norm",
 }
@@ -98,6 +96,20 @@ _BATCH_ONLY = {
     "_scaled_dot_product_attention_math",
 }
 _MATMULS = {"mm", "addmm", "bmm", "baddbmm"}
+# Ops whose values do not depend on their tensor argument's (only its shape, dtype and device).
+_FRESH = {
+    "empty_like",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "new_empty",
+    "new_zeros",
+    "new_ones",
+    "new_full",
+    "new_empty_strided",
+}
+# Scans along ``args[1]``: element i reads elements up to i only, so padding at the end is never read.
+_SCANS = {"cumsum", "cumprod", "cummax", "cummin", "logcumsumexp"}
 # Elementwise given the element's index (which padding at the end keeps).
 _POSITIONAL = {"where", "masked_fill", "threshold_backward", "clamp", "tril", "triu"}
 _SELECTS = {"slice", "select", "narrow", "split", "split_with_sizes", "chunk", "unbind", "cat", "gather"}
@@ -176,6 +188,8 @@ def why_rows_mix(node: fx.Node, sym: Any, broken: set[fx.Node]) -> str | None:
         return None
     if name == "slice_backward" and _tail_slice_backward(node):
         return None
+    if name == "select_backward" and _front_select_backward(node, sym):
+        return None
     if _sym_args(node, sym) and name not in _SIZE_OPS:
         return f"{label} uses the size as a value"
     if not carrying or name in _SIZE_QUERIES:
@@ -185,8 +199,10 @@ def why_rows_mix(node: fx.Node, sym: Any, broken: set[fx.Node]) -> str | None:
     tags = set(target.tags)
     if torch.Tag.nondeterministic_seeded in tags:
         return f"{label} draws random numbers per row"
-    if torch.Tag.pointwise in tags or name in _POSITIONAL:
+    if torch.Tag.pointwise in tags or name in _POSITIONAL or name in _FRESH:
         return None
+    if name in _SCANS:
+        return _scan_rowwise(node, sym, label)
     first = tensors[0][1] if tensors else []
     if name in _RESHAPES:
         # A reshape that only merges or splits whole factors keeps each row's (b, s, ...) index;
@@ -251,6 +267,8 @@ def _along_rowwise(node: fx.Node, name: str, first: list[Any], sym: Any, label: 
     if any(has_sym(first[d], sym) for d in dims):
         if name == "slice" and _whole_slice(node, first, dims[0]):
             return None
+        if name == "select" and isinstance(node.args[2], int) and node.args[2] >= 0:
+            return None  # x[:, k]: the same row, padded or not
         return f"{label} works along the dynamic dim"
     return None
 
@@ -265,6 +283,30 @@ def _tail_slice_backward(node: fx.Node) -> bool:
         return end >= 2**62
     v, n = val_of(end), sizes[dim]  # type: ignore[index]
     return v is not None and sympy.simplify(expr_of(v) - expr_of(val_of(n) if isinstance(n, fx.Node) else n)) == 0
+
+
+def _scan_rowwise(node: fx.Node, sym: Any, label: str) -> str | None:
+    """A scan along the symbol's own dim (``s`` or ``s + k``, not a merged
+    ``b*s``, whose later rows would read earlier rows' padding)."""
+    first = dims_of(val_of(node.args[0])) or []
+    if not first:
+        return None
+    e = first[int(node.args[1]) % len(first)]  # type: ignore[call-overload]
+    if not has_sym(e, sym) or sympy.simplify(e - sym).is_Integer:
+        return None
+    return f"{label} scans along a dim that merges the dynamic one"
+
+
+def _front_select_backward(node: fx.Node, sym: Any) -> bool:
+    """The gradient of ``x[:, k]``: zeros with ``grad`` at row k. Padded, the
+    row is the same when k counts from the front or its dim is static."""
+    sizes, dim, index = node.args[1:4]
+    if not isinstance(dim, int) or not isinstance(index, int):
+        return False
+    if index >= 0:
+        return True
+    n = sizes[dim]  # type: ignore[index]
+    return not has_sym(expr_of(val_of(n) if isinstance(n, fx.Node) else n), sym)
 
 
 def _whole_symbolic_slice(node: fx.Node) -> bool:

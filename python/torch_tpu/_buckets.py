@@ -34,16 +34,8 @@ import sympy
 import torch
 from torch import fx
 
-from torch_tpu._bucket_masks import (
-    JoinSpec,
-    MaskSpec,
-    insert_masks,
-    layouts,
-    mask_specs,
-    merged_ok,
-    pack_outputs,
-    packable,
-)
+from torch_tpu._bucket_masks import MaskSpec, Spec, insert_masks, layouts, mask_specs, merged_ok, pack_outputs
+from torch_tpu._bucket_rewrites import packable
 from torch_tpu._bucket_rows import dims_of, expr_of, has_sym, op_name, prefix_slice, val_of, why_rows_mix
 
 __all__ = ["BACKWARD_EXACT", "FORWARD_META", "USER_OUTPUTS", "Bucketing", "compact", "forward_layouts", "plan_buckets"]
@@ -105,6 +97,9 @@ class Bucketing:
     merged: dict[int, Any] = field(default_factory=dict)
     # The largest value each symbol may take under the graph's guards.
     upper: dict[Any, int] = field(default_factory=dict)
+    # Inputs (saved activations of an exact forward) with a dim that merges a
+    # bucketed symbol under another factor: their layouts, to be padded factor by factor.
+    factored: dict[int, Any] = field(default_factory=dict)
     _actual: dict[tuple[Any, int], torch.Tensor] = field(default_factory=dict)
 
     def bucket_of(self, sym: Any, n: int) -> int:
@@ -184,23 +179,33 @@ class Bucketing:
             return None
         out = []
         at = tuple(padded_env.items())
-        for spec, a in zip(self.inputs, args):
+        actual_at = tuple(env.items())
+        for k, (spec, a) in enumerate(zip(self.inputs, args)):
             if isinstance(spec, list) and isinstance(a, torch.Tensor):
                 shape = [_size(e, at) for e in spec]
-                out.append(self._pad_tensor(a, shape))
+                lay = self.factored.get(k)
+                if lay is None:
+                    out.append(self._pad_tensor(a, shape))
+                else:  # [b*s, d] is [b, s, d] padded along s, not [b*s, d] padded at its end
+                    factors = ([_size(f, actual_at) for d in lay for f in d], [_size(f, at) for d in lay for f in d])
+                    out.append(self._pad_tensor(a, shape, factors))
             elif spec is not None and isinstance(a, int):
                 out.append(_size(spec, at))
             else:
                 out.append(a)
         return out, env
 
-    def _pad_tensor(self, t: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    def _pad_tensor(
+        self, t: torch.Tensor, shape: list[int], factors: tuple[list[int], list[int]] | None = None
+    ) -> torch.Tensor:
+        """``t`` padded to ``shape``; with ``factors`` (actual and padded), each
+        merged dim padded factor by factor."""
         if list(t.shape) == shape:
             return t
         base = getattr(t, _PADDED_BASE, None)
         if (
             base is not None
-            and _covers(base, shape)
+            and (_covers(base, shape) if factors is None else list(base.shape) == shape)
             and base.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
             and base.storage_offset() == t.storage_offset()
             and base.stride() == t.stride()
@@ -208,13 +213,15 @@ class Bucketing:
             return _front(base, shape)
         # A tensor passed again unchanged (same version) reuses its padded copy.
         copy = getattr(t, _PADDED_COPY, None)
-        if copy is not None and copy[0] == t._version and _covers(copy[1], shape):
+        if copy is not None and copy[0] == t._version and _covers(copy[1], shape) and factors is None:
             return _front(copy[1], shape)
         self.padded_inputs += 1
         host = compact(t).detach().to("cpu")
-        full = host.new_zeros(shape)
+        if factors is not None:
+            host = host.reshape(factors[0])
+        full = host.new_zeros(factors[1] if factors is not None else shape)
         full[tuple(slice(0, n) for n in host.shape)] = host
-        padded = full.to(t.device)
+        padded = full.reshape(shape).to(t.device)
         setattr(t, _PADDED_COPY, (t._version, padded))
         return padded
 
@@ -346,7 +353,7 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
     lays, broken = layouts(gm, forward.get(_OUTPUT_LAYOUTS))
     for s, top in forward.get(_UPPER, {}).items():
         upper[s] = min(upper.get(s, top), top)
-    masks: dict[Any, list[MaskSpec | JoinSpec]] = {}
+    masks: dict[Any, list[Spec]] = {}
     for n in nodes:  # x[:s] of a static table: s's bucket must fit in the table
         for s in symbols:
             if op_name(n) == "slice" and prefix_slice(n, s):
@@ -361,7 +368,7 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
         for k, e in enumerate(dims_of(v) or []):
             where_sized.setdefault(e, (p, k))
     for s in sorted(symbols, key=str):
-        specs: list[MaskSpec | JoinSpec] = []
+        specs: list[Spec] = []
         for n in nodes:
             why = why_rows_mix(n, s, broken)
             if why is None:
@@ -388,6 +395,9 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
             dims_of(v) if isinstance(v, torch.Tensor) else expr_of(v) if isinstance(v, torch.SymInt) else None
         )
     index = {p: k for k, p in enumerate(placeholders)}
+    factored = {
+        k: lays[p] for k, p in enumerate(placeholders) if p in lays and any(not merged_ok(lays[p], s) for s in bucketed)
+    }
     (result,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
     outputs: list[Any] = []
     results = _keep_output_layouts(gm, lays)
@@ -433,9 +443,10 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
     if any(not packable(e, need) for k in packed for e in outputs[k]) or not need <= set(where_sized):
         why = "an output is padded along an inner dim its sizes cannot be rebuilt for"
         return None, {**exact, **{str(s): why for s in bucketed}}
-    joins = {f for s in masked for m in masks[s] if isinstance(m, JoinSpec) for f in m.factors}
+    # Rewrites (a cat, x[-k], a mean) read the actual sizes of every symbol they name.
+    joins = {f for s in masked for m in masks[s] if not isinstance(m, MaskSpec) for f in m.factors}
     if not joins <= set(where_sized):
-        return None, {**exact, **{str(s): "a cat joins sizes no input holds" for s in bucketed}}
+        return None, {**exact, **{str(s): "a rewrite reads sizes no input holds" for s in bucketed}}
     sized = sorted(set(masked) | need | joins, key=str)
     gm.meta[_UPPER] = {s: upper[s] for s in bucketed if s in upper}
     if sized and rewrite:
@@ -457,4 +468,5 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
         packed=packed,
         merged=merged,
         upper=upper,
+        factored=factored,
     ), exact
