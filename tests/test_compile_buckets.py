@@ -236,6 +236,53 @@ def test_row_wise_ops_bucket_without_masks(fn: Callable[[torch.Tensor], torch.Te
     assert g["plans"] == 2, g
 
 
+def test_an_index_along_a_padded_dim_counts_from_the_actual_size() -> None:
+    """``x[:, ix]`` with ``x`` padded along dim 1: -1 is the actual last
+    column, and an index past the actual size still raises."""
+    fn = lambda x, ix: x[:, ix] * 2
+    compiled = torch.compile(fn, backend="tpu")
+    for n in (3, 5, 6, 7):
+        x = torch.randn(2, n)
+        ix = torch.tensor([0, -1, n - 2, -n])
+        xd = x.to(TPU)
+        torch._dynamo.mark_dynamic(xd, 1)
+        assert_same(compiled(xd, ix.to(TPU)), fn(x, ix), f"length {n}", atol=0, rtol=0)
+    g = _graph()
+    assert g["bucketing"]["bucketed"] and not g["bucketing"]["exact"], g
+    assert g["plans"] == 2, g  # 4 and 8
+    x = torch.randn(2, 6)
+    xd = x.to(TPU)
+    torch._dynamo.mark_dynamic(xd, 1)
+    with pytest.raises(IndexError):
+        fn(x, torch.tensor([6]))
+    with pytest.raises(IndexError):
+        compiled(xd, torch.tensor([6]).to(TPU)).cpu()  # inside the bucket of 8, past the actual 6
+
+
+def test_padding_mask_and_a_table_smaller_than_the_bucket() -> None:
+    """GPT-2 with a left-padded attention mask: HF reads the mask at
+    ``arange(s)`` (an index along its padded dim) and the position table at
+    ``arange(s)`` too, whose bucket (32) is past the table's 20 rows; the
+    padded positions read row 0 instead. Both sequence symbols are bucketed."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=20)
+    torch.manual_seed(0)
+    cpu = transformers.GPT2LMHeadModel(config).eval()
+    dev = copy.deepcopy(cpu).to(TPU)
+    compiled = torch.compile(dev, backend="tpu")
+    for n in (5, 9, 12, 17, 7):
+        ids = torch.randint(3, 64, (2, n), generator=torch.Generator().manual_seed(n))
+        mask = torch.ones_like(ids)
+        mask[1, : n // 3] = 0
+        with torch.no_grad():
+            want = cpu(input_ids=ids, attention_mask=mask).logits
+            got = compiled(input_ids=ids.to(TPU), attention_mask=mask.to(TPU)).logits
+        assert_same(got, want, f"logits at length {n}", atol=1e-5, rtol=1e-4)
+    g = _graph()
+    assert len(g["bucketing"]["bucketed"]) == 2 and not g["bucketing"]["exact"], g
+    assert g["plans"] == 3, g  # 8, 16 and 32
+
+
 def test_pooled_classifier_trains_over_sequence_lengths() -> None:
     """BERT's pooler reads ``hidden[:, 0]`` (its gradient is a
     ``select_backward``) and its mask is built with ``new_ones``: both keep

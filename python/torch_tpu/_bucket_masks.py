@@ -27,11 +27,11 @@ import sympy
 import torch
 from torch import fx
 
-from torch_tpu._bucket_rewrites import JoinSpec, MeanSpec, TailSpec, packable, rewrite, size_node
+from torch_tpu._bucket_rewrites import IndexSpec, JoinSpec, MeanSpec, TailSpec, packable, rewrite, size_node
 from torch_tpu._bucket_rewrites import static as _static
 from torch_tpu._bucket_rows import expr_of, op_name, val_of
 
-__all__ = ["MaskSpec", "Spec", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs"]
+__all__ = ["MaskSpec", "Spec", "index_masks", "insert_masks", "layouts", "mask_specs", "merged_ok", "pack_outputs"]
 
 
 aten = torch.ops.aten
@@ -167,10 +167,19 @@ class MaskSpec:
     fill: float | int | bool
     sym: Any
     factors: tuple[Any, ...]
+    # For an argument that is a list (``index``'s indices): which entry.
+    item: int = -1
+
+    def target(self) -> fx.Node:
+        """The masked value."""
+        if self.arg < 0:
+            return self.node
+        a = self.node.args[self.arg]
+        return a[self.item] if self.item >= 0 else a  # type: ignore[index,return-value]
 
 
 # What makes one op exact on padded inputs: a mask, or a rewrite (``_bucket_rewrites``).
-Spec = MaskSpec | JoinSpec | TailSpec | MeanSpec
+Spec = MaskSpec | JoinSpec | TailSpec | MeanSpec | IndexSpec
 
 
 def _fill_for(dtype: torch.dtype, low: bool) -> float | int | bool:
@@ -229,6 +238,8 @@ class _Masker:
             return self._join(node)
         if name in ("select", "slice"):
             return self._tail(node, name)
+        if name == "index":
+            return self._index(node)
         if name in ("mm", "bmm", "addmm", "baddbmm"):
             return self._matmul(node, name)
         if name in ("nll_loss_forward", "nll_loss_backward"):
@@ -302,6 +313,20 @@ class _Masker:
         if not all(packable(e, self.sized) for e in exprs):
             return None
         return [JoinSpec(node, dim, tuple(sorted(syms, key=str)))]
+
+    def _index(self, node: fx.Node) -> list[Spec] | None:
+        """``x[..., ix]`` along the symbol's own dim of ``x``: integer indices only."""
+        specs: list[Spec] = []
+        for d, ix in enumerate(node.args[1]):  # type: ignore[arg-type]
+            if ix is None or not self.carries(node.args[0], d):
+                continue
+            v = val_of(ix)
+            if not isinstance(v, torch.Tensor) or v.dtype in (torch.bool, torch.uint8):
+                return None
+            if self.factors(node.args[0], d) != (self.sym,):
+                return None
+            specs.append(IndexSpec(node, d, (self.sym,)))
+        return specs or None
 
     def _tail(self, node: fx.Node, name: str) -> list[Spec] | None:
         """``x[:, -k]`` and ``x[:, -k:]`` along the symbol's own dim."""
@@ -393,6 +418,35 @@ class _Masker:
         return [m, MeanSpec(node, tuple(sorted(syms, key=str)))]  # zeros in the padding, then sum / count
 
 
+# Ops that read rows at the values of an index argument (its position).
+_INDEXED = {"index": 1, "embedding": 1, "index_select": 2, "gather": 2}
+
+
+def index_masks(node: fx.Node, sym: Any, lays: dict[fx.Node, Layout], sized: set[Any]) -> list[MaskSpec] | None:
+    """Zeros in the padded rows of an index tensor padded along ``sym``: a
+    padded ``arange(s)`` holds positions past a table, or past a dim kept
+    exact, which the index check would refuse. Row 0 is read there instead
+    (padded rows are never read back). None when a mask cannot be built."""
+    pos = _INDEXED.get(op_name(node) or "")
+    if pos is None or len(node.args) <= pos:
+        return []
+    masker = _Masker(lays, sym, sized)
+    arg = node.args[pos]
+    entries = list(enumerate(arg)) if isinstance(arg, (list, tuple)) else [(-1, arg)]
+    masks = []
+    for item, ix in entries:
+        v = val_of(ix)
+        if not isinstance(v, torch.Tensor) or v.dtype == torch.bool:
+            continue
+        for d in range(v.dim()):
+            if masker.carries(ix, d):
+                fs = masker.factors(ix, d)
+                if fs is None:
+                    return None
+                masks.append(MaskSpec(node, pos, d, 0, sym, fs, item))
+    return masks
+
+
 def mask_specs(node: fx.Node, sym: Any, lays: dict[fx.Node, Layout], sized: set[Any]) -> list[Spec] | None:
     """The masks that make ``node`` exact on inputs padded along ``sym``, or
     None when no mask does (the symbol then stays exact). ``sized``: the
@@ -404,7 +458,7 @@ def _valid(g: fx.Graph, spec: MaskSpec, n: Any, sizes: dict[Any, fx.Node], padde
     """``arange(n) < actual`` along the spec's dim, for a merged dim per
     factor, shaped to broadcast against a tensor of ``rank`` dims."""
     fs = spec.factors
-    device = val_of(spec.node if spec.arg < 0 else spec.node.args[spec.arg]).device
+    device = val_of(spec.target()).device
     if len(fs) == 1:
         idx = g.call_function(aten.arange.default, (n,), {"dtype": torch.int64, "device": device})
         valid = g.call_function(aten.lt.Tensor, (idx, size_node(g, fs[0], sizes)))
@@ -447,7 +501,7 @@ def insert_masks(
         if not isinstance(spec, MaskSpec):
             continue
         node = spec.node
-        x = node if spec.arg < 0 else node.args[spec.arg]
+        x = spec.target()
         xv = val_of(x)
         assert isinstance(x, fx.Node) and isinstance(xv, torch.Tensor)
         point = g.inserting_before(node.next) if spec.arg < 0 else g.inserting_before(node)
@@ -463,7 +517,10 @@ def insert_masks(
             node.replace_all_uses_with(masked, delete_user_cb=lambda u, keep=keep: u not in keep)
         else:
             args = list(node.args)
-            args[spec.arg] = masked
+            if spec.item >= 0:
+                args[spec.arg] = [masked if k == spec.item else a for k, a in enumerate(args[spec.arg])]  # type: ignore[arg-type]
+            else:
+                args[spec.arg] = masked
             node.args = tuple(args)
     # After the masks: a mean's sum reads its masked input.
     rewrite(g, [spec for spec in specs if not isinstance(spec, MaskSpec)], sizes)

@@ -10,7 +10,9 @@ is replaced by ops over the 0-d actual-size inputs:
 - ``x[:, -k]`` and ``x[:, -k:]``: read at the actual size minus k
   (``TailSpec``);
 - ``mean`` along a padded dim: a masked sum divided by the actual count
-  (``MeanSpec``; the zero mask itself is a ``MaskSpec``).
+  (``MeanSpec``; the zero mask itself is a ``MaskSpec``);
+- ``x[..., ix]`` along a padded dim of ``x`` (Hugging Face reads its padding
+  mask so): ``ix`` counted against the actual size (``IndexSpec``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import fx
 
 from torch_tpu._bucket_rows import expr_of, val_of
 
-__all__ = ["JoinSpec", "MeanSpec", "TailSpec", "packable", "rewrite", "size_node", "static"]
+__all__ = ["IndexSpec", "JoinSpec", "MeanSpec", "TailSpec", "packable", "rewrite", "size_node", "static"]
 
 aten = torch.ops.aten
 
@@ -115,6 +117,37 @@ class MeanSpec:
     factors: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class IndexSpec:
+    """Entry ``item`` of ``index(x, indices)`` indexes a dim of ``x`` padded
+    along ``factors[0]``."""
+
+    node: fx.Node
+    item: int
+    factors: tuple[Any, ...]
+
+
+def _index(g: fx.Graph, spec: IndexSpec, sizes: dict[Any, fx.Node]) -> None:
+    """Negative indices wrap at the actual size, not the padded one; an index
+    out of the actual range becomes the padded size, which the index check
+    refuses as it would have refused the original."""
+    node = spec.node
+    x, entries = node.args[0], list(node.args[1])  # type: ignore[arg-type]
+    ix = entries[spec.item]
+    actual = sizes[spec.factors[0]]
+    with g.inserting_before(node):
+        padded = g.call_function(aten.sym_size.int, (x, spec.item))
+        negative = g.call_function(aten.lt.Scalar, (ix, 0))
+        wrapped = g.call_function(aten.where.self, (negative, g.call_function(aten.add.Tensor, (ix, actual)), ix))
+        below = g.call_function(aten.lt.Scalar, (wrapped, 0))
+        past = g.call_function(aten.ge.Tensor, (wrapped, actual))
+        bad = g.call_function(aten.bitwise_or.Tensor, (below, past))
+        fixed = g.call_function(aten.where.ScalarSelf, (bad, padded, wrapped))
+    fixed.meta["val"] = val_of(ix)
+    entries[spec.item] = fixed
+    node.args = (x, entries, *node.args[2:])
+
+
 def _tail(g: fx.Graph, spec: TailSpec, sizes: dict[Any, fx.Node]) -> None:
     """An index_select at ``actual + start`` (and the rows after it, for a slice)."""
     node = spec.node
@@ -156,15 +189,18 @@ def _mean(g: fx.Graph, spec: MeanSpec, sizes: dict[Any, fx.Node]) -> None:
 
 def rewrite(g: fx.Graph, specs: list[Any], sizes: dict[Any, fx.Node]) -> None:
     """Each spec's rewrite, once per op (whichever symbols it names)."""
-    done: set[fx.Node] = set()
+    done: set[Any] = set()
     for spec in specs:
-        if spec.node in done:
+        key = (spec.node, spec.item) if isinstance(spec, IndexSpec) else spec.node
+        if key in done:
             continue
-        done.add(spec.node)
+        done.add(key)
         if isinstance(spec, JoinSpec):
             _join(g, spec, sizes)
         elif isinstance(spec, TailSpec):
             _tail(g, spec, sizes)
+        elif isinstance(spec, IndexSpec):
+            _index(g, spec, sizes)
         else:
             _mean(g, spec, sizes)
 

@@ -34,7 +34,16 @@ import sympy
 import torch
 from torch import fx
 
-from torch_tpu._bucket_masks import MaskSpec, Spec, insert_masks, layouts, mask_specs, merged_ok, pack_outputs
+from torch_tpu._bucket_masks import (
+    MaskSpec,
+    Spec,
+    index_masks,
+    insert_masks,
+    layouts,
+    mask_specs,
+    merged_ok,
+    pack_outputs,
+)
 from torch_tpu._bucket_rewrites import packable
 from torch_tpu._bucket_rows import dims_of, expr_of, has_sym, op_name, prefix_slice, val_of, why_rows_mix
 
@@ -372,6 +381,11 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
         for n in nodes:
             why = why_rows_mix(n, s, broken)
             if why is None:
+                index = index_masks(n, s, lays, set(where_sized))
+                if index is None:
+                    exact[str(s)] = f"{op_name(n)} reads an index padded along the dynamic dim"
+                    break
+                specs.extend(index)
                 continue
             fix = mask_specs(n, s, lays, set(where_sized))
             if fix is None:
