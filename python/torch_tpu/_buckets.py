@@ -379,13 +379,14 @@ def plan_buckets(gm: fx.GraphModule, rewrite: bool = True) -> tuple[Bucketing | 
     for s in sorted(symbols, key=str):
         specs: list[Spec] = []
         for n in nodes:
+            # Padded rows of an index tensor hold any value: zeros first, whatever else the op needs.
+            index = index_masks(n, s, lays, set(where_sized))
+            if index is None:
+                exact[str(s)] = f"{op_name(n)} reads an index padded along the dynamic dim"
+                break
+            specs.extend(index)
             why = why_rows_mix(n, s, broken)
             if why is None:
-                index = index_masks(n, s, lays, set(where_sized))
-                if index is None:
-                    exact[str(s)] = f"{op_name(n)} reads an index padded along the dynamic dim"
-                    break
-                specs.extend(index)
                 continue
             fix = mask_specs(n, s, lays, set(where_sized))
             if fix is None:
