@@ -76,13 +76,17 @@ def test_generate_static_cache_compiles_its_forward_once() -> None:
     assert stats["compiled_calls"] >= NEW_TOKENS - 1, stats
 
 
-def test_generate_with_a_compiled_forward_buckets_the_growing_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("padded", [False, True], ids=["all-ones-mask", "left-padded"])
+def test_generate_with_a_compiled_forward_buckets_the_growing_cache(
+    monkeypatch: pytest.MonkeyPatch, padded: bool
+) -> None:
     """``model.forward = torch.compile(model.forward, backend="tpu")`` with the
     dynamic cache: the KV cache grows by a ``cat`` along the sequence each
     token. The ``cat`` is gathered by the actual sizes and attention masked,
-    so lengths share power-of-two programs; the tokens equal CPU's. (A
-    left-padded prompt makes HF index its padding mask by the cache length,
-    which keeps that length exact: one program per token, still exact.)"""
+    so lengths share power-of-two programs; the tokens equal CPU's. A
+    left-padded prompt makes HF index its padding mask at the cache positions
+    and add the cache length as a value: the index counts from the mask's
+    actual length and the value is the actual one."""
     from torch_tpu._compile import compile_stats, reset_compile_stats
 
     monkeypatch.setenv("TORCH_TPU_CACHE_DIR", "0")  # count real compiles
@@ -91,8 +95,8 @@ def test_generate_with_a_compiled_forward_buckets_the_growing_cache(monkeypatch:
     earlier = {g["name"] for g in compile_stats()["graphs"]}  # other tests' graphs, still alive
     cpu, dev = _pair()
     dev.forward = torch.compile(dev.forward, backend="tpu")
-    ids, _ = _prompt()
-    mask = torch.ones_like(ids)
+    ids, left_padded = _prompt()
+    mask = left_padded if padded else torch.ones_like(ids)
     tokens = 14
     kw = {"max_new_tokens": tokens, "min_new_tokens": tokens, "do_sample": False, "pad_token_id": 0}
     want = cpu.generate(ids, attention_mask=mask, **kw)

@@ -27,7 +27,7 @@ import sympy
 import torch
 from torch import fx
 
-from torch_tpu._bucket_rewrites import IndexSpec, JoinSpec, MeanSpec, TailSpec, packable, rewrite, size_node
+from torch_tpu._bucket_rewrites import IndexSpec, JoinSpec, MeanSpec, TailSpec, ValueSpec, packable, rewrite, size_node
 from torch_tpu._bucket_rewrites import static as _static
 from torch_tpu._bucket_rows import expr_of, op_name, val_of
 
@@ -179,7 +179,7 @@ class MaskSpec:
 
 
 # What makes one op exact on padded inputs: a mask, or a rewrite (``_bucket_rewrites``).
-Spec = MaskSpec | JoinSpec | TailSpec | MeanSpec | IndexSpec
+Spec = MaskSpec | JoinSpec | TailSpec | MeanSpec | IndexSpec | ValueSpec
 
 
 def _fill_for(dtype: torch.dtype, low: bool) -> float | int | bool:
@@ -234,6 +234,9 @@ class _Masker:
         name = op_name(node)
         if name is None or not node.args:
             return None
+        values = self._values(node)
+        if values:
+            return values
         if name == "cat":
             return self._join(node)
         if name in ("select", "slice"):
@@ -313,6 +316,20 @@ class _Masker:
         if not all(packable(e, self.sized) for e in exprs):
             return None
         return [JoinSpec(node, dim, tuple(sorted(syms, key=str)))]
+
+    def _values(self, node: fx.Node) -> list[Spec] | None:
+        """An elementwise op reading a size of the symbol as a value."""
+        if torch.Tag.pointwise not in node.target.tags:  # type: ignore[union-attr]
+            return None
+        specs: list[Spec] = []
+        for k, a in enumerate(node.args):
+            v = val_of(a)
+            if isinstance(v, torch.SymInt) and self.sym in getattr(expr_of(v), "free_symbols", ()):
+                e = expr_of(v)
+                if not packable(e, self.sized) or not hasattr(node.target.overloadpacket, "Tensor"):  # type: ignore[union-attr]
+                    return None
+                specs.append(ValueSpec(node, k, tuple(sorted(e.free_symbols, key=str))))
+        return specs
 
     def _index(self, node: fx.Node) -> list[Spec] | None:
         """``x[..., ix]`` along the symbol's own dim of ``x``: integer indices only."""

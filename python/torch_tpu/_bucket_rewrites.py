@@ -12,7 +12,9 @@ is replaced by ops over the 0-d actual-size inputs:
 - ``mean`` along a padded dim: a masked sum divided by the actual count
   (``MeanSpec``; the zero mask itself is a ``MaskSpec``);
 - ``x[..., ix]`` along a padded dim of ``x`` (Hugging Face reads its padding
-  mask so): ``ix`` counted against the actual size (``IndexSpec``).
+  mask so): ``ix`` counted against the actual size (``IndexSpec``);
+- a size used as a value by an elementwise op (``kv_idx + past_length``):
+  the actual size's value (``ValueSpec``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import fx
 
 from torch_tpu._bucket_rows import expr_of, val_of
 
-__all__ = ["IndexSpec", "JoinSpec", "MeanSpec", "TailSpec", "packable", "rewrite", "size_node", "static"]
+__all__ = ["IndexSpec", "JoinSpec", "MeanSpec", "TailSpec", "ValueSpec", "packable", "rewrite", "size_node", "static"]
 
 aten = torch.ops.aten
 
@@ -127,6 +129,29 @@ class IndexSpec:
     factors: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class ValueSpec:
+    """Argument ``arg`` of an elementwise ``node`` is a symbolic size (of the
+    symbols ``factors``) used as a value."""
+
+    node: fx.Node
+    arg: int
+    factors: tuple[Any, ...]
+
+
+def _value(g: fx.Graph, spec: ValueSpec, sizes: dict[Any, fx.Node]) -> None:
+    """The size's actual value, a 0-d tensor (so ``add.Scalar`` becomes
+    ``add.Tensor``; a 0-d int64 tensor promotes as a Python int does)."""
+    node = spec.node
+    with g.inserting_before(node):
+        actual = size_node(g, expr_of(val_of(node.args[spec.arg])), sizes)
+    args = list(node.args)
+    args[spec.arg] = actual
+    if node.target._overloadname == "Scalar":  # type: ignore[union-attr]
+        node.target = node.target.overloadpacket.Tensor  # type: ignore[union-attr]
+    node.args = tuple(args)
+
+
 def _index(g: fx.Graph, spec: IndexSpec, sizes: dict[Any, fx.Node]) -> None:
     """Negative indices wrap at the actual size, not the padded one; an index
     out of the actual range becomes the padded size, which the index check
@@ -191,7 +216,13 @@ def rewrite(g: fx.Graph, specs: list[Any], sizes: dict[Any, fx.Node]) -> None:
     """Each spec's rewrite, once per op (whichever symbols it names)."""
     done: set[Any] = set()
     for spec in specs:
-        key = (spec.node, spec.item) if isinstance(spec, IndexSpec) else spec.node
+        key = (
+            (spec.node, spec.item)
+            if isinstance(spec, IndexSpec)
+            else (spec.node, spec.arg)
+            if isinstance(spec, ValueSpec)
+            else spec.node
+        )
         if key in done:
             continue
         done.add(key)
@@ -201,6 +232,8 @@ def rewrite(g: fx.Graph, specs: list[Any], sizes: dict[Any, fx.Node]) -> None:
             _tail(g, spec, sizes)
         elif isinstance(spec, IndexSpec):
             _index(g, spec, sizes)
+        elif isinstance(spec, ValueSpec):
+            _value(g, spec, sizes)
         else:
             _mean(g, spec, sizes)
 
@@ -214,9 +247,11 @@ def size_node(g: fx.Graph, expr: Any, sizes: dict[Any, fx.Node]) -> Any:
         return sizes[expr]
     parts = [size_node(g, a, sizes) for a in expr.args]
     op = aten.add.Tensor if isinstance(expr, sympy.Add) else aten.mul.Tensor
-    acc = parts[0] if isinstance(parts[0], fx.Node) else parts[1]
-    for p in parts:
-        if p is not acc:
+    # Start from a node (a tensor), so that each op is tensor-first; every other part once.
+    first = next(k for k, p in enumerate(parts) if isinstance(p, fx.Node))
+    acc = parts[first]
+    for k, p in enumerate(parts):
+        if k != first:
             acc = g.call_function(op, (acc, p))
     return acc
 
