@@ -485,6 +485,34 @@ def test_t5_training_over_encoder_lengths_matches_cpu() -> None:
     assert any(g["bucketing"].get("bucketed") for g in _graphs()), _graphs()
 
 
+def test_llama_training_over_sequence_lengths_matches_cpu() -> None:
+    """Llama's rotary embedding slices the head dim (its gradient, a
+    ``slice_backward``, takes the sequence only as a size) and its backward
+    fills zeros (``fill``): both keep the sequence bucketed."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    cpu = transformers.LlamaForCausalLM(config).train()
+    dev = copy.deepcopy(cpu).to(TPU)
+    compiled = torch.compile(dev, backend="tpu")
+    for n in (5, 9, 12, 7):
+        ids = torch.randint(0, 64, (2, n), generator=torch.Generator().manual_seed(n))
+        got = compiled(input_ids=ids.to(TPU), labels=ids.to(TPU)).loss
+        want = cpu(input_ids=ids, labels=ids).loss
+        got.backward()
+        want.backward()
+        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
+        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
+            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
+        dev.zero_grad()
+        cpu.zero_grad()
+    model = [g for g in _graphs() if g["bucketing"].get("bucketed") or g["bucketing"].get("exact")]
+    assert model and all(g["bucketing"]["bucketed"] and not g["bucketing"]["exact"] for g in model), _graphs()
+
+
 def test_prefix_of_a_table_keeps_buckets_inside_the_table() -> None:
     """``table[:n]`` of a 20-row table: the bucket of 17 is 20, not 32."""
     table = torch.randn(20, 4)

@@ -107,6 +107,8 @@ _FRESH = {
     "new_ones",
     "new_full",
     "new_empty_strided",
+    "fill",
+    "zero",
 }
 # Scans along ``args[1]``: element i reads elements up to i only, so padding at the end is never read.
 _SCANS = {"cumsum", "cumprod", "cummax", "cummin", "logcumsumexp"}
@@ -186,7 +188,7 @@ def why_rows_mix(node: fx.Node, sym: Any, broken: set[fx.Node]) -> str | None:
     carrying = [(i, d) for i, d in tensors if any(has_sym(e, sym) for e in d)]
     if name == "slice" and (prefix_slice(node, sym) or _whole_symbolic_slice(node)):
         return None
-    if name == "slice_backward" and _tail_slice_backward(node):
+    if name == "slice_backward" and (_tail_slice_backward(node) or _off_dim_backward(node, sym)):
         return None
     if name == "select_backward" and _front_select_backward(node, sym):
         return None
@@ -295,6 +297,16 @@ def _scan_rowwise(node: fx.Node, sym: Any, label: str) -> str | None:
     if not has_sym(e, sym) or sympy.simplify(e - sym).is_Integer:
         return None
     return f"{label} scans along a dim that merges the dynamic one"
+
+
+def _off_dim_backward(node: fx.Node, sym: Any) -> bool:
+    """The gradient of a slice along a dim the symbol is not in (Llama's
+    ``rotate_half``, along the head dim): the symbol is only a size there."""
+    sizes, dim = node.args[1:3]
+    if not isinstance(dim, int) or any(isinstance(val_of(a), torch.SymInt) for a in node.args[3:]):
+        return False
+    n = sizes[dim]  # type: ignore[index]
+    return not has_sym(expr_of(val_of(n) if isinstance(n, fx.Node) else n), sym)
 
 
 def _front_select_backward(node: fx.Node, sym: Any) -> bool:
