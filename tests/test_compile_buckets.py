@@ -63,6 +63,25 @@ def _run_sizes(cpu: nn.Module, dev: nn.Module, shapes: list[tuple[int, ...]], in
     return torch_tpu.metrics()["compiles"] - before
 
 
+def _train_over_lengths(cpu: nn.Module, lengths: tuple[int, ...], batch: Callable[[torch.Tensor], dict]) -> None:
+    """Forward and backward of a compiled copy of ``cpu`` at each length,
+    loss and every gradient checked against CPU's."""
+    dev = copy.deepcopy(cpu).to(TPU)
+    compiled = torch.compile(dev, backend="tpu")
+    for n in lengths:
+        ids = torch.randint(3, 64, (2, n), generator=torch.Generator().manual_seed(n))
+        kw = batch(ids)
+        got = compiled(**{k: v.to(TPU) for k, v in kw.items()}).loss
+        want = cpu(**kw).loss
+        got.backward()
+        want.backward()
+        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
+        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
+            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
+        dev.zero_grad()
+        cpu.zero_grad()
+
+
 def test_batch_sizes_1_to_16_take_five_programs() -> None:
     cpu, dev = _pair(lambda: nn.Sequential(nn.Linear(7, 13), nn.GELU(), nn.Linear(13, 5), nn.Softmax(-1)))
     compiles = _run_sizes(cpu, dev, [(b, 7) for b in range(1, 17)])
@@ -306,20 +325,7 @@ def test_pooled_classifier_trains_over_sequence_lengths() -> None:
     )  # fmt: skip
     torch.manual_seed(0)
     cpu = transformers.BertForSequenceClassification(config).train()
-    dev = copy.deepcopy(cpu).to(TPU)
-    compiled = torch.compile(dev, backend="tpu")
-    labels = torch.tensor([0, 1])
-    for n in (5, 9, 12, 7):
-        ids = torch.randint(3, 64, (2, n), generator=torch.Generator().manual_seed(n))
-        got = compiled(input_ids=ids.to(TPU), labels=labels.to(TPU)).loss
-        want = cpu(input_ids=ids, labels=labels).loss
-        got.backward()
-        want.backward()
-        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
-        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
-            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
-        dev.zero_grad()
-        cpu.zero_grad()
+    _train_over_lengths(cpu, (5, 9, 12, 7), lambda ids: {"input_ids": ids, "labels": torch.tensor([0, 1])})
     dynamic = [g for g in _graphs() if g["kind"] in ("forward", "backward") and g["bucketing"].get("bucketed")]
     assert len(dynamic) >= 2 and all(not g["bucketing"]["exact"] for g in dynamic), _graphs()
 
@@ -437,19 +443,7 @@ def test_gpt2_training_over_sequence_lengths_matches_cpu() -> None:
     )
     torch.manual_seed(0)
     cpu = transformers.GPT2LMHeadModel(config).train()
-    dev = copy.deepcopy(cpu).to(TPU)
-    compiled = torch.compile(dev, backend="tpu")
-    for n in (3, 5, 6, 7):
-        ids = torch.randint(0, 64, (2, n), generator=torch.Generator().manual_seed(n))
-        got = compiled(input_ids=ids.to(TPU), labels=ids.to(TPU)).loss
-        want = cpu(input_ids=ids, labels=ids).loss
-        got.backward()
-        want.backward()
-        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
-        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
-            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
-        dev.zero_grad()
-        cpu.zero_grad()
+    _train_over_lengths(cpu, (3, 5, 6, 7), lambda ids: {"input_ids": ids, "labels": ids})
     dynamic = [g for g in _graphs() if g["bucketing"].get("bucketed")]
     assert len(dynamic) == 4, _graphs()  # model forward and backward, loss forward and backward
     assert all(g["plans"] == 1 and not g["bucketing"]["exact"] for g in dynamic), dynamic  # 5, 6, 7 -> 8
@@ -468,20 +462,11 @@ def test_t5_training_over_encoder_lengths_matches_cpu() -> None:
     )
     torch.manual_seed(0)
     cpu = transformers.T5ForConditionalGeneration(config).train()
-    dev = copy.deepcopy(cpu).to(TPU)
-    compiled = torch.compile(dev, backend="tpu")
-    for n in (5, 9, 12, 7):
-        ids = torch.randint(3, 64, (2, n), generator=torch.Generator().manual_seed(n))
-        target = ids[:, :4].contiguous()
-        got = compiled(input_ids=ids.to(TPU), decoder_input_ids=target.to(TPU), labels=target.to(TPU)).loss
-        want = cpu(input_ids=ids, decoder_input_ids=target, labels=target).loss
-        got.backward()
-        want.backward()
-        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
-        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
-            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
-        dev.zero_grad()
-        cpu.zero_grad()
+    _train_over_lengths(
+        cpu,
+        (5, 9, 12, 7),
+        lambda ids: {"input_ids": ids, "decoder_input_ids": ids[:, :4].contiguous(), "labels": ids[:, :4].contiguous()},
+    )
     assert any(g["bucketing"].get("bucketed") for g in _graphs()), _graphs()
 
 
@@ -496,19 +481,7 @@ def test_llama_training_over_sequence_lengths_matches_cpu() -> None:
     )  # fmt: skip
     torch.manual_seed(0)
     cpu = transformers.LlamaForCausalLM(config).train()
-    dev = copy.deepcopy(cpu).to(TPU)
-    compiled = torch.compile(dev, backend="tpu")
-    for n in (5, 9, 12, 7):
-        ids = torch.randint(0, 64, (2, n), generator=torch.Generator().manual_seed(n))
-        got = compiled(input_ids=ids.to(TPU), labels=ids.to(TPU)).loss
-        want = cpu(input_ids=ids, labels=ids).loss
-        got.backward()
-        want.backward()
-        assert_same(got, want, f"loss at length {n}", atol=1e-5, rtol=1e-4)
-        for (name, p), q in zip(dev.named_parameters(), cpu.parameters()):
-            assert_same(p.grad, q.grad, f"{name}.grad at length {n}", atol=1e-5, rtol=1e-4)
-        dev.zero_grad()
-        cpu.zero_grad()
+    _train_over_lengths(cpu, (5, 9, 12, 7), lambda ids: {"input_ids": ids, "labels": ids})
     model = [g for g in _graphs() if g["bucketing"].get("bucketed") or g["bucketing"].get("exact")]
     assert model and all(g["bucketing"]["bucketed"] and not g["bucketing"]["exact"] for g in model), _graphs()
 
