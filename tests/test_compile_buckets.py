@@ -314,20 +314,48 @@ def test_padding_mask_and_a_table_smaller_than_the_bucket(family: str) -> None:
     assert g["plans"] == 3, g  # 8, 16 and 32
 
 
-def test_pooled_classifier_trains_over_sequence_lengths() -> None:
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_pooled_classifier_trains_over_sequence_lengths(family: str) -> None:
     """BERT's pooler reads ``hidden[:, 0]`` (its gradient is a
-    ``select_backward``) and its mask is built with ``new_ones``: both keep
-    the sequence bucketed, and gradients equal CPU's."""
+    ``select_backward``) and its mask is built with ``new_ones``. GPT-2's
+    classifier reads the logits at each row's last token,
+    ``logits[arange(b), last]`` (an index along the padded dim; its gradient
+    an ``index_put``). All keep the sequence bucketed, with CPU's gradients."""
     transformers = pytest.importorskip("transformers")
-    config = transformers.BertConfig(
-        num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2, vocab_size=64,
-        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
     torch.manual_seed(0)
-    cpu = transformers.BertForSequenceClassification(config).train()
+    if family == "bert":
+        config = transformers.BertConfig(
+            num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2, vocab_size=64,
+            max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        )  # fmt: skip
+        cpu = transformers.BertForSequenceClassification(config).train()
+    else:
+        config = transformers.GPT2Config(
+            n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=64, pad_token_id=0,
+            attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
+        )  # fmt: skip
+        cpu = transformers.GPT2ForSequenceClassification(config).train()
     _train_over_lengths(cpu, (5, 9, 12, 7), lambda ids: {"input_ids": ids, "labels": torch.tensor([0, 1])})
     dynamic = [g for g in _graphs() if g["kind"] in ("forward", "backward") and g["bucketing"].get("bucketed")]
     assert len(dynamic) >= 2 and all(not g["bucketing"]["exact"] for g in dynamic), _graphs()
+    assert not any(g["bucketing"].get("exact") for g in _graphs()), _graphs()
+
+
+def test_an_index_put_into_a_padded_dim_counts_from_the_actual_size() -> None:
+    fn = lambda x, ix, v: x.index_put((torch.arange(2, device=x.device), ix), v, accumulate=True) * 2
+    compiled = torch.compile(fn, backend="tpu")
+    for n in (3, 5, 6, 7):
+        x, v = torch.randn(2, n), torch.randn(2)
+        ix = torch.tensor([-1, n - 2])
+        xd = x.to(TPU)
+        torch._dynamo.mark_dynamic(xd, 1)
+        assert_same(compiled(xd, ix.to(TPU), v.to(TPU)), fn(x, ix, v), f"length {n}", atol=1e-6, rtol=1e-6)
+    g = _graph()
+    assert g["bucketing"]["bucketed"] and not g["bucketing"]["exact"], g
+    xd = torch.randn(2, 6).to(TPU)
+    torch._dynamo.mark_dynamic(xd, 1)
+    with pytest.raises(IndexError):
+        compiled(xd, torch.tensor([0, 6]).to(TPU), torch.ones(2).to(TPU)).cpu()  # past the actual 6, inside bucket 8
 
 
 def _hf_lengths(model: nn.Module, vocab: int, lengths: list[int]) -> dict:

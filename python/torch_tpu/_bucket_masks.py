@@ -243,6 +243,8 @@ class _Masker:
             return self._tail(node, name)
         if name == "index":
             return self._index(node)
+        if name == "index_put":
+            return self._index_put(node)
         if name in ("mm", "bmm", "addmm", "baddbmm"):
             return self._matmul(node, name)
         if name in ("nll_loss_forward", "nll_loss_backward"):
@@ -344,6 +346,17 @@ class _Masker:
                 return None
             specs.append(IndexSpec(node, d, (self.sym,)))
         return specs or None
+
+    def _index_put(self, node: fx.Node) -> list[Spec] | None:
+        """``out[..., ix] = v`` into a tensor padded along the symbol (the
+        backward of ``x[..., ix]``): the indices count from the actual size.
+        Indices or values padded themselves would write their padded rows
+        somewhere real, so they must not carry the symbol."""
+        for a in [node.args[2], *[ix for ix in node.args[1] if ix is not None]]:  # type: ignore[union-attr]
+            v = val_of(a)
+            if not isinstance(v, torch.Tensor) or any(self.carries(a, d) for d in range(v.dim())):
+                return None
+        return self._index(node)
 
     def _tail(self, node: fx.Node, name: str) -> list[Spec] | None:
         """``x[:, -k]`` and ``x[:, -k:]`` along the symbol's own dim."""
