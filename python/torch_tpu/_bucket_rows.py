@@ -139,6 +139,11 @@ def val_of(arg: Any) -> Any:
     return arg.meta.get("val") if isinstance(arg, fx.Node) else None
 
 
+def _size_arg(n: Any) -> Any:
+    """An entry of a sizes argument (an int, or a node of a symbolic int) as an expression."""
+    return expr_of(val_of(n) if isinstance(n, fx.Node) else n)
+
+
 def _tensor_args(node: fx.Node) -> list[tuple[int, list[Any]]]:
     out = []
     for i, a in enumerate(node.args):
@@ -284,7 +289,7 @@ def _tail_slice_backward(node: fx.Node) -> bool:
     if isinstance(end, int):
         return end >= 2**62
     v, n = val_of(end), sizes[dim]  # type: ignore[index]
-    return v is not None and sympy.simplify(expr_of(v) - expr_of(val_of(n) if isinstance(n, fx.Node) else n)) == 0
+    return v is not None and sympy.simplify(expr_of(v) - _size_arg(n)) == 0
 
 
 def _scan_rowwise(node: fx.Node, sym: Any, label: str) -> str | None:
@@ -306,7 +311,7 @@ def _off_dim_backward(node: fx.Node, sym: Any) -> bool:
     if not isinstance(dim, int) or any(isinstance(val_of(a), torch.SymInt) for a in node.args[3:]):
         return False
     n = sizes[dim]  # type: ignore[index]
-    return not has_sym(expr_of(val_of(n) if isinstance(n, fx.Node) else n), sym)
+    return not has_sym(_size_arg(n), sym)
 
 
 def _front_select_backward(node: fx.Node, sym: Any) -> bool:
@@ -318,7 +323,7 @@ def _front_select_backward(node: fx.Node, sym: Any) -> bool:
     if index >= 0:
         return True
     n = sizes[dim]  # type: ignore[index]
-    return not has_sym(expr_of(val_of(n) if isinstance(n, fx.Node) else n), sym)
+    return not has_sym(_size_arg(n), sym)
 
 
 def _whole_symbolic_slice(node: fx.Node) -> bool:
