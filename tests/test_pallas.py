@@ -261,3 +261,21 @@ def test_a_cpu_argument_is_named_in_the_error() -> None:
     scale = pallas.custom_jax_kernel(lambda x, w: x * w)
     with pytest.raises(RuntimeError, match=r"argument 1 on cpu"):
         scale(torch.randn(4, 8, device=TPU), torch.randn(8))
+
+
+def test_jax_op_result_count_must_match_its_annotations() -> None:
+    # The schema comes from the annotations: without a tuple annotation a
+    # function returning two arrays would lose its second one.
+    def split(x: jax.Array):  # noqa: ANN202 - the missing annotation is the point
+        return x + 1, x * 2
+
+    op = pallas.jax_op("torch_tpu_test::split_unannotated", split)
+    with pytest.raises(TypeError, match=r"split_unannotated.*returned 2 arrays.*tuple"):
+        op(torch.ones(3, device=TPU))
+
+    def pair(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return x + 1, x * 2
+
+    a, b = pallas.jax_op("torch_tpu_test::split_annotated", pair)(torch.arange(3.0, device=TPU))
+    assert_same(a, torch.arange(3.0) + 1, "first result")
+    assert_same(b, torch.arange(3.0) * 2, "second result")

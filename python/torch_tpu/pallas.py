@@ -612,10 +612,23 @@ def jax_op(
         for n in mutated:
             schema = schema.replace(f"Tensor {n}", f"Tensor(a_{n}!) {n}", 1)
 
+    def results(flat: Sequence[Any]) -> Any:
+        # The schema was fixed from the annotations before any call: a result
+        # count that disagrees would drop results silently.
+        want = len(outs) if returns_tuple else 1
+        if len(flat) != want:
+            said = f"a tuple of {want}" if returns_tuple else "one array (the return is not annotated as a tuple)"
+            raise TypeError(
+                f"jax_op {name}: {getattr(fn, '__name__', 'the function')} returned {len(flat)} arrays "
+                f"but its annotations say {said}; "
+                f"annotate the return as tuple[jax.Array, ...] with one entry per result"
+            )
+        return tuple(flat) if returns_tuple else flat[0]
+
     def impl(*args: Any) -> Any:
         _, flat = kernel._run(args)
         kernel._alias(kernel._split(args)[1], flat)
-        return tuple(flat) if returns_tuple else flat[0]
+        return results(flat)
 
     op = torch.library.custom_op(name, impl, mutates_args=mutated, schema=schema)
 
@@ -629,7 +642,7 @@ def jax_op(
         leaves = jax.tree_util.tree_leaves(out)
         device = next(a.device for a in args if isinstance(a, torch.Tensor))
         made = [torch.empty(tuple(o.shape), dtype=_torch_dtype(o.dtype), device=device) for o in leaves]
-        return tuple(made) if returns_tuple else made[0]
+        return results(made)
 
     op.register_fake(fake)
 
