@@ -266,7 +266,7 @@ def test_a_cpu_argument_is_named_in_the_error() -> None:
 def test_jax_op_result_count_must_match_its_annotations() -> None:
     # The schema comes from the annotations: without a tuple annotation a
     # function returning two arrays would lose its second one.
-    def split(x: jax.Array):  # noqa: ANN202 - the missing annotation is the point
+    def split(x: jax.Array):  # no return annotation: the point of the test
         return x + 1, x * 2
 
     op = pallas.jax_op("torch_tpu_test::split_unannotated", split)
