@@ -319,6 +319,9 @@ impl Buffer {
         if need == 0 {
             return Ok(());
         }
+        if self.client.platform_name() == "cpu" && self.read_host_resident(dst)? {
+            return Ok(());
+        }
         let mut args = sys::PJRT_Buffer_ToHostBuffer_Args {
             struct_size: sys::PJRT_Buffer_ToHostBuffer_Args_STRUCT_SIZE as usize,
             src: self.raw,
@@ -333,6 +336,45 @@ impl Buffer {
             pjrt_call!(self.client.api(), PJRT_Buffer_ToHostBuffer, &mut args)?;
             await_and_destroy(*self.client.api(), args.event)
         }
+    }
+
+    /// The CPU plugin's device memory is host memory: once the buffer is
+    /// ready its bytes are copied straight out. `PJRT_Buffer_ToHostBuffer`
+    /// hands the copy to the plugin's worker threads, which costs about 75 µs
+    /// of thread hand-offs per read on a 2-core machine against well under
+    /// 1 µs for a small tensor here. False (nothing copied) where the device
+    /// representation is not the dense host one or the plugin gives no pointer.
+    fn read_host_resident(&self, dst: &mut [u8]) -> Result<bool> {
+        if self.on_device_size_in_bytes()? != dst.len() {
+            return Ok(false);
+        }
+        self.ready_event()?.await_ready()?;
+        let mut args = sys::PJRT_Buffer_UnsafePointer_Args {
+            struct_size: sys::PJRT_Buffer_UnsafePointer_Args_STRUCT_SIZE as usize,
+            buffer: self.raw,
+            ..Default::default()
+        };
+        // SAFETY: args initialised; buffer live.
+        if unsafe { pjrt_call!(self.client.api(), PJRT_Buffer_UnsafePointer, &mut args) }.is_err()
+            || args.buffer_pointer == 0
+        {
+            return Ok(false);
+        }
+        // SAFETY: on the CPU platform the pointer addresses `dst.len()` bytes
+        // of host memory holding the buffer densely in the default row-major
+        // layout (the size check above rules out padded or packed forms). The
+        // buffer is ready (its producer has finished) and live while `self`
+        // is borrowed; a PJRT buffer is never rewritten once ready (donation
+        // deletes it, and `to_host` checked it is not deleted), so the bytes
+        // are stable during the copy, and `dst` is a distinct Rust allocation.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                args.buffer_pointer as *const u8,
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+        Ok(true)
     }
 
     /// Convenience: copies to a new `Vec<u8>`.

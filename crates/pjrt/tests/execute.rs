@@ -189,3 +189,27 @@ fn concurrent_execute() {
         t.join().unwrap();
     }
 }
+
+/// A transpose and a comparison computed by a program: the reads (straight
+/// from host-resident memory on the CPU plugin) give the row-major values of
+/// the logical result, with `pred` as one byte per element.
+const TRANSPOSE_AND_COMPARE: &str = r#"
+func.func @main(%a: tensor<2x3xf32>) -> (tensor<3x2xf32>, tensor<2x3xi1>) {
+  %t = "stablehlo.transpose"(%a) {permutation = array<i64: 1, 0>} : (tensor<2x3xf32>) -> tensor<3x2xf32>
+  %z = "stablehlo.constant"() {value = dense<3.0> : tensor<2x3xf32>} : () -> tensor<2x3xf32>
+  %c = "stablehlo.compare"(%a, %z) {comparison_direction = #stablehlo<comparison_direction GT>} : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xi1>
+  "func.return"(%t, %c) : (tensor<3x2xf32>, tensor<2x3xi1>) -> ()
+}
+"#;
+
+#[test]
+fn reads_of_transposed_and_bool_outputs() {
+    let c = client();
+    let exe = c.compile(TRANSPOSE_AND_COMPARE).unwrap();
+    let a = upload(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    let out = exe.execute(&[&a], None, &[]).unwrap();
+    assert_eq!(read(&out[0]), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    assert_eq!(out[1].to_host_vec().unwrap(), vec![0, 0, 0, 1, 1, 1]);
+    let mut short = [0u8; 5];
+    assert!(out[1].to_host(&mut short).is_err());
+}
